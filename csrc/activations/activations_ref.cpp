@@ -1,0 +1,5 @@
+#include "activations/activations.hpp"
+
+namespace pydl::generic {
+void fill_activations(ActTable&) {}
+}  // namespace pydl::generic

@@ -1,0 +1,183 @@
+#include "common/parallel.hpp"
+
+#include <pthread.h>
+
+#include <algorithm>
+#include <atomic>
+#include <condition_variable>
+#include <cstdlib>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#if defined(__x86_64__) || defined(_M_X64)
+#include <immintrin.h>
+#define PYDL_PAUSE() _mm_pause()
+#else
+#define PYDL_PAUSE() ((void)0)
+#endif
+
+namespace pydl {
+namespace {
+
+int default_threads() {
+  if (const char* env = std::getenv("PYDL_NUM_THREADS")) {
+    char* end = nullptr;
+    long v = std::strtol(env, &end, 10);
+    if (end != env && *end == '\0' && v >= 1 && v <= 1024) return static_cast<int>(v);
+  }
+  unsigned hw = std::thread::hardware_concurrency();
+  return hw == 0 ? 1 : static_cast<int>(hw);
+}
+
+std::atomic<int> g_num_threads{0};  // 0 = not yet read from the environment
+
+// Workers spin this many pause-iterations after a job before sleeping: back-to-back kernel calls
+// of a training step (a few microseconds apart) then start without a futex wake-up.
+constexpr int kSpinIterations = 1 << 14;
+
+// A job: tasks [0, n) are claimed through `next`; the submitting thread takes part too.
+struct Job {
+  TaskFn fn = nullptr;
+  void* ctx = nullptr;
+  int64_t n = 0;
+  std::atomic<int64_t> next{0};
+  std::atomic<int64_t> done{0};
+};
+
+class Pool {
+ public:
+  explicit Pool(int n_workers) {
+    workers_.reserve(n_workers);
+    for (int i = 0; i < n_workers; ++i) workers_.emplace_back([this] { worker_loop(); });
+  }
+  ~Pool() {
+    {
+      std::lock_guard<std::mutex> lk(mu_);
+      stop_ = true;
+      generation_.fetch_add(1, std::memory_order_release);
+    }
+    cv_.notify_all();
+    for (auto& t : workers_) t.join();
+  }
+  int size() const { return static_cast<int>(workers_.size()); }
+
+  // Runs one job; the caller holds g_pool_mu, so jobs never overlap.
+  void run(int64_t n, TaskFn fn, void* ctx) {
+    Job job;
+    job.fn = fn;
+    job.ctx = ctx;
+    job.n = n;
+    {
+      std::lock_guard<std::mutex> lk(mu_);
+      job_ = &job;
+      generation_.fetch_add(1, std::memory_order_release);
+    }
+    cv_.notify_all();
+    work_on(job);
+    while (job.done.load(std::memory_order_acquire) < n) PYDL_PAUSE();
+    // Wait until no worker still holds a pointer to `job` before it leaves the stack.
+    {
+      std::lock_guard<std::mutex> lk(mu_);
+      job_ = nullptr;
+    }
+    while (active_.load(std::memory_order_acquire) != 0) PYDL_PAUSE();
+  }
+
+ private:
+  static void work_on(Job& job) {
+    for (;;) {
+      int64_t t = job.next.fetch_add(1, std::memory_order_relaxed);
+      if (t >= job.n) break;
+      job.fn(job.ctx, t);
+      job.done.fetch_add(1, std::memory_order_release);
+    }
+  }
+
+  void worker_loop();
+
+  std::vector<std::thread> workers_;
+  std::mutex mu_;         // guards job_ and stop_
+  std::condition_variable cv_;
+  std::atomic<uint64_t> generation_{0};
+  std::atomic<int> active_{0};  // workers currently inside a job
+  Job* job_ = nullptr;
+  bool stop_ = false;
+};
+
+thread_local bool t_in_worker = false;
+
+void Pool::worker_loop() {
+  t_in_worker = true;
+  uint64_t seen = 0;
+  for (;;) {
+    // Spin briefly for the next job, then sleep.
+    int spins = 0;
+    while (generation_.load(std::memory_order_acquire) == seen && spins < kSpinIterations) {
+      PYDL_PAUSE();
+      ++spins;
+    }
+    Job* job = nullptr;
+    {
+      std::unique_lock<std::mutex> lk(mu_);
+      cv_.wait(lk, [&] { return stop_ || generation_.load(std::memory_order_relaxed) != seen; });
+      if (stop_) return;
+      seen = generation_.load(std::memory_order_relaxed);
+      job = job_;
+      if (job) active_.fetch_add(1, std::memory_order_acq_rel);
+    }
+    if (job) {
+      work_on(*job);
+      active_.fetch_sub(1, std::memory_order_acq_rel);
+    }
+  }
+}
+
+std::mutex g_pool_mu;  // held by the thread whose job runs on g_pool (and while it is replaced)
+Pool* g_pool = nullptr;
+
+void forget_pool_in_child() {
+  // The child has only the forking thread: the parent's workers and any lock they held are gone.
+  // Leak the old pool object (destroying it would join threads that do not exist) and start over.
+  new (&g_pool_mu) std::mutex();
+  g_pool = nullptr;
+}
+
+struct AtForkRegistrar {
+  AtForkRegistrar() { pthread_atfork(nullptr, nullptr, forget_pool_in_child); }
+} g_atfork_registrar;
+
+}  // namespace
+
+int get_num_threads() {
+  int n = g_num_threads.load(std::memory_order_relaxed);
+  if (n == 0) {
+    int expected = 0;
+    g_num_threads.compare_exchange_strong(expected, default_threads());
+    n = g_num_threads.load(std::memory_order_relaxed);
+  }
+  return n;
+}
+
+void set_num_threads(int n) { g_num_threads.store(n < 1 ? 1 : n, std::memory_order_relaxed); }
+
+void parallel_run(int64_t n_tasks, TaskFn fn, void* ctx) {
+  if (n_tasks <= 0) return;
+  int nt = get_num_threads();
+  if (nt > 1 && n_tasks > 1 && !t_in_worker) {
+    // A thread that finds the pool busy (another Python thread's kernel) computes alone rather
+    // than queueing: no waiting on strangers, and the result is the same either way.
+    std::unique_lock<std::mutex> lk(g_pool_mu, std::try_to_lock);
+    if (lk.owns_lock()) {
+      if (!g_pool || g_pool->size() != nt - 1) {
+        delete g_pool;  // joins the old workers; no job is running (we hold g_pool_mu)
+        g_pool = new Pool(nt - 1);
+      }
+      g_pool->run(n_tasks, fn, ctx);
+      return;
+    }
+  }
+  for (int64_t t = 0; t < n_tasks; ++t) fn(ctx, t);
+}
+
+}  // namespace pydl

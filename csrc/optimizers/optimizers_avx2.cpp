@@ -1,0 +1,5 @@
+#include "optimizers/optimizers.hpp"
+
+namespace pydl::avx2 {
+void fill_optimizers(OptimTable&) {}
+}  // namespace pydl::avx2

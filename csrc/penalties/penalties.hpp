@@ -1,0 +1,16 @@
+// penalties: kernel table (entries are added by the family's implementation work).
+#pragma once
+
+#include <cstdint>
+
+#include "common/fill.hpp"
+
+namespace pydl {
+
+struct PenaltyTable {
+  int placeholder_ = 0;
+};
+
+PYDL_DECLARE_FILL(fill_penalties, PenaltyTable)
+
+}  // namespace pydl

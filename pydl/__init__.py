@@ -1,0 +1,49 @@
+"""pydl: a small, fast, C++-accelerated deep-learning library for the CPU."""
+
+from . import _core
+from . import kernels
+
+__version__ = "0.1.0"
+
+__all__ = ["__version__", "cpu_info", "get_num_threads", "kernels", "set_num_threads"]
+
+
+def set_num_threads(n):
+    """Set how many threads pydl's kernels may use.
+
+    Args:
+        n: A positive int. The default is the number of usable cores, or ``PYDL_NUM_THREADS``.
+
+    Raises:
+        TypeError: ``n`` is not an int.
+        ValueError: ``n`` is not in [1, 1024].
+
+    Results do not depend on the thread count: every kernel splits its work so that each output
+    element is computed by the same arithmetic whichever thread runs it.
+    """
+    _core.set_num_threads(n)
+
+
+def get_num_threads():
+    """Return how many threads pydl's kernels may use."""
+    return _core.get_num_threads()
+
+
+def cpu_info():
+    """Return the kernel set in use and the thread count.
+
+    Returns:
+        A dict with ``"isa"`` (``"avx512"``, ``"avx2"`` or ``"generic"``: the instruction set the
+        kernels dispatch to, chosen once at import or forced with ``PYDL_ARCH``), ``"supported"``
+        (every instruction set this CPU can run) and ``"threads"`` (``get_num_threads()``).
+
+    Example:
+        >>> import pydl
+        >>> sorted(pydl.cpu_info())
+        ['isa', 'supported', 'threads']
+    """
+    return {
+        "isa": _core.isa(),
+        "supported": list(_core.supported_isas()),
+        "threads": _core.get_num_threads(),
+    }

@@ -1,0 +1,32 @@
+"""Shared fixtures: run kernel tests on every instruction set this CPU has and at 1 and 2 threads."""
+
+import numpy as np
+import pytest
+
+import pydl
+from pydl import _core
+
+ISAS = list(_core.supported_isas())
+
+
+@pytest.fixture(params=ISAS)
+def isa(request):
+    """Dispatch every kernel call in the test to one instruction set, then restore the default."""
+    previous = _core.isa()
+    _core._set_isa(request.param)
+    yield request.param
+    _core._set_isa(previous)
+
+
+@pytest.fixture(params=[1, 2])
+def threads(request):
+    """Run the test with the kernels limited to 1 or 2 threads, then restore the setting."""
+    previous = pydl.get_num_threads()
+    pydl.set_num_threads(request.param)
+    yield request.param
+    pydl.set_num_threads(previous)
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(12345)
