@@ -25,7 +25,7 @@ inline double lane_sum(int64_t n, F f) {
   int64_t i = 0;
   for (; i + kLanes <= n; i += kLanes)
     for (int l = 0; l < kLanes; ++l) acc[l] += f(i + l);
-  for (int l = 0; i < n; ++i, ++l) acc[l] += f(i);
+  for (int l = 0; l < kLanes - 1 && i + l < n; ++l) acc[l] += f(i + l);  // the < kLanes tail
   for (int w = kLanes / 2; w > 0; w /= 2)
     for (int l = 0; l < w; ++l) acc[l] += acc[l + w];
   return acc[0];
