@@ -9,7 +9,7 @@ SHAPES = [(32, 10), (512, 10), (512, 1000)]
 
 
 def numpy_softmax_cross_entropy(x, y):
-    """Mean loss and its gradient: log-softmax via max/exp/sum/log, grad = (softmax - onehot) / N."""
+    """Mean loss and gradient: log-softmax via max/exp/sum/log, grad = (softmax - onehot) / N."""
     n = x.shape[0]
     rows = np.arange(n)
     z = x - x.max(axis=1, keepdims=True)

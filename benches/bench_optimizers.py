@@ -60,6 +60,7 @@ def test_adam(benchmark, threads, impl, arrays):
     p, g, m, v, tmp = arrays
     benchmark.group = f"adam_1e6[{threads}t]"
     if impl == "pydl":
-        benchmark(lambda: K.adam_update(p, g, m, v, step=STEP, lr=LR, beta1=BETA1, beta2=BETA2, eps=EPS))
+        kw = dict(step=STEP, lr=LR, beta1=BETA1, beta2=BETA2, eps=EPS)
+        benchmark(lambda: K.adam_update(p, g, m, v, **kw))
     else:
         benchmark(numpy_adam, p, g, m, v, tmp)

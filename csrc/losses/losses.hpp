@@ -7,7 +7,7 @@
 // add the block sums in block order, so the loss is bit-identical for any thread count. Within a
 // slice, sums use a fixed number of interleaved double accumulators combined in a fixed order.
 //
-// Dtypes: float32 and float64 (one entry each); per-element arithmetic is done in T, sums in double.
+// Dtypes: float32 and float64 (one entry each); per-element arithmetic in T, sums in double.
 // Assumptions (validated by the bindings): all arrays are C-contiguous; outputs do not overlap the
 // inputs; labels are int64 in [0, cols).
 //

@@ -2,6 +2,7 @@
 implementations of PyTorch's torch.optim.SGD / Adam / AdamW update rules."""
 
 import math
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
@@ -50,6 +51,10 @@ def assert_close(got, want, dtype):
     np.testing.assert_allclose(got, want, rtol=RTOL[dtype], atol=RTOL[dtype] * scale)
 
 
+def config_id(cfg):
+    return ",".join(f"{k}={v}" for k, v in cfg.items()) or "default"
+
+
 def grads(rng, shape, dtype, steps):
     return [rng.standard_normal(shape).astype(dtype) for _ in range(steps)]
 
@@ -70,7 +75,7 @@ SGD_CONFIGS = [
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("shape", [(1,), (7,), (1029,), (29, 31)])
-@pytest.mark.parametrize("cfg", SGD_CONFIGS, ids=lambda c: ",".join(f"{k}={v}" for k, v in c.items()))
+@pytest.mark.parametrize("cfg", SGD_CONFIGS, ids=config_id)
 def test_sgd_matches_reference(isa, rng, dtype, shape, cfg):
     p = rng.standard_normal(shape).astype(dtype)
     buf = np.zeros(shape, dtype) if cfg.get("momentum") else None
@@ -132,7 +137,7 @@ ADAM_CONFIGS = [
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("shape", [(1,), (7,), (1029,), (29, 31)])
 @pytest.mark.parametrize("decoupled", [False, True], ids=["adam", "adamw"])
-@pytest.mark.parametrize("cfg", ADAM_CONFIGS, ids=lambda c: ",".join(f"{k}={v}" for k, v in c.items()) or "default")
+@pytest.mark.parametrize("cfg", ADAM_CONFIGS, ids=config_id)
 def test_adam_matches_reference(isa, rng, dtype, shape, decoupled, cfg):
     update = K.adamw_update if decoupled else K.adam_update
     kw = dict(cfg)
@@ -162,7 +167,8 @@ def test_adam_coupled_vs_decoupled_decay(isa, rng):
     # Adam's L2 term enters the moments; AdamW's decay leaves them alone and shrinks param.
     np.testing.assert_allclose(results["adam", 0.5][1], 0.1 * (g + 0.5 * p0), rtol=1e-13)
     np.testing.assert_array_equal(results["adamw", 0.5][1], results["adam", 0.0][1])
-    np.testing.assert_allclose(results["adamw", 0.5][0], results["adam", 0.0][0] - 0.1 * 0.5 * p0, rtol=1e-12)
+    want = results["adam", 0.0][0] - 0.1 * 0.5 * p0
+    np.testing.assert_allclose(results["adamw", 0.5][0], want, rtol=1e-12)
     # The first step of Adam moves every element by lr * |g| / (|g| + eps), about lr.
     np.testing.assert_allclose(results["adam", 0.0][0], p0 - 0.1 * np.sign(g), rtol=0, atol=1e-6)
 
@@ -230,6 +236,24 @@ def test_threads_agree_on_large_arrays(isa, threads, rng, name, dtype):
     np.testing.assert_array_equal(p, p1)
 
 
+def test_concurrent_python_threads(rng):
+    # 8 Python threads updating 8 different parameters at once give the serial results.
+    p0 = [rng.standard_normal(50_000).astype(np.float32) for _ in range(8)]
+    g = [rng.standard_normal(50_000).astype(np.float32) for _ in range(8)]
+
+    def steps(i):
+        p, m, v = p0[i].copy(), np.zeros_like(p0[i]), np.zeros_like(p0[i])
+        for step in range(1, 4):
+            K.adamw_update(p, g[i], m, v, step=step, lr=0.01)
+        return p
+
+    serial = [steps(i) for i in range(8)]
+    with ThreadPoolExecutor(8) as pool:
+        parallel = list(pool.map(steps, range(8)))
+    for got, want in zip(parallel, serial):
+        np.testing.assert_array_equal(got, want)
+
+
 @pytest.mark.parametrize("name", ["sgd", "adam", "adamw"])
 def test_nan_grad_only_touches_its_element(isa, name):
     p = np.ones(9, np.float32)
@@ -264,7 +288,8 @@ def test_array_validation(name):
         for a, b in zip((p, g, *state), snapshot):
             np.testing.assert_array_equal(a, b)
 
-    check(TypeError, r"grad has dtype float64 but the other operands are float32", g=g.astype(np.float64))
+    check(TypeError, r"grad has dtype float64 but the other operands are float32",
+          g=g.astype(np.float64))
     check(TypeError, r"float32 or float64", p=np.ones(4, np.int32), g=np.ones(4, np.int32))
     check(TypeError, r"param must be a numpy.ndarray", p=[1.0, 1.0, 1.0, 1.0])
     check(ValueError, r"param and grad .*\(4,\) and \(5,\)", g=np.ones(5, np.float32))
@@ -274,8 +299,10 @@ def test_array_validation(name):
     check(ValueError, r"param is read-only", p=ro)
     first = "momentum_buffer" if name == "sgd" else "exp_avg"
     check(TypeError, rf"{first} has dtype float64", state=[s.astype(np.float64) for s in state])
-    check(ValueError, rf"{first} must have shape \(4,\), got \(2, 2\)", state=[s.reshape(2, 2) for s in state])
-    check(ValueError, rf"{first} must be C-contiguous", state=[np.zeros(8, np.float32)[::2] for _ in state])
+    check(ValueError, rf"{first} must have shape \(4,\), got \(2, 2\)",
+          state=[s.reshape(2, 2) for s in state])
+    check(ValueError, rf"{first} must be C-contiguous",
+          state=[np.zeros(8, np.float32)[::2] for _ in state])
     check(ValueError, rf"{first} overlaps the memory of param", state=[p] + state[1:])
     if name != "sgd":
         shared = np.zeros(4, np.float32)
@@ -366,5 +393,6 @@ def test_against_torch(rng):
             else:
                 b1, b2 = kw["betas"]
                 fn = K.adam_update if name == "adam" else K.adamw_update
-                fn(p, g, *state, step=step, lr=kw["lr"], beta1=b1, beta2=b2, weight_decay=kw["weight_decay"])
+                fn(p, g, *state, step=step, lr=kw["lr"], beta1=b1, beta2=b2,
+                   weight_decay=kw["weight_decay"])
         np.testing.assert_allclose(p, tp.detach().numpy(), rtol=1e-12, atol=1e-14)
