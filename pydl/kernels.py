@@ -10,3 +10,21 @@ arrays are written in place and never replaced by a copy.
 from . import _core
 
 __all__ = []
+
+# --- losses ---
+from ._core import (
+    bce_with_logits,
+    mse,
+    softmax_cross_entropy,
+)
+
+__all__ += ["softmax_cross_entropy", "bce_with_logits", "mse"]
+
+# --- optimizers ---
+from ._core import (
+    adam_update,
+    adamw_update,
+    sgd_update,
+)
+
+__all__ += ["sgd_update", "adam_update", "adamw_update"]

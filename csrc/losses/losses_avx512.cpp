@@ -1,5 +1,6 @@
-#include "losses/losses.hpp"
+// The shared loss kernels (losses_impl.hpp) built for this translation unit's instruction set.
+#include "losses/losses_impl.hpp"
 
 namespace pydl::avx512 {
-void fill_losses(LossTable&) {}
+void fill_losses(LossTable& t) { fill_loss_table(t); }
 }  // namespace pydl::avx512

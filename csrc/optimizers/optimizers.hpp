@@ -1,4 +1,26 @@
-// optimizers: kernel table (entries are added by the family's implementation work).
+// Optimizer updates: one in-place pass over a parameter, its gradient and its state buffers,
+// with PyTorch's update rules (torch.optim.SGD / Adam / AdamW; maximize=False, no amsgrad).
+//
+// Shapes: every array is n contiguous elements (the bindings flatten and check equal shapes).
+// Dtypes: float32 and float64 (one entry each); all arrays of a call share the dtype.
+// Assumptions (validated by the bindings): param and the state buffers are writeable and
+// C-contiguous; no two arrays overlap; hyper-parameters are finite and in range.
+// The per-call scalars below are computed once in double by the binding; the kernels round them to
+// T and do the per-element arithmetic in T, as PyTorch does with Python-float scalars.
+// Inner kernels are single-threaded; the bindings split the elements with parallel_chunks.
+//
+// sgd (d is a temporary):
+//   d = g + weight_decay * p                          (skipped when weight_decay == 0)
+//   if momentum != 0:
+//     buf = first_step ? d : momentum * buf + (1 - dampening) * d
+//     d   = nesterov ? d + momentum * buf : buf
+//   p = p - lr * d
+// adam (decoupled = false: Adam's L2 on the gradient; decoupled = true: AdamW's weight decay):
+//   if decoupled: p = p * (1 - lr * weight_decay)      else g = g + weight_decay * p (wd != 0)
+//   m = beta1 * m + (1 - beta1) * g
+//   v = beta2 * v + (1 - beta2) * g * g
+//   p = p - step_size * m / (sqrt(v) / bc2_sqrt + eps)
+//   with step_size = lr / (1 - beta1^step), bc2_sqrt = sqrt(1 - beta2^step), step >= 1.
 #pragma once
 
 #include <cstdint>
@@ -7,8 +29,33 @@
 
 namespace pydl {
 
+struct SgdScalars {
+  double lr = 0.0, momentum = 0.0, dampening = 0.0, weight_decay = 0.0;
+  bool nesterov = false;
+  bool first_step = false;  // initialise the momentum buffer with d instead of updating it
+};
+
+struct AdamScalars {
+  double beta1 = 0.9, beta2 = 0.999, eps = 1e-8, weight_decay = 0.0;
+  double step_size = 0.0;  // lr / (1 - beta1^step)
+  double bc2_sqrt = 1.0;   // sqrt(1 - beta2^step)
+  double decay = 1.0;      // 1 - lr * weight_decay (used when decoupled)
+  bool decoupled = false;
+};
+
+template <typename T>
+struct OptimFns {
+  // param, momentum_buf (unused when momentum == 0), grad: (n,)
+  void (*sgd)(T* param, T* momentum_buf, const T* grad, int64_t n,
+              const SgdScalars& s) = nullptr;
+  // param, exp_avg, exp_avg_sq, grad: (n,)
+  void (*adam)(T* param, T* exp_avg, T* exp_avg_sq, const T* grad, int64_t n,
+               const AdamScalars& s) = nullptr;
+};
+
 struct OptimTable {
-  int placeholder_ = 0;
+  OptimFns<float> f32;
+  OptimFns<double> f64;
 };
 
 PYDL_DECLARE_FILL(fill_optimizers, OptimTable)
