@@ -1,0 +1,47 @@
+"""Type stubs for pydl._core (the compiled kernels; use pydl.kernels)."""
+
+from typing import Optional
+
+import numpy as np
+
+# --- activations ---
+def relu(x: np.ndarray, *, out: Optional[np.ndarray] = None) -> np.ndarray: ...
+def relu_backward(
+    dy: np.ndarray, y: np.ndarray, *, out: Optional[np.ndarray] = None
+) -> np.ndarray: ...
+def leaky_relu(
+    x: np.ndarray, negative_slope: float = 0.01, *, out: Optional[np.ndarray] = None
+) -> np.ndarray: ...
+def leaky_relu_backward(
+    dy: np.ndarray,
+    y: np.ndarray,
+    negative_slope: float = 0.01,
+    *,
+    out: Optional[np.ndarray] = None,
+) -> np.ndarray: ...
+def elu(
+    x: np.ndarray, alpha: float = 1.0, *, out: Optional[np.ndarray] = None
+) -> np.ndarray: ...
+def elu_backward(
+    dy: np.ndarray, y: np.ndarray, alpha: float = 1.0, *, out: Optional[np.ndarray] = None
+) -> np.ndarray: ...
+def sigmoid(x: np.ndarray, *, out: Optional[np.ndarray] = None) -> np.ndarray: ...
+def sigmoid_backward(
+    dy: np.ndarray, y: np.ndarray, *, out: Optional[np.ndarray] = None
+) -> np.ndarray: ...
+def tanh(x: np.ndarray, *, out: Optional[np.ndarray] = None) -> np.ndarray: ...
+def tanh_backward(
+    dy: np.ndarray, y: np.ndarray, *, out: Optional[np.ndarray] = None
+) -> np.ndarray: ...
+def softmax(
+    x: np.ndarray, axis: int = -1, *, out: Optional[np.ndarray] = None
+) -> np.ndarray: ...
+def softmax_backward(
+    dy: np.ndarray, y: np.ndarray, axis: int = -1, *, out: Optional[np.ndarray] = None
+) -> np.ndarray: ...
+def log_softmax(
+    x: np.ndarray, axis: int = -1, *, out: Optional[np.ndarray] = None
+) -> np.ndarray: ...
+def log_softmax_backward(
+    dy: np.ndarray, y: np.ndarray, axis: int = -1, *, out: Optional[np.ndarray] = None
+) -> np.ndarray: ...
