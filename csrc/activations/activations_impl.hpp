@@ -50,9 +50,11 @@ struct Elu {
   using V = Vec<T>;
   V alpha;
   explicit Elu(T a) : alpha(simd::set1(a)) {}
-  // expm1, not exp - 1: keeps relative accuracy for small negative x.
+  // expm1, not exp - 1: keeps relative accuracy for small negative x. Only x <= 0 needs it, so
+  // the argument is capped at 0 (keeping NaN) and the cheaper bounded expm1 suffices.
   V forward(V x) const {
-    return simd::select(simd::gt(x, simd::zero<V>()), x, alpha * simd::expm1(x));
+    V z = simd::zero<V>();
+    return simd::select(simd::gt(x, z), x, alpha * simd::expm1_bounded(simd::min(z, x)));
   }
   V derivative(V y) const {
     return simd::select(simd::gt(y, simd::zero<V>()), simd::set1(T(1)), y + alpha);
@@ -73,7 +75,8 @@ struct Sigmoid {
   V derivative(V y) const { return y * (simd::set1(T(1)) - y); }
 };
 
-// |x| beyond which tanh(x) rounds to +-1 (1 - tanh|x| ~ 2 exp(-2|x|) < half an ulp of 1).
+// |x| beyond which tanh(x) rounds to +-1 (1 - tanh|x| ~ 2 exp(-2|x|) < half an ulp of 1); twice
+// it stays below ExpConst::kMaxBounded.
 template <typename T>
 constexpr T kTanhSaturate = sizeof(T) == 4 ? T(9.1) : T(19.5);
 
@@ -85,7 +88,7 @@ struct Tanh {
   // clamping |x| keeps m finite so +-inf gives exactly +-1 instead of inf / inf.
   V forward(V x) const {
     V a = simd::min(simd::set1(kTanhSaturate<T>), simd::abs(x));
-    V m = simd::expm1(a + a);
+    V m = simd::expm1_bounded(a + a);
     return simd::copysign(m / (m + simd::set1(T(2))), x);
   }
   // One rounding of the exact 1 - y * y: no cancellation near |y| = 1.

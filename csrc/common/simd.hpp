@@ -349,6 +349,7 @@ struct ExpConst<float> {
   static constexpr float kLoM1 = -19.0f;
   // Above this k, 2^k overflows but exp(x) - 1 == exp(x) in float anyway.
   static constexpr float kBigK = 100.0f;
+  static constexpr float kMaxBounded = 80.0f;
   static constexpr int kDegree = 7;
   static constexpr float kInvFact[kDegree + 1] = {
       1.0f, 1.0f, 1.0f / 2, 1.0f / 6, 1.0f / 24, 1.0f / 120, 1.0f / 720, 1.0f / 5040};
@@ -365,6 +366,7 @@ struct ExpConst<double> {
   static constexpr double kLo = -746.0;
   static constexpr double kLoM1 = -39.0;
   static constexpr double kBigK = 1000.0;
+  static constexpr double kMaxBounded = 700.0;
   static constexpr int kDegree = 13;
   static constexpr double kInvFact[kDegree + 1] = {1.0,
                                                    1.0,
@@ -422,21 +424,40 @@ V exp(V x) {
   return fmadd(p, s1, s1) * pow2i(k - k1);
 }
 
+namespace detail {
+
+// expm1 for kLoM1 <= x with 2^k normal (x below about 87 for float, 708 for double).
+template <typename V>
+V expm1_reduced(V x, V& k, V& p) {
+  using T = typename V::T;
+  k = exp_reduce(x, p);
+  // 2^k * p + (2^k - 1): 2^k - 1 is exact for small |k| and the one fma keeps x near 0 accurate
+  // (k = 0 gives p itself).
+  V s = pow2i(k);
+  return fmadd(p, s, s - set1(T(1)));
+}
+
+}  // namespace detail
+
 template <typename V>
 V expm1(V x) {
   using C = ExpConst<typename V::T>;
-  using T = typename V::T;
-  V p;
-  V k = detail::exp_reduce(clamp(x, set1(C::kLoM1), set1(C::kHi)), p);
-  V k1 = floor(k * set1(T(0.5)));
+  V k, p;
+  V small = detail::expm1_reduced(clamp(x, set1(C::kLoM1), set1(C::kHi)), k, p);
+  // Near overflow 2^k alone is not finite; there expm1 == exp, scaled in two normal factors.
+  V k1 = floor(k * set1(typename V::T(0.5)));
   V s1 = pow2i(k1);
-  V s2 = pow2i(k - k1);
-  // 2^k * p + (2^k - 1): 2^k - 1 is exact for small |k| and the one fma keeps x near 0 accurate
-  // (k = 0 gives p itself). Large k would overflow 2^k alone, and there expm1 == exp anyway.
-  V s = s1 * s2;
-  V small = fmadd(p, s, s - set1(T(1)));
-  V big = fmadd(p, s1, s1) * s2;
+  V big = fmadd(p, s1, s1) * pow2i(k - k1);
   return select(gt(k, set1(C::kBigK)), big, small);
+}
+
+// expm1 for arguments known to be <= kMaxBounded (no overflow path): about half the work of
+// expm1(). Same accuracy; NaN gives NaN and x below kLoM1 gives -1.
+template <typename V>
+V expm1_bounded(V x) {
+  using C = ExpConst<typename V::T>;
+  V k, p;
+  return detail::expm1_reduced(max(set1(C::kLoM1), x), k, p);
 }
 
 }  // namespace simd
