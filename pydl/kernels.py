@@ -10,3 +10,27 @@ arrays are written in place and never replaced by a copy.
 from . import _core
 
 __all__ = []
+
+# --- dropout ---
+from ._core import dropout, dropout_backward, dropout_mask, philox4x32_10  # noqa: E402
+
+__all__ += ["dropout", "dropout_backward", "dropout_mask", "philox4x32_10"]
+
+# --- penalties ---
+from ._core import (  # noqa: E402
+    elastic_net_penalty,
+    elastic_net_penalty_backward,
+    l1_penalty,
+    l1_penalty_backward,
+    l2_penalty,
+    l2_penalty_backward,
+)
+
+__all__ += [
+    "elastic_net_penalty",
+    "elastic_net_penalty_backward",
+    "l1_penalty",
+    "l1_penalty_backward",
+    "l2_penalty",
+    "l2_penalty_backward",
+]
