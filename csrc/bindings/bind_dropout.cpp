@@ -26,19 +26,25 @@ std::string type_name(py::handle obj) {
   return std::string(py::str(py::type::handle_of(obj).attr("__name__")));
 }
 
-// An int (anything with __index__ but bool) in [0, 2^64 - 1]: TypeError / ValueError naming it.
-uint64_t u64_arg(py::handle obj, const char* op, const char* what, uint64_t max = UINT64_MAX) {
+// The object as a Python int: anything with __index__ (numpy integers too) except bool.
+py::int_ int_arg(py::handle obj, const char* op, const char* what) {
   if (py::isinstance<py::bool_>(obj) || !PyIndex_Check(obj.ptr())) {
     throw py::type_error(std::string(op) + ": " + what + " must be an int, got " + type_name(obj));
   }
   py::int_ v = py::reinterpret_steal<py::int_>(PyNumber_Index(obj.ptr()));
   if (!v) throw py::error_already_set();
+  return v;
+}
+
+// An int in [0, 2**bits) (bits is 32 or 64): TypeError / ValueError naming it.
+uint64_t uint_arg(py::handle obj, int bits, const char* op, const char* what) {
+  py::int_ v = int_arg(obj, op, what);
+  const uint64_t max = bits == 64 ? UINT64_MAX : (uint64_t{1} << bits) - 1;
   unsigned long long u = PyLong_AsUnsignedLongLong(v.ptr());
   if (PyErr_Occurred() || u > max) {
     PyErr_Clear();
-    std::ostringstream os;
-    os << op << ": " << what << " must be in [0, " << max << "], got " << std::string(py::str(v));
-    throw py::value_error(os.str());
+    throw py::value_error(std::string(op) + ": " + what + " must be in [0, 2**" +
+                          std::to_string(bits) + "), got " + std::string(py::str(v)));
   }
   return u;
 }
@@ -103,22 +109,28 @@ py::array mask_output(py::handle out, const Shape& shape, const char* op, const 
   return a;
 }
 
-// An int or a sequence of ints -> a shape (negative sizes fail later in checked_numel).
+// An int or a sequence of ints -> a shape with sizes >= 0.
 Shape shape_arg(py::handle obj, const char* op) {
-  Shape s;
+  std::vector<py::int_> dims;
   if (PyIndex_Check(obj.ptr()) && !py::isinstance<py::bool_>(obj)) {
-    s.push_back(obj.cast<int64_t>());
-    return s;
-  }
-  if (!py::isinstance<py::sequence>(obj) || py::isinstance<py::str>(obj)) {
+    dims.push_back(int_arg(obj, op, "shape"));
+  } else if (py::isinstance<py::sequence>(obj) && !py::isinstance<py::str>(obj)) {
+    for (py::handle d : py::reinterpret_borrow<py::sequence>(obj)) {
+      dims.push_back(int_arg(d, op, "shape entry"));
+    }
+  } else {
     throw py::type_error(std::string(op) + ": shape must be an int or a tuple of ints, got " +
                          type_name(obj));
   }
-  for (py::handle d : py::reinterpret_borrow<py::sequence>(obj)) {
-    if (py::isinstance<py::bool_>(d) || !PyIndex_Check(d.ptr())) {
-      throw py::type_error(std::string(op) + ": shape entries must be ints, got " + type_name(d));
+  Shape s;
+  for (const py::int_& d : dims) {
+    long long v = PyLong_AsLongLong(d.ptr());
+    if (PyErr_Occurred() || v < 0) {
+      PyErr_Clear();
+      throw py::value_error(std::string(op) + ": shape entries must be in [0, 2**63), got " +
+                            std::string(py::str(d)));
     }
-    s.push_back(d.cast<int64_t>());
+    s.push_back(v);
   }
   return s;
 }
@@ -126,8 +138,8 @@ Shape shape_arg(py::handle obj, const char* op) {
 DropoutStream stream_args(double p, py::handle seed, py::handle step, const char* op) {
   DropoutStream s;
   s.threshold = drop_threshold(p, op);
-  s.seed = u64_arg(seed, op, "seed");
-  s.step = u64_arg(step, op, "step");
+  s.seed = uint_arg(seed, 64, op, "seed");
+  s.step = uint_arg(step, 64, op, "step");
   return s;
 }
 
@@ -241,7 +253,7 @@ void u32_words(py::handle obj, uint32_t* words, size_t len, const char* op, cons
                           " words, got " + std::to_string(seq.size()));
   }
   for (size_t i = 0; i < len; ++i) {
-    words[i] = static_cast<uint32_t>(u64_arg(seq[i], op, what, UINT32_MAX));
+    words[i] = static_cast<uint32_t>(uint_arg(seq[i], 32, op, what));
   }
 }
 

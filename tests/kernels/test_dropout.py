@@ -306,7 +306,7 @@ def test_bad_arrays():
     big = np.ones(8, np.float32)
     with pytest.raises(ValueError, match="overlaps"):
         K.dropout(big[:4], 0.5, seed=0, out=big[2:6])
-    with pytest.raises(ValueError, match="size|elements|negative"):
+    with pytest.raises(ValueError, match=r"shape entries.*-1"):
         K.dropout_mask((-1, 3), 0.5, 0)
     with pytest.raises(ValueError, match="addressed"):
         K.dropout_mask((2**40, 2**40), 0.5, 0)
@@ -329,3 +329,36 @@ def test_backward_bad_mask():
     with pytest.raises(ValueError, match="overlaps"):
         mask = np.ones(16, np.uint8)
         K.dropout_backward(np.ones(4, np.float32), mask[:4], 0.5, out=mask.view(np.float32))
+
+
+def test_backward_strided_mask(isa):
+    rng = np.random.default_rng(9)
+    dy = rng.standard_normal((40, 30)).astype(np.float32)
+    mask = (rng.random((30, 40)) < 0.5).astype(np.uint8)
+    dx = K.dropout_backward(dy, mask.T, 0.5)
+    np.testing.assert_array_equal(dx, dy * mask.T * np.float32(2))
+
+
+def test_python_threads_calling_at_once_match_serial(isa):
+    from concurrent.futures import ThreadPoolExecutor
+
+    x = np.random.default_rng(10).standard_normal(300_000).astype(np.float32)
+    serial = [K.dropout(x, 0.3, seed=s, step=1) for s in range(8)]
+    with ThreadPoolExecutor(8) as pool:
+        parallel = list(pool.map(lambda s: K.dropout(x, 0.3, seed=s, step=1), range(8)))
+    for (y0, m0), (y1, m1) in zip(serial, parallel):
+        np.testing.assert_array_equal(m0, m1)
+        np.testing.assert_array_equal(y0, y1)
+
+
+def test_error_messages_state_the_range():
+    with pytest.raises(ValueError, match=r"seed must be in \[0, 2\*\*64\), got -1"):
+        K.dropout_mask(4, 0.5, -1)
+    with pytest.raises(ValueError, match=r"key must be in \[0, 2\*\*32\), got 4294967296"):
+        K.philox4x32_10((0, 0, 0, 0), (0, 2**32))
+    with pytest.raises(ValueError, match=r"p \(the drop probability\) must be in \[0, 1\), got 1"):
+        K.dropout_mask(4, 1.0, 0)
+    with pytest.raises(ValueError, match="shape entries"):
+        K.dropout_mask((2**70,), 0.5, 0)
+    with pytest.raises(TypeError, match="shape entry"):
+        K.dropout_mask((2, 3.0), 0.5, 0)

@@ -178,3 +178,13 @@ def test_bad_arrays():
         K.l1_penalty_backward(np.zeros((4, 3), np.float32).T, w, 0.1)
     with pytest.raises(ValueError, match="overlaps"):
         K.l1_penalty_backward(w, w, 0.1)
+
+
+def test_python_threads_calling_at_once_match_serial(isa):
+    from concurrent.futures import ThreadPoolExecutor
+
+    ws = [np.random.default_rng(s).standard_normal(200_000).astype(np.float32) for s in range(8)]
+    serial = [K.elastic_net_penalty(w, 0.1, 0.3) for w in ws]
+    with ThreadPoolExecutor(8) as pool:
+        parallel = list(pool.map(lambda w: K.elastic_net_penalty(w, 0.1, 0.3), ws))
+    assert parallel == serial
