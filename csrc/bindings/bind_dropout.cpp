@@ -180,7 +180,8 @@ void backward(py::array& dx, const py::array& dy, const py::array& mask, double 
 }
 
 // ValueError if `out` shares memory with `in` without being exactly the same elements (an
-// element-wise kernel may write each element over its own input, nothing else).
+// element-wise kernel may write each element over its own input, nothing else; both arrays are
+// C-contiguous with one shape and dtype here, so equal data pointers mean the same elements).
 void require_same_or_disjoint(const py::array& out, const py::array& in, const char* op,
                               const char* out_arg, const char* in_arg) {
   if (out.data() != in.data()) require_no_overlap(out, in, op, out_arg, in_arg);

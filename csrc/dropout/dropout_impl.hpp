@@ -1,7 +1,7 @@
-// Scalar Philox and the loops shared by the generic, AVX2 and AVX-512 dropout translation units.
-// Compiled once per ISA (everything lives in pydl::PYDL_ISA_NS, see common/isa.hpp): the plain
-// loops below are vectorised by the compiler with each TU's flags, which is as fast as hand-written
-// intrinsics for them (they are bound by memory, not arithmetic).
+// Code shared by the dropout translation units, compiled once per ISA (everything lives in
+// pydl::PYDL_ISA_NS, see common/isa.hpp): the scalar Philox (the reference generator, also behind
+// the philox4x32_10 binding) and the backward loop, which the compiler vectorises with each TU's
+// flags as well as hand-written intrinsics would (it is bound by memory, not arithmetic).
 #pragma once
 
 #include <cstdint>
