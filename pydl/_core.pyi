@@ -1,6 +1,6 @@
 """Type stubs for pydl._core, the compiled kernels (public surface: pydl.kernels)."""
 
-from typing import Literal, Optional, Tuple
+from typing import Literal, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -109,3 +109,31 @@ def log_softmax(
 def log_softmax_backward(
     dy: np.ndarray, y: np.ndarray, axis: int = -1, *, out: Optional[np.ndarray] = None
 ) -> np.ndarray: ...
+
+# --- dropout ---
+def dropout(
+    x: np.ndarray,
+    p: float,
+    seed: int,
+    step: int = 0,
+    *,
+    out: Optional[np.ndarray] = None,
+    mask_out: Optional[np.ndarray] = None,
+) -> Tuple[np.ndarray, np.ndarray]: ...
+def dropout_backward(
+    dy: np.ndarray, mask: np.ndarray, p: float, *, out: Optional[np.ndarray] = None
+) -> np.ndarray: ...
+def dropout_mask(
+    shape: Union[int, Sequence[int]], p: float, seed: int, step: int = 0
+) -> np.ndarray: ...
+def philox4x32_10(counter: Sequence[int], key: Sequence[int]) -> Tuple[int, int, int, int]: ...
+
+# --- penalties ---
+def l1_penalty(w: np.ndarray, wd: float) -> float: ...
+def l2_penalty(w: np.ndarray, wd: float) -> float: ...
+def elastic_net_penalty(w: np.ndarray, wd: float, l1_ratio: float = 0.5) -> float: ...
+def l1_penalty_backward(grad: np.ndarray, w: np.ndarray, wd: float) -> None: ...
+def l2_penalty_backward(grad: np.ndarray, w: np.ndarray, wd: float) -> None: ...
+def elastic_net_penalty_backward(
+    grad: np.ndarray, w: np.ndarray, wd: float, l1_ratio: float = 0.5
+) -> None: ...

@@ -63,3 +63,27 @@ __all__ += [
     "tanh",
     "tanh_backward",
 ]
+
+# --- dropout ---
+from ._core import dropout, dropout_backward, dropout_mask, philox4x32_10
+
+__all__ += ["dropout", "dropout_backward", "dropout_mask", "philox4x32_10"]
+
+# --- penalties ---
+from ._core import (
+    elastic_net_penalty,
+    elastic_net_penalty_backward,
+    l1_penalty,
+    l1_penalty_backward,
+    l2_penalty,
+    l2_penalty_backward,
+)
+
+__all__ += [
+    "elastic_net_penalty",
+    "elastic_net_penalty_backward",
+    "l1_penalty",
+    "l1_penalty_backward",
+    "l2_penalty",
+    "l2_penalty_backward",
+]

@@ -1,4 +1,25 @@
-// dropout: kernel table (entries are added by the family's implementation work).
+// Dropout: y = x * keep * scale with a keep mask drawn from a counter-based generator.
+//
+// Generator: Philox4x32-10 (Salmon et al., SC'11). The decision for element i of the flat C-order
+// index space is a pure function of (seed, step, i), so a mask never depends on the thread count,
+// on how the work is split, or on the ISA:
+//   key     = (seed & 0xffffffff, seed >> 32)
+//   counter = (b & 0xffffffff, b >> 32, step & 0xffffffff, step >> 32)   with block b = i / 4
+//   u       = word i % 4 of philox4x32_10(counter, key)
+//   element i is dropped iff u < threshold, where threshold = round(p * 2^32) (half away from
+//   zero), capped at 2^32 - 1 (reached only for p > 1 - 2^-33). p = 0 gives threshold 0: all kept.
+// Kernels take the threshold, not p: the bindings compute it (and scale = 1 / (1 - p) rounded to T)
+// once.
+//
+// Shapes: every entry works on n contiguous elements; `first` is the flat index of element 0 and
+// must be a multiple of 64 (a whole number of SIMD batches: the bindings split work with
+// parallel_chunks, whose chunk starts are multiples of 64).
+// Dtypes: x/y/dy/dx float32 or float64 (one entry each); the mask is uint8, 1 = kept, 0 = dropped
+// (backward treats any nonzero byte as kept).
+// Values: y = x * (keep ? scale : 0) and dx = dy * (mask ? scale : 0), i.e. the literal
+// x * mask * scale: NaN stays NaN where kept, and a non-finite x gives NaN where dropped (0 * inf),
+// as the same expression does in numpy and PyTorch.
+// In-place use (y == x, dx == dy) is allowed. Inner kernels are single-threaded.
 #pragma once
 
 #include <cstdint>
@@ -7,8 +28,34 @@
 
 namespace pydl {
 
+// Philox4x32-10 constants (Salmon et al. 2011): round multipliers and Weyl key increments.
+constexpr uint32_t kPhiloxM0 = 0xD2511F53u;
+constexpr uint32_t kPhiloxM1 = 0xCD9E8D57u;
+constexpr uint32_t kPhiloxW0 = 0x9E3779B9u;
+constexpr uint32_t kPhiloxW1 = 0xBB67AE85u;
+constexpr int kPhiloxRounds = 10;
+
+// Everything that determines a mask besides the element index.
+struct DropoutStream {
+  uint64_t seed = 0;
+  uint64_t step = 0;
+  uint32_t threshold = 0;  // drop iff u < threshold
+};
+
+template <typename T>
+struct DropoutFns {
+  // y: (n,), mask: (n,), x: (n,); elements first .. first + n - 1; one pass writes both outputs.
+  void (*forward)(T* y, uint8_t* mask, const T* x, const DropoutStream& s, T scale, int64_t first,
+                  int64_t n) = nullptr;
+  // dx: (n,), dy: (n,), mask: (n,)
+  void (*backward)(T* dx, const T* dy, const uint8_t* mask, T scale, int64_t n) = nullptr;
+};
+
 struct DropoutTable {
-  int placeholder_ = 0;
+  // mask: (n,); elements first .. first + n - 1.
+  void (*mask)(uint8_t* mask, const DropoutStream& s, int64_t first, int64_t n) = nullptr;
+  DropoutFns<float> f32;
+  DropoutFns<double> f64;
 };
 
 PYDL_DECLARE_FILL(fill_dropout, DropoutTable)
