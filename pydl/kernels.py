@@ -10,3 +10,8 @@ arrays are written in place and never replaced by a copy.
 from . import _core
 
 __all__ = []
+
+# --- gemm ---
+from ._core import linear, matmul  # noqa: E402
+
+__all__ += ["linear", "matmul"]
