@@ -1,5 +1,128 @@
+// Reference activations: plain scalar C++ on top of libm. This is the generic dispatch target and
+// the oracle the SIMD variants are tested against, so it favours obviously-correct formulas.
+//
+// Special values (shared by every ISA):
+//  - NaN in x (forward) or in dy / y (backward) gives NaN out.
+//  - relu'(0) = 0 and leaky_relu'(0) = slope: the derivative at 0 takes the non-positive branch;
+//    elu at x = 0 takes the alpha branch (alpha * expm1(0) = 0, derivative 0 + alpha), like PyTorch.
+//  - sigmoid(+-inf) = 1 / 0 and tanh(+-inf) = +-1, with derivative exactly 0 (finite).
+//  - softmax rows containing +inf or NaN give an all-NaN row (x - max is NaN there), as the
+//    textbook numpy expression does; -inf entries give 0 (log_softmax: -inf) if the row also has a
+//    finite entry.
+#include <cmath>
+#include <cstring>
+
 #include "activations/activations.hpp"
 
 namespace pydl::generic {
-void fill_activations(ActTable&) {}
+namespace {
+
+template <typename T>
+T act_forward1(Act act, T param, T x) {
+  switch (act) {
+    case Act::kRelu: return x < T(0) ? T(0) : x;
+    case Act::kLeakyRelu: return x > T(0) ? x : param * x;
+    case Act::kElu: return x > T(0) ? x : param * std::expm1(x);
+    case Act::kSigmoid: {
+      // exp of a non-positive argument never overflows; e / (1 + e) keeps relative accuracy
+      // for very negative x where 1 - 1 / (1 + e) would cancel.
+      T e = std::exp(-std::fabs(x));
+      T s = T(1) / (T(1) + e);
+      return x >= T(0) ? s : e * s;
+    }
+    case Act::kTanh: return std::tanh(x);
+    case Act::kNone: break;
+  }
+  return x;
+}
+
+// f'(x) expressed through y = f(x). The piece-wise ones check y != y so a NaN output gives NaN
+// (numpy's dy * (y > 0) would silently give 0 there).
+template <typename T>
+T act_derivative1(Act act, T param, T y) {
+  switch (act) {
+    case Act::kRelu: return y > T(0) ? T(1) : (y != y ? y : T(0));
+    case Act::kLeakyRelu: return y > T(0) ? T(1) : (y != y ? y : param);
+    case Act::kElu: return y > T(0) ? T(1) : y + param;
+    case Act::kSigmoid: return y * (T(1) - y);
+    case Act::kTanh: return T(1) - y * y;
+    case Act::kNone: break;
+  }
+  return T(1);
+}
+
+// x: (n,), y: (n,)
+template <typename T>
+void forward(Act act, T param, const T* x, T* y, int64_t n) {
+  if (act == Act::kNone) {
+    if (x != y && n > 0) std::memmove(y, x, static_cast<size_t>(n) * sizeof(T));
+    return;
+  }
+  for (int64_t i = 0; i < n; ++i) y[i] = act_forward1(act, param, x[i]);
+}
+
+// dy: (n,), y: (n,), dx: (n,)
+template <typename T>
+void backward(Act act, T param, const T* dy, const T* y, T* dx, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) dx[i] = dy[i] * act_derivative1(act, param, y[i]);
+}
+
+// x: (rows, cols), y: (rows, cols)
+template <typename T>
+void softmax_forward(bool log_, const T* x, T* y, int64_t rows, int64_t cols) {
+  for (int64_t r = 0; r < rows; ++r) {
+    const T* xr = x + r * cols;
+    T* yr = y + r * cols;
+    // A NaN is not picked up by the max, but then x - m is NaN for it and the sum turns NaN.
+    T m = -INFINITY;
+    for (int64_t j = 0; j < cols; ++j) m = xr[j] > m ? xr[j] : m;
+    T s = T(0);
+    if (log_) {
+      for (int64_t j = 0; j < cols; ++j) s += std::exp(xr[j] - m);
+      T lse = std::log(s);
+      for (int64_t j = 0; j < cols; ++j) yr[j] = (xr[j] - m) - lse;
+    } else {
+      for (int64_t j = 0; j < cols; ++j) {
+        yr[j] = std::exp(xr[j] - m);
+        s += yr[j];
+      }
+      T inv = T(1) / s;
+      for (int64_t j = 0; j < cols; ++j) yr[j] *= inv;
+    }
+  }
+}
+
+// dy: (rows, cols), y: (rows, cols), dx: (rows, cols)
+template <typename T>
+void softmax_backward(bool log_, const T* dy, const T* y, T* dx, int64_t rows, int64_t cols) {
+  for (int64_t r = 0; r < rows; ++r) {
+    const T* dyr = dy + r * cols;
+    const T* yr = y + r * cols;
+    T* dxr = dx + r * cols;
+    T s = T(0);
+    if (log_) {
+      for (int64_t j = 0; j < cols; ++j) s += dyr[j];
+      for (int64_t j = 0; j < cols; ++j) dxr[j] = dyr[j] - std::exp(yr[j]) * s;
+    } else {
+      for (int64_t j = 0; j < cols; ++j) s += dyr[j] * yr[j];
+      for (int64_t j = 0; j < cols; ++j) dxr[j] = yr[j] * (dyr[j] - s);
+    }
+  }
+}
+
+template <typename T>
+void fill(ActFns<T>& f) {
+  f.forward = &forward<T>;
+  f.backward = &backward<T>;
+  f.softmax_forward = &softmax_forward<T>;
+  f.softmax_backward = &softmax_backward<T>;
+}
+
+}  // namespace
+
+void fill_activations(ActTable& t) {
+  fill(t.f32);
+  fill(t.f64);
+}
+
 }  // namespace pydl::generic
