@@ -274,8 +274,9 @@ void gemm(const GemmArgs<typename K::T>& g) {
     gemm_empty_k(g);
     return;
   }
-  // Equal KC blocks (k = 784 -> 4 x 196, not 3 x 256 + 16) so no block is a short, slow one.
-  const int64_t kc_block = ceil_div(g.k, ceil_div(g.k, K::KC));
+  // Near-equal KC blocks (k = 784 -> 200, 200, 200, 184 rather than 3 x 256 + 16) so no block is
+  // a short, slow one; multiples of 8 keep packing on its transpose fast path.
+  const int64_t kc_block = round_up(ceil_div(g.k, ceil_div(g.k, K::KC)), 8);
   const Grid grid = plan_grid<K>(g.m, g.n, g.k);
   parallel_for(grid.mt * grid.nt, [&](int64_t t) {
     const int64_t i0 = (t / grid.nt) * grid.mb, j0 = (t % grid.nt) * grid.nb;
