@@ -1,5 +1,6 @@
-#include "activations/activations.hpp"
+// The SIMD activation kernels (activations_impl.hpp) compiled for AVX2.
+#include "activations/activations_impl.hpp"
 
 namespace pydl::avx2 {
-void fill_activations(ActTable&) {}
+void fill_activations(ActTable& t) { act_simd::fill_table(t); }
 }  // namespace pydl::avx2

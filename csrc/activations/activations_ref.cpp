@@ -45,7 +45,8 @@ T act_derivative1(Act act, T param, T y) {
     case Act::kLeakyRelu: return y > T(0) ? T(1) : (y != y ? y : param);
     case Act::kElu: return y > T(0) ? T(1) : y + param;
     case Act::kSigmoid: return y * (T(1) - y);
-    case Act::kTanh: return T(1) - y * y;
+    // Factored, 1 - y is exact near |y| = 1, where 1 - y * y would cancel.
+    case Act::kTanh: return (T(1) - y) * (T(1) + y);
     case Act::kNone: break;
   }
   return T(1);

@@ -1,0 +1,253 @@
+// Activation kernels written once over common/simd.hpp. activations_avx2.cpp and
+// activations_avx512.cpp include this header, so each compiles it for its own vector width.
+//
+// Every activation is a small functor with forward(x) and derivative(y) on whole vectors; the
+// drivers below stream arrays through them and handle the ragged tail with masked loads/stores.
+// Special values follow the reference (activations_ref.cpp): NaN in -> NaN out, relu'(0) = 0,
+// elu(0) on the alpha branch, sigmoid/tanh saturate at +-inf with a zero derivative, softmax rows
+// holding +inf or NaN come out all-NaN.
+#pragma once
+
+#include <cmath>
+#include <cstring>
+
+#include "activations/activations.hpp"
+#include "common/isa.hpp"
+#include "common/simd.hpp"
+
+namespace pydl {
+namespace PYDL_ISA_NS {
+namespace act_simd {
+
+using simd::Vec;
+
+template <typename T>
+struct Relu {
+  using V = Vec<T>;
+  explicit Relu(T) {}
+  // max keeps its second operand when either is NaN, so a NaN x passes through.
+  V forward(V x) const { return simd::max(simd::zero<V>(), x); }
+  V derivative(V y) const {
+    V z = simd::zero<V>();
+    return simd::select(simd::gt(y, z), simd::set1(T(1)), simd::select(simd::isnan(y), y, z));
+  }
+};
+
+template <typename T>
+struct LeakyRelu {
+  using V = Vec<T>;
+  V slope;
+  explicit LeakyRelu(T s) : slope(simd::set1(s)) {}
+  V forward(V x) const { return simd::select(simd::gt(x, simd::zero<V>()), x, x * slope); }
+  V derivative(V y) const {
+    return simd::select(simd::gt(y, simd::zero<V>()), simd::set1(T(1)),
+                        simd::select(simd::isnan(y), y, slope));
+  }
+};
+
+template <typename T>
+struct Elu {
+  using V = Vec<T>;
+  V alpha;
+  explicit Elu(T a) : alpha(simd::set1(a)) {}
+  // expm1, not exp - 1: keeps relative accuracy for small negative x. Only x <= 0 needs it, so
+  // the argument is capped at 0 (keeping NaN) and the cheaper bounded expm1 suffices.
+  V forward(V x) const {
+    V z = simd::zero<V>();
+    return simd::select(simd::gt(x, z), x, alpha * simd::expm1_bounded(simd::min(z, x)));
+  }
+  V derivative(V y) const {
+    return simd::select(simd::gt(y, simd::zero<V>()), simd::set1(T(1)), y + alpha);
+  }
+};
+
+template <typename T>
+struct Sigmoid {
+  using V = Vec<T>;
+  explicit Sigmoid(T) {}
+  // e = exp(-|x|) never overflows; for x < 0, e / (1 + e) avoids the cancellation in
+  // 1 - 1 / (1 + e) and stays accurate relative to tiny results.
+  V forward(V x) const {
+    V e = simd::exp(simd::zero<V>() - simd::abs(x));
+    V s = simd::set1(T(1)) / (simd::set1(T(1)) + e);
+    return simd::select(simd::ge(x, simd::zero<V>()), s, e * s);
+  }
+  V derivative(V y) const { return y * (simd::set1(T(1)) - y); }
+};
+
+// |x| beyond which tanh(x) rounds to +-1 (1 - tanh|x| ~ 2 exp(-2|x|) < half an ulp of 1); twice
+// it stays below ExpConst::kMaxBounded.
+template <typename T>
+constexpr T kTanhSaturate = sizeof(T) == 4 ? T(9.1) : T(19.5);
+
+template <typename T>
+struct Tanh {
+  using V = Vec<T>;
+  explicit Tanh(T) {}
+  // tanh|x| = m / (m + 2) with m = expm1(2|x|): relative accuracy near 0 comes from expm1, and
+  // clamping |x| keeps m finite so +-inf gives exactly +-1 instead of inf / inf.
+  V forward(V x) const {
+    V a = simd::min(simd::set1(kTanhSaturate<T>), simd::abs(x));
+    V m = simd::expm1_bounded(a + a);
+    return simd::copysign(m / (m + simd::set1(T(2))), x);
+  }
+  // One rounding of the exact 1 - y * y: no cancellation near |y| = 1.
+  V derivative(V y) const { return simd::fnmadd(y, y, simd::set1(T(1))); }
+};
+
+// x: (n,), y: (n,)
+template <typename T, typename F>
+void map_forward(const F& f, const T* x, T* y, int64_t n) {
+  constexpr int64_t W = Vec<T>::W;
+  int64_t i = 0;
+  for (; i + W <= n; i += W) simd::storeu(y + i, f.forward(simd::loadu(x + i)));
+  if (i < n) simd::store_partial(y + i, f.forward(simd::load_partial(x + i, n - i)), n - i);
+}
+
+// dy: (n,), y: (n,), dx: (n,)
+template <typename T, typename F>
+void map_backward(const F& f, const T* dy, const T* y, T* dx, int64_t n) {
+  constexpr int64_t W = Vec<T>::W;
+  int64_t i = 0;
+  for (; i + W <= n; i += W)
+    simd::storeu(dx + i, simd::loadu(dy + i) * f.derivative(simd::loadu(y + i)));
+  if (i < n) {
+    int64_t r = n - i;
+    simd::store_partial(dx + i,
+                        simd::load_partial(dy + i, r) * f.derivative(simd::load_partial(y + i, r)),
+                        r);
+  }
+}
+
+// x: (n,), y: (n,)
+template <typename T>
+void forward(Act act, T param, const T* x, T* y, int64_t n) {
+  switch (act) {
+    case Act::kRelu: return map_forward(Relu<T>(param), x, y, n);
+    case Act::kLeakyRelu: return map_forward(LeakyRelu<T>(param), x, y, n);
+    case Act::kElu: return map_forward(Elu<T>(param), x, y, n);
+    case Act::kSigmoid: return map_forward(Sigmoid<T>(param), x, y, n);
+    case Act::kTanh: return map_forward(Tanh<T>(param), x, y, n);
+    case Act::kNone: break;
+  }
+  if (x != y && n > 0) std::memmove(y, x, static_cast<size_t>(n) * sizeof(T));
+}
+
+// dy: (n,), y: (n,), dx: (n,)
+template <typename T>
+void backward(Act act, T param, const T* dy, const T* y, T* dx, int64_t n) {
+  switch (act) {
+    case Act::kRelu: return map_backward(Relu<T>(param), dy, y, dx, n);
+    case Act::kLeakyRelu: return map_backward(LeakyRelu<T>(param), dy, y, dx, n);
+    case Act::kElu: return map_backward(Elu<T>(param), dy, y, dx, n);
+    case Act::kSigmoid: return map_backward(Sigmoid<T>(param), dy, y, dx, n);
+    case Act::kTanh: return map_backward(Tanh<T>(param), dy, y, dx, n);
+    case Act::kNone: break;
+  }
+  if (dy != dx && n > 0) std::memmove(dx, dy, static_cast<size_t>(n) * sizeof(T));
+}
+
+// Row maximum. A NaN may be skipped here; it still turns the row's sum of exp(x - max) into NaN.
+template <typename T>
+T row_max(const T* x, int64_t cols) {
+  using V = Vec<T>;
+  constexpr int64_t W = V::W;
+  V m = simd::set1(-T(INFINITY));
+  int64_t j = 0;
+  for (; j + W <= cols; j += W) m = simd::max(m, simd::loadu(x + j));
+  if (j < cols) m = simd::max(m, simd::load_partial(x + j, cols - j, -T(INFINITY)));
+  return simd::reduce_max(m);
+}
+
+// x: (rows, cols), y: (rows, cols)
+template <typename T>
+void softmax_forward(bool log_, const T* x, T* y, int64_t rows, int64_t cols) {
+  using V = Vec<T>;
+  constexpr int64_t W = V::W;
+  for (int64_t r = 0; r < rows; ++r) {
+    const T* xr = x + r * cols;
+    T* yr = y + r * cols;
+    V m = simd::set1(row_max(xr, cols));
+    V s = simd::zero<V>();
+    // The tail is padded with -inf, whose exp(-inf - max) adds 0 to the sum.
+    int64_t tail = cols % W, full = cols - tail;
+    if (log_) {
+      for (int64_t j = 0; j < full; j += W) s = s + simd::exp(simd::loadu(xr + j) - m);
+      if (tail) s = s + simd::exp(simd::load_partial(xr + full, tail, -T(INFINITY)) - m);
+      // (x - max) - lse rather than x - (max + lse): the first difference is exact near the max.
+      V lse = simd::set1(std::log(simd::reduce_add(s)));
+      for (int64_t j = 0; j < full; j += W) simd::storeu(yr + j, simd::loadu(xr + j) - m - lse);
+      if (tail) simd::store_partial(yr + full, simd::load_partial(xr + full, tail) - m - lse, tail);
+    } else {
+      for (int64_t j = 0; j < full; j += W) {
+        V e = simd::exp(simd::loadu(xr + j) - m);
+        simd::storeu(yr + j, e);
+        s = s + e;
+      }
+      if (tail) {
+        V e = simd::exp(simd::load_partial(xr + full, tail, -T(INFINITY)) - m);
+        simd::store_partial(yr + full, e, tail);
+        s = s + e;
+      }
+      V inv = simd::set1(T(1) / simd::reduce_add(s));
+      for (int64_t j = 0; j < full; j += W) simd::storeu(yr + j, simd::loadu(yr + j) * inv);
+      if (tail) simd::store_partial(yr + full, simd::load_partial(yr + full, tail) * inv, tail);
+    }
+  }
+}
+
+// dy: (rows, cols), y: (rows, cols), dx: (rows, cols)
+template <typename T>
+void softmax_backward(bool log_, const T* dy, const T* y, T* dx, int64_t rows, int64_t cols) {
+  using V = Vec<T>;
+  constexpr int64_t W = V::W;
+  int64_t tail = cols % W, full = cols - tail;
+  for (int64_t r = 0; r < rows; ++r) {
+    const T* dyr = dy + r * cols;
+    const T* yr = y + r * cols;
+    T* dxr = dx + r * cols;
+    V s = simd::zero<V>();
+    if (log_) {
+      // dx = dy - softmax * sum(dy), softmax = exp(log_softmax).
+      for (int64_t j = 0; j < full; j += W) s = s + simd::loadu(dyr + j);
+      if (tail) s = s + simd::load_partial(dyr + full, tail);
+      V sv = simd::set1(simd::reduce_add(s));
+      for (int64_t j = 0; j < full; j += W)
+        simd::storeu(dxr + j, simd::fnmadd(simd::exp(simd::loadu(yr + j)), sv, simd::loadu(dyr + j)));
+      if (tail)
+        simd::store_partial(dxr + full,
+                            simd::fnmadd(simd::exp(simd::load_partial(yr + full, tail)), sv,
+                                         simd::load_partial(dyr + full, tail)),
+                            tail);
+    } else {
+      // dx = y * (dy - sum(dy * y)).
+      for (int64_t j = 0; j < full; j += W)
+        s = simd::fmadd(simd::loadu(dyr + j), simd::loadu(yr + j), s);
+      if (tail) s = simd::fmadd(simd::load_partial(dyr + full, tail), simd::load_partial(yr + full, tail), s);
+      V sv = simd::set1(simd::reduce_add(s));
+      for (int64_t j = 0; j < full; j += W)
+        simd::storeu(dxr + j, simd::loadu(yr + j) * (simd::loadu(dyr + j) - sv));
+      if (tail)
+        simd::store_partial(
+            dxr + full, simd::load_partial(yr + full, tail) * (simd::load_partial(dyr + full, tail) - sv),
+            tail);
+    }
+  }
+}
+
+template <typename T>
+void fill_fns(ActFns<T>& f) {
+  f.forward = &forward<T>;
+  f.backward = &backward<T>;
+  f.softmax_forward = &softmax_forward<T>;
+  f.softmax_backward = &softmax_backward<T>;
+}
+
+inline void fill_table(ActTable& t) {
+  fill_fns(t.f32);
+  fill_fns(t.f64);
+}
+
+}  // namespace act_simd
+}  // namespace PYDL_ISA_NS
+}  // namespace pydl

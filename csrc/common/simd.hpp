@@ -1,0 +1,465 @@
+// A small SIMD vector layer over AVX-512 (zmm) and AVX2 (ymm) for float and double kernels.
+//
+// Include it only from translation units compiled with ISA flags (*_avx2.cpp / *_avx512.cpp or
+// headers they include): everything lives in pydl::PYDL_ISA_NS::simd, so each ISA gets its own
+// copy of these inline functions (see common/isa.hpp).
+//
+// Vf / Vd hold W floats / doubles; Mf / Md are the matching lane masks (k-registers on AVX-512,
+// all-ones lanes on AVX2). Functions are overloaded on the vector or pointer type, so a kernel
+// template written against Vec<T> compiles for both dtypes and both ISAs.
+//
+// Semantics worth knowing:
+//  - min(a, b) / max(a, b) follow the x86 rule: if either operand is NaN the result is b. Put the
+//    value whose NaN must survive second (clamp(x) = max(lo, min(hi, x)) keeps a NaN x).
+//  - Comparisons are ordered and quiet: lt/le/gt/ge/eq are false when a lane is NaN.
+//  - load_partial / store_partial touch only the first n < W lanes' memory (masked loads and
+//    stores), so ragged tails never read or write out of bounds.
+//  - exp / expm1 are accurate to about 1-2 ulp over the whole range, give +inf on overflow, 0 (or
+//    -1 for expm1) on underflow with correct gradual underflow, and NaN for NaN; they assume the
+//    default rounding mode and no -ffast-math.
+#pragma once
+
+#include <immintrin.h>
+
+#include <cstdint>
+
+#include "common/isa.hpp"
+
+#if !defined(__AVX2__) || !defined(__FMA__)
+#error "common/simd.hpp needs AVX2+FMA or AVX-512 compile flags (include it from *_avx2/_avx512 TUs)"
+#endif
+
+namespace pydl {
+namespace PYDL_ISA_NS {
+namespace simd {
+
+#if defined(__AVX512F__)
+
+struct Mf { __mmask16 m; };
+struct Md { __mmask8 m; };
+struct Vf {
+  using T = float;
+  using Mask = Mf;
+  static constexpr int W = 16;
+  __m512 v;
+};
+struct Vd {
+  using T = double;
+  using Mask = Md;
+  static constexpr int W = 8;
+  __m512d v;
+};
+
+inline Vf set1(float a) { return {_mm512_set1_ps(a)}; }
+inline Vd set1(double a) { return {_mm512_set1_pd(a)}; }
+inline Vf load(const float* p) { return {_mm512_load_ps(p)}; }
+inline Vd load(const double* p) { return {_mm512_load_pd(p)}; }
+inline Vf loadu(const float* p) { return {_mm512_loadu_ps(p)}; }
+inline Vd loadu(const double* p) { return {_mm512_loadu_pd(p)}; }
+inline void store(float* p, Vf a) { _mm512_store_ps(p, a.v); }
+inline void store(double* p, Vd a) { _mm512_store_pd(p, a.v); }
+inline void storeu(float* p, Vf a) { _mm512_storeu_ps(p, a.v); }
+inline void storeu(double* p, Vd a) { _mm512_storeu_pd(p, a.v); }
+
+// Mask of the first n lanes, 0 <= n <= W.
+inline Mf first_lanes_f(int64_t n) { return {static_cast<__mmask16>((1u << n) - 1u)}; }
+inline Md first_lanes_d(int64_t n) { return {static_cast<__mmask8>((1u << n) - 1u)}; }
+
+// The first n lanes from p, the others `fill`; no memory beyond p[n - 1] is touched.
+inline Vf load_partial(const float* p, int64_t n, float fill = 0.0f) {
+  return {_mm512_mask_loadu_ps(_mm512_set1_ps(fill), first_lanes_f(n).m, p)};
+}
+inline Vd load_partial(const double* p, int64_t n, double fill = 0.0) {
+  return {_mm512_mask_loadu_pd(_mm512_set1_pd(fill), first_lanes_d(n).m, p)};
+}
+inline void store_partial(float* p, Vf a, int64_t n) {
+  _mm512_mask_storeu_ps(p, first_lanes_f(n).m, a.v);
+}
+inline void store_partial(double* p, Vd a, int64_t n) {
+  _mm512_mask_storeu_pd(p, first_lanes_d(n).m, a.v);
+}
+
+inline Vf operator+(Vf a, Vf b) { return {_mm512_add_ps(a.v, b.v)}; }
+inline Vd operator+(Vd a, Vd b) { return {_mm512_add_pd(a.v, b.v)}; }
+inline Vf operator-(Vf a, Vf b) { return {_mm512_sub_ps(a.v, b.v)}; }
+inline Vd operator-(Vd a, Vd b) { return {_mm512_sub_pd(a.v, b.v)}; }
+inline Vf operator*(Vf a, Vf b) { return {_mm512_mul_ps(a.v, b.v)}; }
+inline Vd operator*(Vd a, Vd b) { return {_mm512_mul_pd(a.v, b.v)}; }
+inline Vf operator/(Vf a, Vf b) { return {_mm512_div_ps(a.v, b.v)}; }
+inline Vd operator/(Vd a, Vd b) { return {_mm512_div_pd(a.v, b.v)}; }
+// a * b + c and c - a * b with one rounding.
+inline Vf fmadd(Vf a, Vf b, Vf c) { return {_mm512_fmadd_ps(a.v, b.v, c.v)}; }
+inline Vd fmadd(Vd a, Vd b, Vd c) { return {_mm512_fmadd_pd(a.v, b.v, c.v)}; }
+inline Vf fnmadd(Vf a, Vf b, Vf c) { return {_mm512_fnmadd_ps(a.v, b.v, c.v)}; }
+inline Vd fnmadd(Vd a, Vd b, Vd c) { return {_mm512_fnmadd_pd(a.v, b.v, c.v)}; }
+inline Vf min(Vf a, Vf b) { return {_mm512_min_ps(a.v, b.v)}; }
+inline Vd min(Vd a, Vd b) { return {_mm512_min_pd(a.v, b.v)}; }
+inline Vf max(Vf a, Vf b) { return {_mm512_max_ps(a.v, b.v)}; }
+inline Vd max(Vd a, Vd b) { return {_mm512_max_pd(a.v, b.v)}; }
+
+inline Vf abs(Vf a) { return {_mm512_abs_ps(a.v)}; }
+inline Vd abs(Vd a) { return {_mm512_abs_pd(a.v)}; }
+// |mag| with the sign bit of sgn. Ternary-logic 0xAC is "mask ? sgn : mag" bit by bit.
+inline Vf copysign(Vf mag, Vf sgn) {
+  __m512i m = _mm512_set1_epi32(INT32_MIN);
+  return {_mm512_castsi512_ps(_mm512_ternarylogic_epi32(m, _mm512_castps_si512(mag.v),
+                                                        _mm512_castps_si512(sgn.v), 0xAC))};
+}
+inline Vd copysign(Vd mag, Vd sgn) {
+  __m512i m = _mm512_set1_epi64(INT64_MIN);
+  return {_mm512_castsi512_pd(_mm512_ternarylogic_epi64(m, _mm512_castpd_si512(mag.v),
+                                                        _mm512_castpd_si512(sgn.v), 0xAC))};
+}
+
+inline Mf lt(Vf a, Vf b) { return {_mm512_cmp_ps_mask(a.v, b.v, _CMP_LT_OQ)}; }
+inline Md lt(Vd a, Vd b) { return {_mm512_cmp_pd_mask(a.v, b.v, _CMP_LT_OQ)}; }
+inline Mf le(Vf a, Vf b) { return {_mm512_cmp_ps_mask(a.v, b.v, _CMP_LE_OQ)}; }
+inline Md le(Vd a, Vd b) { return {_mm512_cmp_pd_mask(a.v, b.v, _CMP_LE_OQ)}; }
+inline Mf gt(Vf a, Vf b) { return {_mm512_cmp_ps_mask(a.v, b.v, _CMP_GT_OQ)}; }
+inline Md gt(Vd a, Vd b) { return {_mm512_cmp_pd_mask(a.v, b.v, _CMP_GT_OQ)}; }
+inline Mf ge(Vf a, Vf b) { return {_mm512_cmp_ps_mask(a.v, b.v, _CMP_GE_OQ)}; }
+inline Md ge(Vd a, Vd b) { return {_mm512_cmp_pd_mask(a.v, b.v, _CMP_GE_OQ)}; }
+inline Mf eq(Vf a, Vf b) { return {_mm512_cmp_ps_mask(a.v, b.v, _CMP_EQ_OQ)}; }
+inline Md eq(Vd a, Vd b) { return {_mm512_cmp_pd_mask(a.v, b.v, _CMP_EQ_OQ)}; }
+inline Mf isnan(Vf a) { return {_mm512_cmp_ps_mask(a.v, a.v, _CMP_UNORD_Q)}; }
+inline Md isnan(Vd a) { return {_mm512_cmp_pd_mask(a.v, a.v, _CMP_UNORD_Q)}; }
+inline Mf operator&(Mf a, Mf b) { return {static_cast<__mmask16>(a.m & b.m)}; }
+inline Md operator&(Md a, Md b) { return {static_cast<__mmask8>(a.m & b.m)}; }
+inline Mf operator|(Mf a, Mf b) { return {static_cast<__mmask16>(a.m | b.m)}; }
+inline Md operator|(Md a, Md b) { return {static_cast<__mmask8>(a.m | b.m)}; }
+inline Mf operator~(Mf a) { return {static_cast<__mmask16>(~a.m)}; }
+inline Md operator~(Md a) { return {static_cast<__mmask8>(~a.m)}; }
+// m ? a : b per lane.
+inline Vf select(Mf m, Vf a, Vf b) { return {_mm512_mask_blend_ps(m.m, b.v, a.v)}; }
+inline Vd select(Md m, Vd a, Vd b) { return {_mm512_mask_blend_pd(m.m, b.v, a.v)}; }
+
+inline Vf round_nearest(Vf a) {
+  return {_mm512_roundscale_ps(a.v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)};
+}
+inline Vd round_nearest(Vd a) {
+  return {_mm512_roundscale_pd(a.v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)};
+}
+inline Vf floor(Vf a) {
+  return {_mm512_roundscale_ps(a.v, _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC)};
+}
+inline Vd floor(Vd a) {
+  return {_mm512_roundscale_pd(a.v, _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC)};
+}
+
+// Bit pattern of a shifted left by `bits` (per 32/64-bit lane): the exponent-field builder of pow2i.
+inline Vf shift_bits_left(Vf a, int bits) {
+  return {_mm512_castsi512_ps(_mm512_slli_epi32(_mm512_castps_si512(a.v), bits))};
+}
+inline Vd shift_bits_left(Vd a, int bits) {
+  return {_mm512_castsi512_pd(_mm512_slli_epi64(_mm512_castpd_si512(a.v), bits))};
+}
+
+inline float reduce_add(Vf a) { return _mm512_reduce_add_ps(a.v); }
+inline double reduce_add(Vd a) { return _mm512_reduce_add_pd(a.v); }
+inline float reduce_max(Vf a) { return _mm512_reduce_max_ps(a.v); }
+inline double reduce_max(Vd a) { return _mm512_reduce_max_pd(a.v); }
+
+#else  // AVX2 + FMA
+
+struct Mf { __m256 m; };
+struct Md { __m256d m; };
+struct Vf {
+  using T = float;
+  using Mask = Mf;
+  static constexpr int W = 8;
+  __m256 v;
+};
+struct Vd {
+  using T = double;
+  using Mask = Md;
+  static constexpr int W = 4;
+  __m256d v;
+};
+
+inline Vf set1(float a) { return {_mm256_set1_ps(a)}; }
+inline Vd set1(double a) { return {_mm256_set1_pd(a)}; }
+inline Vf load(const float* p) { return {_mm256_load_ps(p)}; }
+inline Vd load(const double* p) { return {_mm256_load_pd(p)}; }
+inline Vf loadu(const float* p) { return {_mm256_loadu_ps(p)}; }
+inline Vd loadu(const double* p) { return {_mm256_loadu_pd(p)}; }
+inline void store(float* p, Vf a) { _mm256_store_ps(p, a.v); }
+inline void store(double* p, Vd a) { _mm256_store_pd(p, a.v); }
+inline void storeu(float* p, Vf a) { _mm256_storeu_ps(p, a.v); }
+inline void storeu(double* p, Vd a) { _mm256_storeu_pd(p, a.v); }
+
+// Mask of the first n lanes, 0 <= n <= W, as the integer vector maskload/maskstore take.
+inline __m256i first_lanes_f(int64_t n) {
+  return _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(n)),
+                            _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+}
+inline __m256i first_lanes_d(int64_t n) {
+  return _mm256_cmpgt_epi64(_mm256_set1_epi64x(n), _mm256_setr_epi64x(0, 1, 2, 3));
+}
+
+// The first n lanes from p, the others `fill`; masked lanes are not read (no fault past the end).
+inline Vf load_partial(const float* p, int64_t n, float fill = 0.0f) {
+  __m256i m = first_lanes_f(n);
+  return {_mm256_blendv_ps(_mm256_set1_ps(fill), _mm256_maskload_ps(p, m), _mm256_castsi256_ps(m))};
+}
+inline Vd load_partial(const double* p, int64_t n, double fill = 0.0) {
+  __m256i m = first_lanes_d(n);
+  return {_mm256_blendv_pd(_mm256_set1_pd(fill), _mm256_maskload_pd(p, m), _mm256_castsi256_pd(m))};
+}
+inline void store_partial(float* p, Vf a, int64_t n) {
+  _mm256_maskstore_ps(p, first_lanes_f(n), a.v);
+}
+inline void store_partial(double* p, Vd a, int64_t n) {
+  _mm256_maskstore_pd(p, first_lanes_d(n), a.v);
+}
+
+inline Vf operator+(Vf a, Vf b) { return {_mm256_add_ps(a.v, b.v)}; }
+inline Vd operator+(Vd a, Vd b) { return {_mm256_add_pd(a.v, b.v)}; }
+inline Vf operator-(Vf a, Vf b) { return {_mm256_sub_ps(a.v, b.v)}; }
+inline Vd operator-(Vd a, Vd b) { return {_mm256_sub_pd(a.v, b.v)}; }
+inline Vf operator*(Vf a, Vf b) { return {_mm256_mul_ps(a.v, b.v)}; }
+inline Vd operator*(Vd a, Vd b) { return {_mm256_mul_pd(a.v, b.v)}; }
+inline Vf operator/(Vf a, Vf b) { return {_mm256_div_ps(a.v, b.v)}; }
+inline Vd operator/(Vd a, Vd b) { return {_mm256_div_pd(a.v, b.v)}; }
+inline Vf fmadd(Vf a, Vf b, Vf c) { return {_mm256_fmadd_ps(a.v, b.v, c.v)}; }
+inline Vd fmadd(Vd a, Vd b, Vd c) { return {_mm256_fmadd_pd(a.v, b.v, c.v)}; }
+inline Vf fnmadd(Vf a, Vf b, Vf c) { return {_mm256_fnmadd_ps(a.v, b.v, c.v)}; }
+inline Vd fnmadd(Vd a, Vd b, Vd c) { return {_mm256_fnmadd_pd(a.v, b.v, c.v)}; }
+inline Vf min(Vf a, Vf b) { return {_mm256_min_ps(a.v, b.v)}; }
+inline Vd min(Vd a, Vd b) { return {_mm256_min_pd(a.v, b.v)}; }
+inline Vf max(Vf a, Vf b) { return {_mm256_max_ps(a.v, b.v)}; }
+inline Vd max(Vd a, Vd b) { return {_mm256_max_pd(a.v, b.v)}; }
+
+inline Vf abs(Vf a) { return {_mm256_andnot_ps(_mm256_set1_ps(-0.0f), a.v)}; }
+inline Vd abs(Vd a) { return {_mm256_andnot_pd(_mm256_set1_pd(-0.0), a.v)}; }
+inline Vf copysign(Vf mag, Vf sgn) {
+  __m256 s = _mm256_set1_ps(-0.0f);
+  return {_mm256_or_ps(_mm256_andnot_ps(s, mag.v), _mm256_and_ps(s, sgn.v))};
+}
+inline Vd copysign(Vd mag, Vd sgn) {
+  __m256d s = _mm256_set1_pd(-0.0);
+  return {_mm256_or_pd(_mm256_andnot_pd(s, mag.v), _mm256_and_pd(s, sgn.v))};
+}
+
+inline Mf lt(Vf a, Vf b) { return {_mm256_cmp_ps(a.v, b.v, _CMP_LT_OQ)}; }
+inline Md lt(Vd a, Vd b) { return {_mm256_cmp_pd(a.v, b.v, _CMP_LT_OQ)}; }
+inline Mf le(Vf a, Vf b) { return {_mm256_cmp_ps(a.v, b.v, _CMP_LE_OQ)}; }
+inline Md le(Vd a, Vd b) { return {_mm256_cmp_pd(a.v, b.v, _CMP_LE_OQ)}; }
+inline Mf gt(Vf a, Vf b) { return {_mm256_cmp_ps(a.v, b.v, _CMP_GT_OQ)}; }
+inline Md gt(Vd a, Vd b) { return {_mm256_cmp_pd(a.v, b.v, _CMP_GT_OQ)}; }
+inline Mf ge(Vf a, Vf b) { return {_mm256_cmp_ps(a.v, b.v, _CMP_GE_OQ)}; }
+inline Md ge(Vd a, Vd b) { return {_mm256_cmp_pd(a.v, b.v, _CMP_GE_OQ)}; }
+inline Mf eq(Vf a, Vf b) { return {_mm256_cmp_ps(a.v, b.v, _CMP_EQ_OQ)}; }
+inline Md eq(Vd a, Vd b) { return {_mm256_cmp_pd(a.v, b.v, _CMP_EQ_OQ)}; }
+inline Mf isnan(Vf a) { return {_mm256_cmp_ps(a.v, a.v, _CMP_UNORD_Q)}; }
+inline Md isnan(Vd a) { return {_mm256_cmp_pd(a.v, a.v, _CMP_UNORD_Q)}; }
+inline Mf operator&(Mf a, Mf b) { return {_mm256_and_ps(a.m, b.m)}; }
+inline Md operator&(Md a, Md b) { return {_mm256_and_pd(a.m, b.m)}; }
+inline Mf operator|(Mf a, Mf b) { return {_mm256_or_ps(a.m, b.m)}; }
+inline Md operator|(Md a, Md b) { return {_mm256_or_pd(a.m, b.m)}; }
+inline Mf operator~(Mf a) {
+  return {_mm256_xor_ps(a.m, _mm256_castsi256_ps(_mm256_set1_epi32(-1)))};
+}
+inline Md operator~(Md a) {
+  return {_mm256_xor_pd(a.m, _mm256_castsi256_pd(_mm256_set1_epi64x(-1)))};
+}
+inline Vf select(Mf m, Vf a, Vf b) { return {_mm256_blendv_ps(b.v, a.v, m.m)}; }
+inline Vd select(Md m, Vd a, Vd b) { return {_mm256_blendv_pd(b.v, a.v, m.m)}; }
+
+inline Vf round_nearest(Vf a) {
+  return {_mm256_round_ps(a.v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)};
+}
+inline Vd round_nearest(Vd a) {
+  return {_mm256_round_pd(a.v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)};
+}
+inline Vf floor(Vf a) { return {_mm256_round_ps(a.v, _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC)}; }
+inline Vd floor(Vd a) { return {_mm256_round_pd(a.v, _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC)}; }
+
+inline Vf shift_bits_left(Vf a, int bits) {
+  return {_mm256_castsi256_ps(_mm256_slli_epi32(_mm256_castps_si256(a.v), bits))};
+}
+inline Vd shift_bits_left(Vd a, int bits) {
+  return {_mm256_castsi256_pd(_mm256_slli_epi64(_mm256_castpd_si256(a.v), bits))};
+}
+
+inline float reduce_add(Vf a) {
+  __m128 s = _mm_add_ps(_mm256_castps256_ps128(a.v), _mm256_extractf128_ps(a.v, 1));
+  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+  s = _mm_add_ss(s, _mm_movehdup_ps(s));
+  return _mm_cvtss_f32(s);
+}
+inline double reduce_add(Vd a) {
+  __m128d s = _mm_add_pd(_mm256_castpd256_pd128(a.v), _mm256_extractf128_pd(a.v, 1));
+  s = _mm_add_sd(s, _mm_unpackhi_pd(s, s));
+  return _mm_cvtsd_f64(s);
+}
+inline float reduce_max(Vf a) {
+  __m128 s = _mm_max_ps(_mm256_castps256_ps128(a.v), _mm256_extractf128_ps(a.v, 1));
+  s = _mm_max_ps(s, _mm_movehl_ps(s, s));
+  s = _mm_max_ss(s, _mm_movehdup_ps(s));
+  return _mm_cvtss_f32(s);
+}
+inline double reduce_max(Vd a) {
+  __m128d s = _mm_max_pd(_mm256_castpd256_pd128(a.v), _mm256_extractf128_pd(a.v, 1));
+  s = _mm_max_sd(s, _mm_unpackhi_pd(s, s));
+  return _mm_cvtsd_f64(s);
+}
+
+#endif
+
+template <typename T>
+struct VecOf;
+template <>
+struct VecOf<float> {
+  using type = Vf;
+};
+template <>
+struct VecOf<double> {
+  using type = Vd;
+};
+// The vector of T for this ISA: Vec<float>::W lanes, Vec<float>::Mask for comparisons.
+template <typename T>
+using Vec = typename VecOf<T>::type;
+
+template <typename V>
+V zero() {
+  return set1(typename V::T(0));
+}
+// clamp(x, lo, hi) that keeps a NaN x (see the min/max note above).
+template <typename V>
+V clamp(V x, V lo, V hi) {
+  return max(lo, min(hi, x));
+}
+
+// Constants of the exp family. Taylor coefficients 1/n! suffice: after Cody-Waite reduction
+// |r| <= ln2/2, and the first dropped term r^(N+1)/(N+1)! is below 0.25 ulp relative to r.
+template <typename T>
+struct ExpConst;
+template <>
+struct ExpConst<float> {
+  static constexpr int kMantBits = 23;
+  static constexpr float kBias = 127.0f;
+  static constexpr float kLog2e = 1.44269504088896341f;
+  // ln2 split so that k * kLn2Hi is exact for |k| < 2^15 (kLn2Hi has 9 significant bits).
+  static constexpr float kLn2Hi = 0.693359375f;
+  static constexpr float kLn2Lo = -2.12194440e-4f;
+  // exp(x) rounds to +inf above kHi and to 0 below kLo, so clamping there changes nothing.
+  static constexpr float kHi = 89.0f;
+  static constexpr float kLo = -105.0f;
+  // expm1(x) rounds to -1 below kLoM1 (exp(x) < 2^-26).
+  static constexpr float kLoM1 = -19.0f;
+  // Above this k, 2^k overflows but exp(x) - 1 == exp(x) in float anyway.
+  static constexpr float kBigK = 100.0f;
+  static constexpr float kMaxBounded = 80.0f;
+  static constexpr int kDegree = 7;
+  static constexpr float kInvFact[kDegree + 1] = {
+      1.0f, 1.0f, 1.0f / 2, 1.0f / 6, 1.0f / 24, 1.0f / 120, 1.0f / 720, 1.0f / 5040};
+};
+template <>
+struct ExpConst<double> {
+  static constexpr int kMantBits = 52;
+  static constexpr double kBias = 1023.0;
+  static constexpr double kLog2e = 1.4426950408889634074;
+  // k * kLn2Hi exact for |k| < 2^38 (15 significant bits).
+  static constexpr double kLn2Hi = 0.693145751953125;
+  static constexpr double kLn2Lo = 1.42860682030941723212e-6;
+  static constexpr double kHi = 710.0;
+  static constexpr double kLo = -746.0;
+  static constexpr double kLoM1 = -39.0;
+  static constexpr double kBigK = 1000.0;
+  static constexpr double kMaxBounded = 700.0;
+  static constexpr int kDegree = 13;
+  static constexpr double kInvFact[kDegree + 1] = {1.0,
+                                                   1.0,
+                                                   1.0 / 2,
+                                                   1.0 / 6,
+                                                   1.0 / 24,
+                                                   1.0 / 120,
+                                                   1.0 / 720,
+                                                   1.0 / 5040,
+                                                   1.0 / 40320,
+                                                   1.0 / 362880,
+                                                   1.0 / 3628800,
+                                                   1.0 / 39916800,
+                                                   1.0 / 479001600,
+                                                   1.0 / 6227020800.0};
+};
+
+// 2^k for integer-valued k with a normal result (float: -126 <= k <= 127). Adding 2^mant + bias
+// puts k + bias in the low mantissa bits; shifting them into the exponent field builds 2^k.
+template <typename V>
+V pow2i(V k) {
+  using C = ExpConst<typename V::T>;
+  using T = typename V::T;
+  const T magic = T(int64_t{1} << C::kMantBits) + C::kBias;
+  return shift_bits_left(k + set1(magic), C::kMantBits);
+}
+
+namespace detail {
+
+// Shared range reduction: x = k * ln2 + r with |r| <= ln2 / 2; returns k (integer-valued) and
+// p = expm1(r).
+template <typename V>
+V exp_reduce(V x, V& p) {
+  using C = ExpConst<typename V::T>;
+  V k = round_nearest(x * set1(C::kLog2e));
+  V r = fnmadd(k, set1(C::kLn2Hi), x);
+  r = fnmadd(k, set1(C::kLn2Lo), r);
+  V q = set1(C::kInvFact[C::kDegree]);
+  for (int i = C::kDegree - 1; i >= 2; --i) q = fmadd(q, r, set1(C::kInvFact[i]));
+  p = fmadd(r * r, q, r);
+  return k;
+}
+
+}  // namespace detail
+
+template <typename V>
+V exp(V x) {
+  using C = ExpConst<typename V::T>;
+  V p;
+  V k = detail::exp_reduce(clamp(x, set1(C::kLo), set1(C::kHi)), p);
+  // 2^k in two normal factors so results near overflow and in the subnormal range are right:
+  // (1 + p) * 2^k1 is exact-scaled, the final multiply rounds once (gradual underflow).
+  V k1 = floor(k * set1(typename V::T(0.5)));
+  V s1 = pow2i(k1);
+  return fmadd(p, s1, s1) * pow2i(k - k1);
+}
+
+namespace detail {
+
+// expm1 for kLoM1 <= x with 2^k normal (x below about 87 for float, 708 for double).
+template <typename V>
+V expm1_reduced(V x, V& k, V& p) {
+  using T = typename V::T;
+  k = exp_reduce(x, p);
+  // 2^k * p + (2^k - 1): 2^k - 1 is exact for small |k| and the one fma keeps x near 0 accurate
+  // (k = 0 gives p itself).
+  V s = pow2i(k);
+  return fmadd(p, s, s - set1(T(1)));
+}
+
+}  // namespace detail
+
+template <typename V>
+V expm1(V x) {
+  using C = ExpConst<typename V::T>;
+  V k, p;
+  V small = detail::expm1_reduced(clamp(x, set1(C::kLoM1), set1(C::kHi)), k, p);
+  // Near overflow 2^k alone is not finite; there expm1 == exp, scaled in two normal factors.
+  V k1 = floor(k * set1(typename V::T(0.5)));
+  V s1 = pow2i(k1);
+  V big = fmadd(p, s1, s1) * pow2i(k - k1);
+  return select(gt(k, set1(C::kBigK)), big, small);
+}
+
+// expm1 for arguments known to be <= kMaxBounded (no overflow path): about half the work of
+// expm1(). Same accuracy; NaN gives NaN and x below kLoM1 gives -1.
+template <typename V>
+V expm1_bounded(V x) {
+  using C = ExpConst<typename V::T>;
+  V k, p;
+  return detail::expm1_reduced(max(set1(C::kLoM1), x), k, p);
+}
+
+}  // namespace simd
+}  // namespace PYDL_ISA_NS
+}  // namespace pydl
