@@ -68,6 +68,27 @@ def adamw_update(
     weight_decay: float = 1e-2,
 ) -> None: ...
 
+# --- gemm ---
+def matmul(
+    a: np.ndarray,
+    b: np.ndarray,
+    *,
+    trans_a: bool = False,
+    trans_b: bool = False,
+    out: Optional[np.ndarray] = None,
+    accumulate: bool = False,
+) -> np.ndarray: ...
+def linear(
+    x: np.ndarray,
+    w: np.ndarray,
+    b: Optional[np.ndarray] = None,
+    activation: Optional[str] = None,
+    *,
+    negative_slope: float = 0.01,
+    alpha: float = 1.0,
+    out: Optional[np.ndarray] = None,
+) -> np.ndarray: ...
+
 # --- activations ---
 def relu(x: np.ndarray, *, out: Optional[np.ndarray] = None) -> np.ndarray: ...
 def relu_backward(

@@ -29,6 +29,11 @@ from ._core import (
 
 __all__ += ["sgd_update", "adam_update", "adamw_update"]
 
+# --- gemm ---
+from ._core import linear, matmul
+
+__all__ += ["linear", "matmul"]
+
 # --- activations ---
 from ._core import (
     elu,

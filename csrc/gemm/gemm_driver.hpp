@@ -1,0 +1,289 @@
+// BLIS-style blocked GEMM driver, shared by gemm_avx2.cpp and gemm_avx512.cpp.
+//
+// C (m x n, row-major) = op(A) (m x k) @ op(B) (k x n), computed as
+//   task grid over C (threads) -> jc (NC columns) -> pc (KC depth) -> pack B block
+//     -> ic (MC rows) -> pack A block -> jr (NR panels) -> ir (MR panels) -> micro-kernel.
+// The micro-kernel keeps an MR x NR tile of C in registers: it broadcasts one element of packed A
+// per row and multiplies it with NR/lanes aligned vectors of packed B. Packing reads op(A) and
+// op(B) through their strides, so a transpose is just a different packing loop, and zero-pads the
+// last NR panel so the micro-kernel has no column edge case (partial tiles go through a local tile
+// buffer). The row edge is handled by instantiating the micro-kernel for every row count 1..MR.
+//
+// Threads: C is cut into a grid of independent rectangles, one task each; a task runs the whole
+// k loop for its rectangle with its own packing buffers, so tasks never wait on each other. Every
+// element of C is summed in the same order (KC blocks depend only on k, products inside a block run
+// p = 0..kc-1) whatever the grid, so results are bit-identical for any thread count.
+//
+// A traits struct K describes one ISA/dtype: K::T (element), K::V (vector ops: R, kLanes, zero,
+// load, loadu, bcast, fma, add, storeu), tile sizes MR/NR and cache blocks KC/MC/NC.
+#pragma once
+
+#include <immintrin.h>
+
+#include <cstddef>
+#include <cstdint>
+
+#include "common/isa.hpp"
+#include "common/parallel.hpp"
+#include "common/workspace.hpp"
+#include "gemm/gemm.hpp"
+#include "gemm/gemm_epilogue.hpp"
+
+namespace pydl {
+namespace PYDL_ISA_NS {
+namespace gemm_detail {
+
+inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+inline int64_t round_up(int64_t a, int64_t b) { return ceil_div(a, b) * b; }
+inline int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
+
+// Below this many multiply-adds per thread, waking a second thread costs more than it saves
+// (measured: the pool hand-off is a few microseconds, ~1e5 multiply-adds on one core).
+constexpr int64_t kMinMacsPerThread = int64_t{1} << 17;
+
+// 8x8 (float) / 4x4 (double) in-register transposes used when packing reads rows that are
+// contiguous along k (A not transposed, B transposed): dst[q * ldd + r] = src[r * lds + q].
+// AVX2 shuffles are available in both ISA translation units that include this header.
+inline void transpose_block(const float* src, int64_t lds, float* dst, int64_t ldd) {
+  __m256 r0 = _mm256_loadu_ps(src + 0 * lds), r1 = _mm256_loadu_ps(src + 1 * lds);
+  __m256 r2 = _mm256_loadu_ps(src + 2 * lds), r3 = _mm256_loadu_ps(src + 3 * lds);
+  __m256 r4 = _mm256_loadu_ps(src + 4 * lds), r5 = _mm256_loadu_ps(src + 5 * lds);
+  __m256 r6 = _mm256_loadu_ps(src + 6 * lds), r7 = _mm256_loadu_ps(src + 7 * lds);
+  __m256 t0 = _mm256_unpacklo_ps(r0, r1), t1 = _mm256_unpackhi_ps(r0, r1);
+  __m256 t2 = _mm256_unpacklo_ps(r2, r3), t3 = _mm256_unpackhi_ps(r2, r3);
+  __m256 t4 = _mm256_unpacklo_ps(r4, r5), t5 = _mm256_unpackhi_ps(r4, r5);
+  __m256 t6 = _mm256_unpacklo_ps(r6, r7), t7 = _mm256_unpackhi_ps(r6, r7);
+  __m256 s0 = _mm256_shuffle_ps(t0, t2, 0x44), s1 = _mm256_shuffle_ps(t0, t2, 0xEE);
+  __m256 s2 = _mm256_shuffle_ps(t1, t3, 0x44), s3 = _mm256_shuffle_ps(t1, t3, 0xEE);
+  __m256 s4 = _mm256_shuffle_ps(t4, t6, 0x44), s5 = _mm256_shuffle_ps(t4, t6, 0xEE);
+  __m256 s6 = _mm256_shuffle_ps(t5, t7, 0x44), s7 = _mm256_shuffle_ps(t5, t7, 0xEE);
+  _mm256_storeu_ps(dst + 0 * ldd, _mm256_permute2f128_ps(s0, s4, 0x20));
+  _mm256_storeu_ps(dst + 1 * ldd, _mm256_permute2f128_ps(s1, s5, 0x20));
+  _mm256_storeu_ps(dst + 2 * ldd, _mm256_permute2f128_ps(s2, s6, 0x20));
+  _mm256_storeu_ps(dst + 3 * ldd, _mm256_permute2f128_ps(s3, s7, 0x20));
+  _mm256_storeu_ps(dst + 4 * ldd, _mm256_permute2f128_ps(s0, s4, 0x31));
+  _mm256_storeu_ps(dst + 5 * ldd, _mm256_permute2f128_ps(s1, s5, 0x31));
+  _mm256_storeu_ps(dst + 6 * ldd, _mm256_permute2f128_ps(s2, s6, 0x31));
+  _mm256_storeu_ps(dst + 7 * ldd, _mm256_permute2f128_ps(s3, s7, 0x31));
+}
+
+inline void transpose_block(const double* src, int64_t lds, double* dst, int64_t ldd) {
+  __m256d r0 = _mm256_loadu_pd(src + 0 * lds), r1 = _mm256_loadu_pd(src + 1 * lds);
+  __m256d r2 = _mm256_loadu_pd(src + 2 * lds), r3 = _mm256_loadu_pd(src + 3 * lds);
+  __m256d t0 = _mm256_unpacklo_pd(r0, r1), t1 = _mm256_unpackhi_pd(r0, r1);
+  __m256d t2 = _mm256_unpacklo_pd(r2, r3), t3 = _mm256_unpackhi_pd(r2, r3);
+  _mm256_storeu_pd(dst + 0 * ldd, _mm256_permute2f128_pd(t0, t2, 0x20));
+  _mm256_storeu_pd(dst + 1 * ldd, _mm256_permute2f128_pd(t1, t3, 0x20));
+  _mm256_storeu_pd(dst + 2 * ldd, _mm256_permute2f128_pd(t0, t2, 0x31));
+  _mm256_storeu_pd(dst + 3 * ldd, _mm256_permute2f128_pd(t1, t3, 0x31));
+}
+
+template <typename T>
+constexpr int64_t kTransposeBlock = 32 / static_cast<int64_t>(sizeof(T));  // one __m256 row
+
+// Packs `rows` (<= W) rows of a kc-long panel as dst[p * W + r] = src[r * s_r + p * s_p], p < kc,
+// and zero-fills rows rows..W-1 so the micro-kernel can always compute a full tile.
+template <typename T, int W>
+void pack_panel(T* dst, const T* src, int64_t s_r, int64_t s_p, int64_t rows, int64_t kc) {
+  if (s_r == 1) {
+    // Each k step is a contiguous run: a plain copy.
+    for (int64_t p = 0; p < kc; ++p) {
+      const T* s = src + p * s_p;
+      T* d = dst + p * W;
+      for (int64_t r = 0; r < rows; ++r) d[r] = s[r];
+      for (int64_t r = rows; r < W; ++r) d[r] = T(0);
+    }
+    return;
+  }
+  int64_t r_done = 0;
+  if (s_p == 1) {
+    // Each row is contiguous along k: transpose it in register blocks.
+    constexpr int64_t L = kTransposeBlock<T>;
+    const int64_t kc_full = kc / L * L;
+    for (; r_done + L <= rows; r_done += L) {
+      const T* s = src + r_done * s_r;
+      for (int64_t p = 0; p < kc_full; p += L) transpose_block(s + p, s_r, dst + p * W + r_done, W);
+      for (int64_t p = kc_full; p < kc; ++p)
+        for (int64_t r = 0; r < L; ++r) dst[p * W + r_done + r] = s[r * s_r + p];
+    }
+  }
+  for (int64_t p = 0; p < kc; ++p) {
+    T* d = dst + p * W;
+    for (int64_t r = r_done; r < rows; ++r) d[r] = src[r * s_r + p * s_p];
+    for (int64_t r = rows; r < W; ++r) d[r] = T(0);
+  }
+}
+
+// c (M x NR, row stride ldc) = [c +] a (packed, kc x MR) @ b (packed, kc x NR).
+// noinline keeps each row-count instantiation a separate function with its own register plan.
+template <class K, int M>
+__attribute__((noinline)) void micro_kernel(int64_t kc, const typename K::T* __restrict a,
+                                            const typename K::T* __restrict b,
+                                            typename K::T* __restrict c, int64_t ldc,
+                                            bool load_c) {
+  using V = typename K::V;
+  using R = typename V::R;
+  constexpr int NV = K::NR / V::kLanes;
+  R acc[M][NV];
+#pragma GCC unroll 16
+  for (int r = 0; r < M; ++r)
+#pragma GCC unroll 8
+    for (int v = 0; v < NV; ++v) acc[r][v] = V::zero();
+  for (int64_t p = 0; p < kc; ++p) {
+    R bv[NV];
+#pragma GCC unroll 8
+    for (int v = 0; v < NV; ++v) bv[v] = V::load(b + v * V::kLanes);
+#pragma GCC unroll 16
+    for (int r = 0; r < M; ++r) {
+      const R ar = V::bcast(a + r);
+#pragma GCC unroll 8
+      for (int v = 0; v < NV; ++v) acc[r][v] = V::fma(ar, bv[v], acc[r][v]);
+    }
+    a += K::MR;
+    b += K::NR;
+  }
+#pragma GCC unroll 16
+  for (int r = 0; r < M; ++r) {
+#pragma GCC unroll 8
+    for (int v = 0; v < NV; ++v) {
+      typename K::T* cp = c + r * ldc + v * V::kLanes;
+      V::storeu(cp, load_c ? V::add(V::loadu(cp), acc[r][v]) : acc[r][v]);
+    }
+  }
+}
+
+// Runs the micro-kernel instantiated for exactly `rows` rows (1 <= rows <= M).
+template <class K, int M>
+inline void micro_kernel_rows(int64_t rows, int64_t kc, const typename K::T* a,
+                              const typename K::T* b, typename K::T* c, int64_t ldc,
+                              bool load_c) {
+  if constexpr (M > 1) {
+    if (rows < M) {
+      micro_kernel_rows<K, M - 1>(rows, kc, a, b, c, ldc, load_c);
+      return;
+    }
+  }
+  micro_kernel<K, M>(kc, a, b, c, ldc, load_c);
+}
+
+// C[ic:ic+mc, jc:jc+nc] (+)= packed A block (mc x kc) @ packed B block (kc x nc); on the last
+// k block, each tile gets the epilogue while it is still in L1.
+template <class K>
+void macro_kernel(const GemmArgs<typename K::T>& g, const typename K::T* pa,
+                  const typename K::T* pb, int64_t ic, int64_t mc, int64_t jc, int64_t nc,
+                  int64_t kc, bool load_c, bool last) {
+  using T = typename K::T;
+  alignas(64) T tile[K::MR * K::NR];
+  const bool epilogue = last && has_epilogue(g);
+  for (int64_t jr = 0; jr < nc; jr += K::NR) {
+    const int64_t nr = min64(K::NR, nc - jr);
+    const T* b = pb + jr * kc;
+    for (int64_t ir = 0; ir < mc; ir += K::MR) {
+      const int64_t mr = min64(K::MR, mc - ir);
+      const T* a = pa + ir * kc;
+      T* c = g.c + (ic + ir) * g.ldc + jc + jr;
+      if (nr == K::NR) {
+        micro_kernel_rows<K, K::MR>(mr, kc, a, b, c, g.ldc, load_c);
+      } else {
+        micro_kernel_rows<K, K::MR>(mr, kc, a, b, tile, K::NR, false);
+        for (int64_t r = 0; r < mr; ++r) {
+          T* cr = c + r * g.ldc;
+          const T* tr = tile + r * K::NR;
+          if (load_c) {
+            for (int64_t j = 0; j < nr; ++j) cr[j] += tr[j];
+          } else {
+            for (int64_t j = 0; j < nr; ++j) cr[j] = tr[j];
+          }
+        }
+      }
+      if (epilogue) apply_epilogue(g, c, g.ldc, mr, jc + jr, nr);
+    }
+  }
+}
+
+// The whole GEMM restricted to C[i0:i1, j0:j1], single-threaded, with this thread's buffers.
+template <class K>
+void gemm_block(const GemmArgs<typename K::T>& g, int64_t kc_block, int64_t i0, int64_t i1,
+                int64_t j0, int64_t j1) {
+  using T = typename K::T;
+  const int64_t nc_max = round_up(min64(K::NC, j1 - j0), K::NR);
+  const int64_t mc_max = round_up(min64(K::MC, i1 - i0), K::MR);
+  T* pa = static_cast<T*>(thread_workspace(WorkspaceSlot::kPackA, mc_max * kc_block * sizeof(T)));
+  T* pb = static_cast<T*>(thread_workspace(WorkspaceSlot::kPackB, nc_max * kc_block * sizeof(T)));
+  for (int64_t jc = j0; jc < j1; jc += K::NC) {
+    const int64_t nc = min64(K::NC, j1 - jc);
+    for (int64_t pc = 0; pc < g.k; pc += kc_block) {
+      const int64_t kc = min64(kc_block, g.k - pc);
+      const bool load_c = g.accumulate || pc > 0;
+      const bool last = pc + kc == g.k;
+      for (int64_t jr = 0; jr < nc; jr += K::NR)
+        pack_panel<T, K::NR>(pb + jr * kc, g.b + pc * g.rs_b + (jc + jr) * g.cs_b, g.cs_b, g.rs_b,
+                             min64(K::NR, nc - jr), kc);
+      for (int64_t ic = i0; ic < i1; ic += K::MC) {
+        const int64_t mc = min64(K::MC, i1 - ic);
+        for (int64_t ir = 0; ir < mc; ir += K::MR)
+          pack_panel<T, K::MR>(pa + ir * kc, g.a + (ic + ir) * g.rs_a + pc * g.cs_a, g.rs_a,
+                               g.cs_a, min64(K::MR, mc - ir), kc);
+        macro_kernel<K>(g, pa, pb, ic, mc, jc, nc, kc, load_c, last);
+      }
+    }
+  }
+}
+
+// How C is cut into tasks: mt x nt rectangles of mb x nb (multiples of MR x NR).
+struct Grid {
+  int64_t mt = 1, nt = 1, mb = 0, nb = 0;
+};
+
+// Uses up to get_num_threads() tasks, fewer when each would get too little work, and among the
+// mt x nt factorisations picks the one with the smallest rectangle perimeter mb + nb: that is the
+// least packing per task (A rows + B columns) and the squarest blocks. A small m (an MLP batch)
+// therefore splits over n.
+template <class K>
+Grid plan_grid(int64_t m, int64_t n, int64_t k) {
+  Grid best;
+  best.mb = m;
+  best.nb = n;
+  const double macs = static_cast<double>(m) * static_cast<double>(n) * static_cast<double>(k);
+  int64_t tasks = get_num_threads();
+  if (macs / static_cast<double>(kMinMacsPerThread) < static_cast<double>(tasks))
+    tasks = static_cast<int64_t>(macs / static_cast<double>(kMinMacsPerThread));
+  if (tasks <= 1) return best;
+  int64_t best_cost = -1;
+  for (int64_t mt = 1; mt <= tasks; ++mt) {
+    if (tasks % mt != 0) continue;
+    const int64_t nt = tasks / mt;
+    const int64_t mb = round_up(ceil_div(m, mt), K::MR);
+    const int64_t nb = round_up(ceil_div(n, nt), K::NR);
+    if ((mt - 1) * mb >= m || (nt - 1) * nb >= n) continue;  // would leave a task empty
+    if (best_cost < 0 || mb + nb < best_cost) {
+      best_cost = mb + nb;
+      best.mt = mt;
+      best.nt = nt;
+      best.mb = mb;
+      best.nb = nb;
+    }
+  }
+  return best;
+}
+
+template <class K>
+void gemm(const GemmArgs<typename K::T>& g) {
+  if (g.m == 0 || g.n == 0) return;
+  if (g.k == 0) {
+    gemm_empty_k(g);
+    return;
+  }
+  // Near-equal KC blocks (k = 784 -> 200, 200, 200, 184 rather than 3 x 256 + 16) so no block is
+  // a short, slow one; multiples of 8 keep packing on its transpose fast path.
+  const int64_t kc_block = round_up(ceil_div(g.k, ceil_div(g.k, K::KC)), 8);
+  const Grid grid = plan_grid<K>(g.m, g.n, g.k);
+  parallel_for(grid.mt * grid.nt, [&](int64_t t) {
+    const int64_t i0 = (t / grid.nt) * grid.mb, j0 = (t % grid.nt) * grid.nb;
+    gemm_block<K>(g, kc_block, i0, min64(g.m, i0 + grid.mb), j0, min64(g.n, j0 + grid.nb));
+  });
+}
+
+}  // namespace gemm_detail
+}  // namespace PYDL_ISA_NS
+}  // namespace pydl
