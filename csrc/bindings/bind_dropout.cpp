@@ -94,18 +94,7 @@ py::array mask_output(py::handle out, const Shape& shape, const char* op, const 
     throw py::type_error(std::string(op) + ": " + arg + " must have dtype uint8, got " +
                          std::string(py::str(a.dtype())));
   }
-  if (shape_of(a) != shape) {
-    throw py::value_error(std::string(op) + ": " + arg + " must have shape " + shape_str(shape) +
-                          ", got " + shape_str(a));
-  }
-  if (!a.writeable()) {
-    throw py::value_error(std::string(op) + ": " + arg +
-                          " is read-only; pass a writeable array (e.g. a copy)");
-  }
-  if (!(a.flags() & py::array::c_style)) {
-    throw py::value_error(std::string(op) + ": " + arg +
-                          " must be C-contiguous; pass numpy.ascontiguousarray(...) or None");
-  }
+  require_writable_buffer(a, shape, op, arg);
   return a;
 }
 

@@ -106,6 +106,12 @@ py::array output(py::handle out, const Shape& shape, DType dt, const char* op, c
 py::array inout(py::handle obj, const Shape& shape, DType dt, const char* op, const char* arg) {
   py::array a = require_array(obj, op, arg);
   require_dtype(a, dt, op, arg);
+  require_writable_buffer(a, shape, op, arg);
+  return a;
+}
+
+void require_writable_buffer(const py::array& a, const Shape& shape, const char* op,
+                             const char* arg) {
   if (shape_of(a) != shape) {
     throw py::value_error(std::string(op) + ": " + arg + " must have shape " + shape_str(shape) +
                           ", got " + shape_str(a));
@@ -118,7 +124,6 @@ py::array inout(py::handle obj, const Shape& shape, DType dt, const char* op, co
     throw py::value_error(std::string(op) + ": " + arg +
                           " must be C-contiguous; pass numpy.ascontiguousarray(...) or None");
   }
-  return a;
 }
 
 namespace {

@@ -49,6 +49,11 @@ py::array contiguous(const py::array& a);
 py::array output(py::handle out, const Shape& shape, DType dt, const char* op,
                  const char* arg = "out");
 
+// ValueError unless `a` has shape `shape` and is writeable and C-contiguous: the rules every
+// array a kernel writes into must meet (dtype is checked separately by the caller).
+void require_writable_buffer(const py::array& a, const Shape& shape, const char* op,
+                             const char* arg);
+
 // An existing array updated in place (optimizer state, gradient buffers): same rules as `output`.
 py::array inout(py::handle obj, const Shape& shape, DType dt, const char* op, const char* arg);
 
