@@ -15,9 +15,9 @@ BATCHES = [32, 128, 512]
 IN_FEATURES, OUT_FEATURES = 784, 512
 
 
-def _arrays(*shapes):
+def _arrays(*shapes, dtype=np.float32):
     rng = np.random.default_rng(0)
-    return [rng.standard_normal(s).astype(np.float32) for s in shapes]
+    return [rng.standard_normal(s).astype(dtype) for s in shapes]
 
 
 @pytest.mark.parametrize("impl", IMPLS)
@@ -25,6 +25,18 @@ def _arrays(*shapes):
 def test_square(benchmark, threads, impl, n):
     a, b = _arrays((n, n), (n, n))
     benchmark.group = f"gemm-square-{n}[{threads}t]"
+    benchmark.extra_info["flops"] = 2 * n**3
+    if impl == "pydl":
+        benchmark(matmul, a, b)
+    else:
+        benchmark(np.matmul, a, b)
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+@pytest.mark.parametrize("n", [512, 1024])
+def test_square_float64(benchmark, threads, impl, n):
+    a, b = _arrays((n, n), (n, n), dtype=np.float64)
+    benchmark.group = f"dgemm-square-{n}[{threads}t]"
     benchmark.extra_info["flops"] = 2 * n**3
     if impl == "pydl":
         benchmark(matmul, a, b)
