@@ -20,23 +20,17 @@ def _arrays(*shapes, dtype=np.float32):
     return [rng.standard_normal(s).astype(dtype) for s in shapes]
 
 
-@pytest.mark.parametrize("impl", IMPLS)
-@pytest.mark.parametrize("n", SQUARE)
-def test_square(benchmark, threads, impl, n):
-    a, b = _arrays((n, n), (n, n))
-    benchmark.group = f"gemm-square-{n}[{threads}t]"
-    benchmark.extra_info["flops"] = 2 * n**3
-    if impl == "pydl":
-        benchmark(matmul, a, b)
-    else:
-        benchmark(np.matmul, a, b)
+# float32 at every square size; float64 where the tuning target names it.
+SQUARE_CASES = [("gemm", np.float32, n) for n in SQUARE] + [
+    ("dgemm", np.float64, n) for n in (512, 1024)
+]
 
 
 @pytest.mark.parametrize("impl", IMPLS)
-@pytest.mark.parametrize("n", [512, 1024])
-def test_square_float64(benchmark, threads, impl, n):
-    a, b = _arrays((n, n), (n, n), dtype=np.float64)
-    benchmark.group = f"dgemm-square-{n}[{threads}t]"
+@pytest.mark.parametrize("prefix, dtype, n", SQUARE_CASES, ids=lambda v: getattr(v, "__name__", v))
+def test_square(benchmark, threads, impl, prefix, dtype, n):
+    a, b = _arrays((n, n), (n, n), dtype=dtype)
+    benchmark.group = f"{prefix}-square-{n}[{threads}t]"
     benchmark.extra_info["flops"] = 2 * n**3
     if impl == "pydl":
         benchmark(matmul, a, b)
