@@ -64,7 +64,7 @@ def manual_seed(seed):
 
 
 def initial_seed():
-    """Return the current seed (the last ``manual_seed`` value, or the random one drawn at import)."""
+    """Return the seed in use (the last manual_seed value, or one drawn at import)."""
     return _seed
 
 

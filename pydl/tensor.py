@@ -115,9 +115,10 @@ def _to_array(data, dtype, copy):
     except (ValueError, TypeError) as e:
         raise TypeError(f"tensor: cannot convert {type(data).__name__} to an array ({e})") from None
     kind = arr.dtype.kind
-    if kind not in "biuf" or (kind == "f" and arr.dtype not in _FLOAT_DTYPES):
+    # Other float widths are converted only when asked for explicitly with dtype=.
+    if kind not in "biuf" or (kind == "f" and dtype is None and arr.dtype not in _FLOAT_DTYPES):
         raise TypeError(f"tensor: only float32 and float64 are supported, got {arr.dtype} "
-                        f"(convert with .astype(np.float32))")
+                        f"(pass dtype='float32' or convert with .astype(np.float32))")
     if dtype is not None:
         dt_target = dt
     else:
@@ -495,7 +496,7 @@ class Tensor:
         return self.sum(axis=axis, keepdims=keepdims) * (1.0 / count if count else np.nan)
 
     def reshape(self, *shape):
-        """Return a tensor with the same data and a new shape (``reshape(2, 3)`` or ``((2, 3))``)."""
+        """Return a tensor with the same data and a new shape: ``reshape(2, 3)`` or ``((2, 3))``."""
         if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
             shape = tuple(shape[0])
         in_shape = self.data.shape

@@ -1,4 +1,4 @@
-"""pydl.losses: the loss objects give PyTorch's values (numpy closed forms, and torch if present)."""
+"""pydl.losses: the loss objects match numpy closed forms and torch (when installed)."""
 
 import numpy as np
 import pytest

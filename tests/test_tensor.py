@@ -50,6 +50,13 @@ def test_unsupported_data_dtype_is_type_error(data):
         pydl.tensor(data)
 
 
+def test_explicit_dtype_converts_other_float_widths():
+    t = pydl.tensor(np.ones(2, np.float16), dtype=np.float32)
+    assert t.dtype == np.float32 and np.all(t.data == 1)
+    with pytest.raises(TypeError, match="float32 and float64"):
+        pydl.tensor(np.ones(2, np.complex64), dtype=np.float32)
+
+
 @pytest.mark.parametrize("dtype", [np.int32, "float16", "complex128"])
 def test_unsupported_dtype_argument_is_type_error(dtype):
     with pytest.raises(TypeError, match="dtype must be float32 or float64"):
