@@ -2,10 +2,11 @@
 
 from . import _core
 from . import kernels
+from . import optim
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__", "cpu_info", "get_num_threads", "kernels", "set_num_threads"]
+__all__ = ["__version__", "cpu_info", "get_num_threads", "kernels", "optim", "set_num_threads"]
 
 
 def set_num_threads(n):
