@@ -18,7 +18,7 @@ import numpy as np
 
 from .. import kernels
 
-__all__ = ["Adam", "AdamW", "Optimizer", "SGD"]
+__all__ = ["Adam", "AdamW", "Optimizer", "SGD", "lr_scheduler"]
 
 
 def _check_range(name, value, low=0.0, high=math.inf, high_open=False):
@@ -406,3 +406,6 @@ class AdamW(Adam):
 
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2):
         super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay)
+
+
+from . import lr_scheduler  # noqa: E402  (imports Optimizer from this module)
