@@ -6,17 +6,10 @@ import math
 import numpy as np
 import pytest
 
+from pydl.nn import Parameter
 from pydl.optim import SGD
 from pydl.optim import lr_scheduler as S
 
-try:
-    from pydl.nn import Parameter
-except ImportError:  # TEMP stand-in until the Tensor core lands
-    class Parameter:
-        def __init__(self, data):
-            self.data = np.ascontiguousarray(data)
-            self.grad = None
-            self.requires_grad = True
 
 
 def make_opt(lr=0.1, groups=1):

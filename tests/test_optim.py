@@ -8,16 +8,9 @@ import numpy as np
 import pytest
 
 import pydl
+from pydl.nn import Parameter
 from pydl.optim import SGD, Adam, AdamW
 
-try:
-    from pydl.nn import Parameter
-except ImportError:  # TEMP stand-in until the Tensor core lands
-    class Parameter:
-        def __init__(self, data):
-            self.data = np.ascontiguousarray(data)
-            self.grad = None
-            self.requires_grad = True
 
 DTYPES = [np.float32, np.float64]
 
