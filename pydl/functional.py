@@ -165,7 +165,12 @@ def _scaled(d, g):
 
 
 def _labels(name, target, n):
-    labels = np.asarray(target.data if isinstance(target, Tensor) else target)
+    if isinstance(target, Tensor):  # Tensors hold floats: accept whole-number labels
+        labels = target.data.astype(np.int64)
+        if not np.array_equal(labels, target.data):
+            raise ValueError(f"{name}: a Tensor target must hold whole numbers (class labels)")
+    else:
+        labels = np.asarray(target)
     if labels.dtype.kind not in "iu":
         raise TypeError(f"{name}: target must hold integer class labels, got dtype "
                         f"{labels.dtype} (use .astype(np.int64))")

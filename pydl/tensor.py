@@ -454,11 +454,9 @@ class Tensor:
             # Lift 1-D operands to matrices as numpy does, then reduce broadcast batch dims.
             a2 = ad[None, :] if ad.ndim == 1 else ad
             b2 = bd[:, None] if bd.ndim == 1 else bd
-            g2 = g
+            g2 = np.expand_dims(g, -1) if bd.ndim == 1 else g
             if ad.ndim == 1:
                 g2 = np.expand_dims(g2, -2)
-            if bd.ndim == 1:
-                g2 = np.expand_dims(g2, -1)
             da = db = None
             if a.requires_grad:
                 da = _unbroadcast(g2 @ np.swapaxes(b2, -1, -2), a2.shape).reshape(ad.shape)
@@ -511,10 +509,6 @@ class Tensor:
 
     def __getitem__(self, index):
         """Index like numpy (basic and advanced indexing); repeated indices accumulate grads."""
-        if isinstance(index, Tensor):
-            index = index.data
-        elif isinstance(index, tuple):
-            index = tuple(i.data if isinstance(i, Tensor) else i for i in index)
         a = self
 
         def backward(g):
