@@ -157,7 +157,7 @@ class Module:
 
     # --- modes, gradients, freezing -------------------------------------------------------
     def train(self, mode=True):
-        """Set training mode (``mode=True``) or eval mode on this module and all below; return self."""
+        """Set training (``mode=True``) or eval mode on this module and all below; return self."""
         for m in self.modules():
             object.__setattr__(m, "training", bool(mode))
         return self

@@ -121,7 +121,9 @@ class L1(Regularizer):
 
 
 class L2(Regularizer):
-    """Penalise ``wd * sum(w**2)`` (gradient ``2 * wd * w``); SGD ``weight_decay=λ`` equals ``L2(λ/2)``.
+    """Penalise ``wd * sum(w**2)`` (gradient ``2 * wd * w``).
+
+    SGD's ``weight_decay=λ`` equals ``L2(λ / 2)``.
 
     Args:
         wd: Penalty weight, >= 0. Default 5e-4.

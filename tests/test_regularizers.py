@@ -171,7 +171,8 @@ def test_sgd_weight_decay_equals_half_l2(rng):
 @pytest.mark.parametrize("make,name", [
     (lambda: L1(-0.1), "wd"), (lambda: L2(float("nan")), "wd"), (lambda: L2("x"), "wd"),
     (lambda: ElasticNet(-1.0), "wd"), (lambda: ElasticNet(0.1, 1.5), "l1_ratio"),
-    (lambda: ElasticNet(0.1, -0.1), "l1_ratio"), (lambda: ElasticNet(0.1, float("nan")), "l1_ratio"),
+    (lambda: ElasticNet(0.1, -0.1), "l1_ratio"),
+    (lambda: ElasticNet(0.1, float("nan")), "l1_ratio"),
 ])
 def test_invalid_arguments_raise(make, name):
     with pytest.raises(ValueError, match=name):

@@ -38,7 +38,7 @@ def _check_range(name, value, low=0.0, high=math.inf, high_open=False):
 
 
 class Optimizer:
-    """Base class: holds parameter groups and per-parameter state, applies ``_update`` per parameter.
+    """Base class: holds parameter groups and per-parameter state, updates each parameter.
 
     Args:
         params: An iterable of Parameters, or of dicts ``{"params": [...], <hyper-parameter>: ...}``

@@ -273,7 +273,7 @@ class LinearWarmup(SequentialLR):
 
 
 class _Ramp(LRScheduler):
-    """``base_lr * min(epoch + 1, n) / n``: LinearWarmup's ramp (LinearLR needs total_iters >= 1)."""
+    """``base_lr * min(epoch + 1, n) / n``: LinearWarmup's ramp."""
 
     def __init__(self, optimizer, n):
         self.n = n
@@ -288,11 +288,11 @@ class ReduceLROnPlateau:
     """Multiply the learning rate by ``factor`` when a metric stops improving (PyTorch semantics).
 
     Call ``step(metric)`` once per epoch. An epoch improves when the metric beats the best so far
-    by more than ``threshold`` (``"rel"``: ``best * (1 - threshold)`` in min mode, ``best * (1 +
-    threshold)`` in max mode; ``"abs"``: ``best -/+ threshold``); after more than ``patience`` epochs
-    in a row without improvement each group's lr becomes ``max(lr * factor, min_lr)`` (changes
-    smaller than 1e-8 are skipped), then ``cooldown`` epochs pass with the bad-epoch count held at
-    0. A NaN metric never counts as an improvement.
+    by more than ``threshold`` (``"rel"``: below ``best * (1 - threshold)`` in min mode, above
+    ``best * (1 + threshold)`` in max mode; ``"abs"``: ``best -/+ threshold``). After more than
+    ``patience`` epochs in a row without improvement each group's lr becomes
+    ``max(lr * factor, min_lr)`` (changes smaller than ``eps`` are skipped), then ``cooldown``
+    epochs pass with the bad-epoch count held at 0. A NaN metric never counts as an improvement.
 
     Args:
         optimizer: The optimizer whose learning rate is scheduled.
