@@ -519,6 +519,15 @@ class Sequential(Module):
                 i += 1
         object.__setattr__(self, "_plan", plan)
 
+    def __setattr__(self, name, value):
+        super().__setattr__(name, value)
+        if name in self._modules and "_plan" in self.__dict__:
+            self._build_plan()  # a layer was replaced: re-pair Linear + activation
+
+    def __delattr__(self, name):
+        super().__delattr__(name)
+        self._build_plan()
+
     def append(self, layer):
         """Add a layer at the end (named ``str(len(self))``); return self."""
         self._add(str(len(self)), layer)

@@ -534,3 +534,21 @@ def test_mlp_learns_two_moons():
     model = nn.Sequential(nn.Linear(2, 32), nn.ReLU(), nn.Dropout(0.1), nn.Linear(32, 32),
                           nn.ReLU(), nn.Linear(32, 2))
     assert fit(model, x, y, epochs=60, lr=0.01, batch=32) >= 0.97
+
+
+def test_replacing_a_layer_updates_the_fused_plan(rng):
+    model = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 2))
+    setattr(model, "1", nn.Tanh())
+    x = rng.standard_normal((5, 3)).astype(np.float32)
+    expected = model[2](np.tanh(model[0](x).data)).data
+    np.testing.assert_allclose(model(x).data, expected, rtol=1e-6, atol=1e-6)
+
+
+def test_deepcopy_gives_an_independent_model(rng):
+    model = make_mlp().eval()
+    clone = copy.deepcopy(model)
+    x = rng.standard_normal((2, 4))
+    assert np.array_equal(clone(x).data, model(x).data)
+    clone[0].weight.data[...] = 0
+    assert model[0].weight.data.any()
+    assert not np.array_equal(clone(x).data, model(x).data)
