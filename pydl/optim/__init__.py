@@ -1,0 +1,411 @@
+"""Optimizers: SGD (momentum, Nesterov), Adam and AdamW with PyTorch's update rules.
+
+Every update runs in place through one compiled kernel per parameter (``pydl.kernels.sgd_update``,
+``adam_update``, ``adamw_update``). A parameter is skipped entirely - no step, no weight decay, no
+state update - when its ``grad`` is None or its ``requires_grad`` is False (frozen).
+
+Example:
+    >>> import numpy as np, pydl
+    >>> model = pydl.nn.Linear(3, 1)
+    >>> opt = pydl.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    >>> loss = (model(pydl.tensor(np.ones((2, 3)))) ** 2).mean()
+    >>> opt.zero_grad(); loss.backward(); opt.step()
+"""
+
+import math
+
+import numpy as np
+
+from .. import kernels
+
+__all__ = ["Adam", "AdamW", "Optimizer", "SGD", "lr_scheduler"]
+
+
+def _check_range(name, value, low=0.0, high=math.inf, high_open=False):
+    """Return ``value`` as a float after checking it is a finite-or-inf number in its range."""
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a number, got {value!r}") from None
+    bad_high = v >= high if high_open else v > high
+    if math.isnan(v) or v < low or bad_high:
+        if high == math.inf:
+            expected = f">= {low}"
+        else:
+            expected = f"in [{low}, {high}{')' if high_open else ']'}"
+        raise ValueError(f"{name} must be {expected}, got {value!r}")
+    return v
+
+
+class Optimizer:
+    """Base class: holds parameter groups and per-parameter state, updates each parameter.
+
+    Args:
+        params: An iterable of Parameters, or of dicts ``{"params": [...], <hyper-parameter>: ...}``
+            (parameter groups; missing hyper-parameters take the optimizer's values).
+        defaults: The optimizer's hyper-parameters (validated by the subclass).
+
+    Attributes:
+        param_groups: A list of dicts, each with ``"params"`` (a list of Parameters) and the
+            hyper-parameters for those parameters (``"lr"``, ...); schedulers edit ``"lr"`` here.
+        state: A dict from parameter index (position in the concatenated groups, as in PyTorch's
+            ``state_dict``) to that parameter's state dict (numpy buffers and counters).
+    """
+
+    def __init__(self, params, defaults):
+        if hasattr(params, "data") and hasattr(params, "requires_grad"):
+            raise TypeError("params must be an iterable of Parameters (e.g. model.parameters()), "
+                            "got a single Parameter; wrap it in a list")
+        params = list(params)
+        if not params:
+            raise ValueError("optimizer got an empty parameter list")
+        if not isinstance(params[0], dict):
+            params = [{"params": params}]
+        self.defaults = dict(defaults)
+        self.param_groups = []
+        self.state = {}
+        seen = set()
+        for group in params:
+            group = dict(group)
+            if "params" not in group:
+                raise ValueError("a parameter group dict needs a 'params' entry")
+            group_params = list(group["params"])
+            for p in group_params:
+                if not (hasattr(p, "data") and hasattr(p, "requires_grad")):
+                    raise TypeError(f"optimizer params must be Parameters, got {type(p).__name__}")
+                if id(p) in seen:
+                    raise ValueError("a parameter appears more than once in the optimizer")
+                seen.add(id(p))
+            unknown = set(group) - set(self.defaults) - {"params", "initial_lr"}
+            if unknown:
+                raise ValueError(f"unknown hyper-parameter(s) {sorted(unknown)} in a parameter "
+                                 f"group; expected some of {sorted(self.defaults)}")
+            for key, value in self.defaults.items():
+                group.setdefault(key, value)
+            group["params"] = group_params
+            self._validate_group(group)
+            self.param_groups.append(group)
+
+    def _validate_group(self, group):
+        """Check (and normalise in place) one group's hyper-parameters; ValueError names them."""
+        group["lr"] = _check_range("lr", group["lr"])
+        group["weight_decay"] = _check_range("weight_decay", group["weight_decay"])
+
+    def _indexed_params(self):
+        """Yield (index, group, param) over all groups, index counting across groups."""
+        i = 0
+        for group in self.param_groups:
+            for p in group["params"]:
+                yield i, group, p
+                i += 1
+
+    @property
+    def lr(self):
+        """The learning rate of the first parameter group; setting it sets every group's."""
+        return self.param_groups[0]["lr"]
+
+    @lr.setter
+    def lr(self, value):
+        value = _check_range("lr", value)
+        for group in self.param_groups:
+            group["lr"] = value
+
+    def zero_grad(self, set_to_none=True):
+        """Clear the gradients of every parameter.
+
+        Args:
+            set_to_none: True (the default, as in PyTorch 2) sets ``grad`` to None, so the next
+                backward allocates it fresh; False fills the existing gradient arrays with zeros.
+        """
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.grad is not None:
+                    if set_to_none:
+                        p.grad = None
+                    else:
+                        p.grad.fill(0)
+
+    def step(self, closure=None):
+        """Update every parameter that has a gradient and is not frozen.
+
+        Args:
+            closure: Optional callable that re-evaluates the model and returns the loss.
+                Default None.
+
+        Returns:
+            The closure's loss, or None.
+        """
+        loss = closure() if closure is not None else None
+        state = self.state
+        i = 0
+        for group in self.param_groups:
+            for p in group["params"]:
+                grad = p.grad
+                if grad is not None and p.requires_grad:
+                    s = state.get(i)
+                    if s is None:
+                        s = state[i] = {}
+                    self._update(p.data, grad, s, group)
+                i += 1
+        return loss
+
+    def _update(self, param, grad, state, group):
+        raise NotImplementedError
+
+    # The per-parameter state entries, and those that hold arrays of the parameter's shape/dtype.
+    _state_keys = ()
+    _buffers = ()
+
+    def state_dict(self):
+        """Return the optimizer state: ``{"state": {index: {...}}, "param_groups": [...]}``.
+
+        As in PyTorch, parameters are named by their index in the concatenated groups and each
+        group lists the indices it holds under ``"params"``; arrays are copies.
+        """
+        groups = []
+        i = 0
+        for group in self.param_groups:
+            g = {k: v for k, v in group.items() if k != "params"}
+            g["params"] = list(range(i, i + len(group["params"])))
+            i += len(group["params"])
+            groups.append(g)
+        state = {index: {k: (v.copy() if isinstance(v, np.ndarray) else v) for k, v in s.items()}
+                 for index, s in self.state.items()}
+        return {"state": state, "param_groups": groups}
+
+    def load_state_dict(self, state_dict):
+        """Load a state saved by ``state_dict()`` after validating all of it.
+
+        Args:
+            state_dict: The dict from ``state_dict()`` (possibly after a save/load round trip).
+
+        Raises:
+            ValueError: Missing keys, a different number or size of parameter groups, an unknown
+                parameter index, a state entry with the wrong name, shape or dtype, or an invalid
+                hyper-parameter; the optimizer is left unchanged.
+        """
+        if not isinstance(state_dict, dict) or set(state_dict) != {"state", "param_groups"}:
+            raise ValueError("optimizer state_dict must be a dict with exactly the keys "
+                             "'state' and 'param_groups'")
+        groups = list(state_dict["param_groups"])
+        if len(groups) != len(self.param_groups):
+            raise ValueError(f"state_dict has {len(groups)} parameter groups, the optimizer has "
+                             f"{len(self.param_groups)}")
+        new_groups = []
+        for gi, (saved, ours) in enumerate(zip(groups, self.param_groups)):
+            n = len(ours["params"])
+            if not isinstance(saved, dict) or "params" not in saved:
+                raise ValueError(f"param_groups[{gi}] must be a dict with a 'params' entry")
+            if len(saved["params"]) != n:
+                raise ValueError(f"param_groups[{gi}] holds {len(saved['params'])} parameters, the "
+                                 f"optimizer's group holds {n}")
+            keys = set(saved) - {"params", "initial_lr"}
+            if keys != set(self.defaults):
+                raise ValueError(f"param_groups[{gi}] has hyper-parameters {sorted(keys)}, "
+                                 f"expected {sorted(self.defaults)}")
+            group = {k: v for k, v in saved.items() if k != "params"}
+            group["params"] = ours["params"]
+            self._validate_group(group)
+            new_groups.append(group)
+        params = [p for _, _, p in self._indexed_params()]
+        new_state = {}
+        for key, s in dict(state_dict["state"]).items():
+            try:
+                index = int(key)
+            except (TypeError, ValueError):
+                raise ValueError(f"optimizer state key {key!r} is not a parameter index") from None
+            if not 0 <= index < len(params):
+                raise ValueError(f"optimizer state key {index} is out of range: the optimizer "
+                                 f"has {len(params)} parameters")
+            if not isinstance(s, dict):
+                raise ValueError(f"optimizer state[{index}] must be a dict")
+            new_state[index] = self._validate_state(index, s, params[index])
+        for group, new in zip(self.param_groups, new_groups):
+            group.clear()
+            group.update(new)
+        self.state = new_state
+
+    def _validate_state(self, index, s, param):
+        """Return a validated copy of one parameter's saved state."""
+        extra = set(s) - set(self._state_keys)
+        if extra:
+            raise ValueError(f"optimizer state[{index}] has unexpected entries {sorted(extra)}")
+        out = {}
+        for k, v in s.items():
+            if k in self._buffers:
+                if v is None:
+                    out[k] = None
+                    continue
+                if not isinstance(v, np.ndarray):
+                    raise ValueError(f"optimizer state[{index}]['{k}'] must be a numpy array, "
+                                     f"got {type(v).__name__}")
+                if v.shape != param.data.shape:
+                    raise ValueError(f"optimizer state[{index}]['{k}'] has shape {v.shape}, the "
+                                     f"parameter has shape {param.data.shape}")
+                if not np.can_cast(v.dtype, param.data.dtype, casting="same_kind"):
+                    raise ValueError(f"optimizer state[{index}]['{k}'] has dtype {v.dtype}, the "
+                                     f"parameter has dtype {param.data.dtype}")
+                out[k] = np.array(v, dtype=param.data.dtype, order="C", copy=True)
+            else:
+                out[k] = self._validate_scalar_state(index, k, v)
+        return out
+
+    def _validate_scalar_state(self, index, key, value):
+        raise ValueError(f"optimizer state[{index}] has an unexpected entry {key!r}")
+
+    def __repr__(self):
+        lines = [f"{type(self).__name__} ("]
+        for gi, group in enumerate(self.param_groups):
+            lines.append(f"Parameter Group {gi}")
+            for k in sorted(group):
+                if k != "params":
+                    lines.append(f"    {k}: {group[k]}")
+        lines.append(")")
+        return "\n".join(lines)
+
+
+class SGD(Optimizer):
+    """Stochastic gradient descent with optional (Nesterov) momentum, as ``torch.optim.SGD``.
+
+    With ``d = grad + weight_decay * w``: without momentum ``w -= lr * d``; with momentum the
+    buffer starts as ``d`` on a parameter's first step and becomes ``momentum * buf +
+    (1 - dampening) * d`` afterwards, then ``w -= lr * buf`` (or ``lr * (d + momentum * buf)``
+    with ``nesterov=True``). ``weight_decay=λ`` is the gradient of ``pydl.regularizers.L2(λ / 2)``.
+
+    Args:
+        params: Parameters (e.g. ``model.parameters()``) or parameter-group dicts.
+        lr: Learning rate, >= 0 (required).
+        momentum: Momentum factor, >= 0. Default 0.0.
+        nesterov: Use Nesterov momentum (needs momentum > 0 and dampening 0). Default False.
+        weight_decay: Coupled L2 weight decay added to the gradient, >= 0. Default 0.0.
+        dampening: Dampening of the momentum, in [0, 1]. Default 0.0.
+
+    Raises:
+        ValueError: A negative, NaN or out-of-range hyper-parameter (named), or nesterov without
+            momentum or with dampening.
+
+    Example:
+        >>> opt = pydl.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, nesterov=True)
+    """
+
+    _buffers = ("momentum_buffer",)
+    _state_keys = ("momentum_buffer",)
+
+    def __init__(self, params, lr, momentum=0.0, nesterov=False, weight_decay=0.0,
+                 dampening=0.0):
+        super().__init__(params, dict(lr=lr, momentum=momentum, dampening=dampening,
+                                      nesterov=nesterov, weight_decay=weight_decay))
+
+    def _validate_group(self, group):
+        super()._validate_group(group)
+        group["momentum"] = _check_range("momentum", group["momentum"])
+        group["dampening"] = _check_range("dampening", group["dampening"], 0.0, 1.0)
+        group["nesterov"] = bool(group["nesterov"])
+        if group["nesterov"] and (group["momentum"] <= 0 or group["dampening"] != 0):
+            raise ValueError("nesterov=True needs momentum > 0 and dampening == 0, got "
+                             f"momentum={group['momentum']}, dampening={group['dampening']}")
+
+    def _update(self, param, grad, state, group):
+        momentum = group["momentum"]
+        if momentum == 0.0:
+            kernels.sgd_update(param, grad, lr=group["lr"], weight_decay=group["weight_decay"])
+            return
+        buf = state.get("momentum_buffer")
+        first = buf is None
+        if first:
+            buf = state["momentum_buffer"] = np.empty_like(param)
+        kernels.sgd_update(param, grad, buf, lr=group["lr"], momentum=momentum,
+                           dampening=group["dampening"], nesterov=group["nesterov"],
+                           weight_decay=group["weight_decay"], first_step=first)
+
+
+class Adam(Optimizer):
+    """Adam, as ``torch.optim.Adam`` (``weight_decay`` is coupled L2 added to the gradient).
+
+    Per parameter, with ``g = grad + weight_decay * w`` and ``t`` its step count:
+    ``m = b1*m + (1-b1)*g``, ``v = b2*v + (1-b2)*g^2``,
+    ``w -= lr / (1 - b1^t) * m / (sqrt(v) / sqrt(1 - b2^t) + eps)``.
+
+    Args:
+        params: Parameters (e.g. ``model.parameters()``) or parameter-group dicts.
+        lr: Learning rate, >= 0. Default 1e-3.
+        betas: ``(beta1, beta2)``, each in [0, 1). Default (0.9, 0.999).
+        eps: Added to the denominator, >= 0. Default 1e-8.
+        weight_decay: Coupled L2 weight decay, >= 0. Default 0.0.
+
+    Raises:
+        ValueError: A negative, NaN or out-of-range hyper-parameter (named).
+
+    Example:
+        >>> opt = pydl.optim.Adam(model.parameters(), lr=3e-4)
+    """
+
+    _buffers = ("exp_avg", "exp_avg_sq")
+    _state_keys = ("step", "exp_avg", "exp_avg_sq")
+    _kernel = staticmethod(kernels.adam_update)
+
+    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0):
+        super().__init__(params, dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay))
+
+    def _validate_group(self, group):
+        super()._validate_group(group)
+        betas = group["betas"]
+        try:
+            beta1, beta2 = betas
+        except (TypeError, ValueError):
+            raise ValueError(f"betas must be a pair (beta1, beta2), got {betas!r}") from None
+        group["betas"] = (_check_range("betas[0]", beta1, 0.0, 1.0, high_open=True),
+                          _check_range("betas[1]", beta2, 0.0, 1.0, high_open=True))
+        group["eps"] = _check_range("eps", group["eps"])
+
+    def _update(self, param, grad, state, group):
+        if not state:
+            state["step"] = 0
+            state["exp_avg"] = np.zeros_like(param)
+            state["exp_avg_sq"] = np.zeros_like(param)
+        state["step"] += 1
+        beta1, beta2 = group["betas"]
+        self._kernel(param, grad, state["exp_avg"], state["exp_avg_sq"], step=state["step"],
+                     lr=group["lr"], beta1=beta1, beta2=beta2, eps=group["eps"],
+                     weight_decay=group["weight_decay"])
+
+    def _validate_state(self, index, s, param):
+        if set(s) != set(self._state_keys):
+            raise ValueError(f"optimizer state[{index}] must have the entries "
+                             f"{sorted(self._state_keys)}, got {sorted(s)}")
+        return super()._validate_state(index, s, param)
+
+    def _validate_scalar_state(self, index, key, value):
+        if key != "step":
+            return super()._validate_scalar_state(index, key, value)
+        step = np.asarray(value)
+        if step.shape != () or not np.issubdtype(step.dtype, np.integer) or int(step) < 0:
+            raise ValueError(f"optimizer state[{index}]['step'] must be an int >= 0, "
+                             f"got {value!r}")
+        return int(step)
+
+
+class AdamW(Adam):
+    """AdamW, as ``torch.optim.AdamW``: Adam with decoupled weight decay.
+
+    Each step first shrinks the parameter, ``w *= 1 - lr * weight_decay``, then applies the Adam
+    update with the plain gradient.
+
+    Args:
+        params: Parameters (e.g. ``model.parameters()``) or parameter-group dicts.
+        lr: Learning rate, >= 0. Default 1e-3.
+        betas: ``(beta1, beta2)``, each in [0, 1). Default (0.9, 0.999).
+        eps: Added to the denominator, >= 0. Default 1e-8.
+        weight_decay: Decoupled weight decay, >= 0. Default 1e-2.
+
+    Raises:
+        ValueError: A negative, NaN or out-of-range hyper-parameter (named).
+    """
+
+    _kernel = staticmethod(kernels.adamw_update)
+
+    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2):
+        super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay)
+
+
+from . import lr_scheduler  # noqa: E402  (imports Optimizer from this module)

@@ -1,0 +1,353 @@
+"""pydl.optim: first steps against hand-written numpy updates and torch.optim, skipping rules
+(no grad, frozen), validation, zero_grad, the lr property and state_dict round trips."""
+
+import copy
+import math
+
+import numpy as np
+import pytest
+
+import pydl
+from pydl.nn import Parameter
+from pydl.optim import SGD, Adam, AdamW
+
+
+DTYPES = [np.float32, np.float64]
+
+
+def make_params(rng, dtype, shapes=((4, 3), (3,))):
+    return [Parameter(rng.standard_normal(s).astype(dtype)) for s in shapes]
+
+
+def grads_for(rng, params, n_steps):
+    """Per step, one gradient array per parameter."""
+    return [[rng.standard_normal(p.data.shape).astype(p.data.dtype) for p in params]
+            for _ in range(n_steps)]
+
+
+def run(opt_cls, params, grads, **kw):
+    opt = opt_cls(params, **kw)
+    for step_grads in grads:
+        for p, g in zip(params, step_grads):
+            p.grad = g.copy()
+        opt.step()
+    return opt
+
+
+# --- numpy oracles, written from the PyTorch formulas ---
+
+def sgd_reference(w, grads, lr, momentum=0.0, dampening=0.0, nesterov=False, weight_decay=0.0):
+    w = w.astype(np.float64)
+    buf = None
+    for g in grads:
+        d = g + weight_decay * w
+        if momentum:
+            buf = d.copy() if buf is None else momentum * buf + (1 - dampening) * d
+            d = d + momentum * buf if nesterov else buf
+        w = w - lr * d
+    return w
+
+
+def adam_reference(w, grads, lr, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0,
+                   decoupled=False):
+    w = w.astype(np.float64)
+    b1, b2 = betas
+    m = np.zeros_like(w)
+    v = np.zeros_like(w)
+    for t, g in enumerate(grads, start=1):
+        if decoupled:
+            w = w * (1 - lr * weight_decay)
+        else:
+            g = g + weight_decay * w
+        m = b1 * m + (1 - b1) * g
+        v = b2 * v + (1 - b2) * g * g
+        m_hat = m / (1 - b1 ** t)
+        v_hat = v / (1 - b2 ** t)
+        w = w - lr * m_hat / (np.sqrt(v_hat) + eps)
+    return w
+
+
+SGD_CONFIGS = [
+    dict(lr=0.1),
+    dict(lr=0.05, weight_decay=0.01),
+    dict(lr=0.1, momentum=0.9),
+    dict(lr=0.1, momentum=0.9, dampening=0.3, weight_decay=1e-3),
+    dict(lr=0.02, momentum=0.8, nesterov=True, weight_decay=0.1),
+]
+ADAM_CONFIGS = [
+    dict(lr=1e-3),
+    dict(lr=0.01, betas=(0.8, 0.99), eps=1e-6, weight_decay=0.05),
+]
+
+
+def tol(dtype):
+    return dict(rtol=1e-5, atol=1e-6) if dtype == np.float32 else dict(rtol=1e-12, atol=1e-13)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("kw", SGD_CONFIGS)
+def test_sgd_matches_hand_computed_updates(rng, dtype, kw):
+    params = make_params(rng, dtype)
+    start = [p.data.copy() for p in params]
+    grads = grads_for(rng, params, 4)
+    run(SGD, params, grads, **kw)
+    for i, p in enumerate(params):
+        expected = sgd_reference(start[i], [g[i].astype(np.float64) for g in grads], **kw)
+        assert p.data.dtype == dtype
+        np.testing.assert_allclose(p.data, expected, **tol(dtype))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("cls", [Adam, AdamW])
+@pytest.mark.parametrize("kw", ADAM_CONFIGS)
+def test_adam_and_adamw_match_hand_computed_updates(rng, dtype, cls, kw):
+    params = make_params(rng, dtype)
+    start = [p.data.copy() for p in params]
+    grads = grads_for(rng, params, 4)
+    run(cls, params, grads, **kw)
+    ref_kw = dict(kw)
+    if cls is AdamW:
+        ref_kw.setdefault("weight_decay", 1e-2)
+    for i, p in enumerate(params):
+        expected = adam_reference(start[i], [g[i].astype(np.float64) for g in grads],
+                                  decoupled=cls is AdamW, **ref_kw)
+        np.testing.assert_allclose(p.data, expected, rtol=1e-5 if dtype == np.float32 else 1e-11,
+                                   atol=1e-6 if dtype == np.float32 else 1e-12)
+
+
+def test_adam_first_step_moves_each_weight_by_lr():
+    # With bias correction the first Adam step is lr * g / (|g| + eps') = lr * sign(g).
+    p = Parameter(np.zeros(5))
+    p.grad = np.array([3.0, -0.5, 1e-3, -2.0, 7.0])
+    Adam([p], lr=0.01, eps=0.0).step()
+    np.testing.assert_allclose(p.data, -0.01 * np.sign(p.grad), rtol=1e-14)
+
+
+@pytest.mark.parametrize("name,kw", [("SGD", c) for c in SGD_CONFIGS]
+                         + [("Adam", c) for c in ADAM_CONFIGS]
+                         + [("AdamW", c) for c in ADAM_CONFIGS + [dict(lr=0.01)]])
+def test_optimizers_match_torch(rng, name, kw):
+    torch = pytest.importorskip("torch")
+    params = make_params(rng, np.float64)
+    tparams = [torch.tensor(p.data.copy(), requires_grad=True) for p in params]
+    grads = grads_for(rng, params, 5)
+    run(getattr(pydl.optim, name), params, grads, **kw)
+    topt = getattr(torch.optim, name)(tparams, **kw)
+    for step_grads in grads:
+        for tp, g in zip(tparams, step_grads):
+            tp.grad = torch.tensor(g)
+        topt.step()
+    for p, tp in zip(params, tparams):
+        np.testing.assert_allclose(p.data, tp.detach().numpy(), rtol=1e-12, atol=1e-13)
+
+
+@pytest.mark.parametrize("make", [
+    lambda ps: SGD(ps, lr=0.1, momentum=0.9, weight_decay=0.1),
+    lambda ps: SGD(ps, lr=0.1, momentum=0.9, nesterov=True, weight_decay=0.1),
+    lambda ps: Adam(ps, lr=0.1, weight_decay=0.1),
+    lambda ps: AdamW(ps, lr=0.1, weight_decay=0.1),
+])
+def test_frozen_parameters_stay_bit_identical(rng, make):
+    params = make_params(rng, np.float32, shapes=((4, 3), (3,), (2, 2)))
+    opt = make(params)
+    for p in params:
+        p.grad = rng.standard_normal(p.data.shape).astype(np.float32)
+    opt.step()  # every parameter gets state (momentum / Adam moments) first
+    opt.step()
+    params[0].requires_grad = False
+    frozen = params[0].data.copy()
+    frozen_state = copy.deepcopy(opt.state[0])
+    moving = params[1].data.copy()
+    for _ in range(4):
+        for p in params:
+            p.grad = rng.standard_normal(p.data.shape).astype(np.float32)
+        opt.step()
+    assert params[0].data.tobytes() == frozen.tobytes()
+    for k, v in frozen_state.items():
+        assert np.array_equal(opt.state[0][k], v)
+    assert not np.array_equal(params[1].data, moving)
+    params[0].requires_grad = True  # unfreezing resumes training
+    opt.step()
+    assert not np.array_equal(params[0].data, frozen)
+
+
+@pytest.mark.parametrize("cls", [SGD, Adam, AdamW])
+def test_parameters_without_grad_are_skipped(rng, cls):
+    params = make_params(rng, np.float64)
+    before = params[0].data.copy()
+    params[1].grad = np.ones(3)
+    opt = cls(params, lr=0.1, weight_decay=0.5)
+    opt.step()
+    assert np.array_equal(params[0].data, before)
+    assert 0 not in opt.state
+    assert not np.array_equal(params[1].data, np.zeros(3))
+
+
+@pytest.mark.parametrize("kw,name", [
+    (dict(lr=-0.1), "lr"), (dict(lr=float("nan")), "lr"),
+    (dict(lr=0.1, momentum=-0.5), "momentum"), (dict(lr=0.1, momentum=float("nan")), "momentum"),
+    (dict(lr=0.1, weight_decay=-1.0), "weight_decay"),
+    (dict(lr=0.1, dampening=1.5), "dampening"),
+    (dict(lr=0.1, nesterov=True), "nesterov"),
+    (dict(lr=0.1, momentum=0.9, dampening=0.1, nesterov=True), "nesterov"),
+    (dict(lr="fast"), "lr"),
+])
+def test_sgd_rejects_invalid_hyper_parameters(rng, kw, name):
+    with pytest.raises(ValueError, match=name):
+        SGD(make_params(rng, np.float32), **kw)
+
+
+@pytest.mark.parametrize("cls", [Adam, AdamW])
+@pytest.mark.parametrize("kw,name", [
+    (dict(lr=-1e-3), "lr"), (dict(lr=float("nan")), "lr"),
+    (dict(betas=(1.0, 0.999)), r"betas\[0\]"), (dict(betas=(0.9, -0.1)), r"betas\[1\]"),
+    (dict(betas=(float("nan"), 0.9)), r"betas\[0\]"), (dict(betas=0.9), "betas"),
+    (dict(eps=-1e-8), "eps"), (dict(weight_decay=float("nan")), "weight_decay"),
+])
+def test_adam_rejects_invalid_hyper_parameters(rng, cls, kw, name):
+    with pytest.raises(ValueError, match=name):
+        cls(make_params(rng, np.float32), **kw)
+
+
+def test_params_must_be_a_non_empty_iterable_of_parameters(rng):
+    p = make_params(rng, np.float32)
+    with pytest.raises(ValueError, match="empty"):
+        SGD([], lr=0.1)
+    with pytest.raises(TypeError, match="single Parameter"):
+        SGD(p[0], lr=0.1)
+    with pytest.raises(TypeError, match="Parameters"):
+        SGD([np.zeros(3)], lr=0.1)
+    with pytest.raises(ValueError, match="more than once"):
+        SGD([p[0], p[0]], lr=0.1)
+
+
+def test_generator_of_parameters_is_accepted(rng):
+    params = make_params(rng, np.float32)
+    opt = SGD((p for p in params), lr=0.1)
+    assert len(opt.param_groups[0]["params"]) == 2
+
+
+@pytest.mark.parametrize("set_to_none", [True, False])
+def test_zero_grad(rng, set_to_none):
+    params = make_params(rng, np.float32)
+    opt = SGD(params, lr=0.1)
+    grad = np.ones((4, 3), np.float32)
+    params[0].grad = grad
+    opt.zero_grad(set_to_none=set_to_none)
+    if set_to_none:
+        assert params[0].grad is None
+    else:
+        assert params[0].grad is grad and not grad.any()
+    assert params[1].grad is None
+
+
+def test_lr_property_reads_and_sets_every_group(rng):
+    a, b = make_params(rng, np.float64)
+    opt = SGD([{"params": [a]}, {"params": [b], "lr": 0.5}], lr=0.1)
+    assert opt.lr == 0.1 and opt.param_groups[1]["lr"] == 0.5
+    opt.lr = 0.01
+    assert [g["lr"] for g in opt.param_groups] == [0.01, 0.01]
+    with pytest.raises(ValueError, match="lr"):
+        opt.lr = -1.0
+    assert opt.lr == 0.01
+
+
+def test_param_groups_use_their_own_hyper_parameters(rng):
+    a, b = make_params(rng, np.float64)
+    a0, b0 = a.data.copy(), b.data.copy()
+    opt = SGD([{"params": [a]}, {"params": [b], "lr": 0.5}], lr=0.1)
+    a.grad, b.grad = np.ones_like(a0), np.ones_like(b0)
+    opt.step()
+    np.testing.assert_allclose(a.data, a0 - 0.1)
+    np.testing.assert_allclose(b.data, b0 - 0.5)
+    with pytest.raises(ValueError, match="unknown hyper-parameter"):
+        SGD([{"params": [a], "betas": (0.9, 0.9)}], lr=0.1)
+
+
+@pytest.mark.parametrize("make", [
+    lambda ps: SGD(ps, lr=0.1, momentum=0.9, nesterov=True),
+    lambda ps: Adam(ps, lr=0.01, weight_decay=0.01),
+    lambda ps: AdamW(ps, lr=0.01),
+])
+def test_state_dict_round_trip_continues_identically(rng, make):
+    params = make_params(rng, np.float32)
+    opt = make(params)
+    grads = grads_for(rng, params, 5)
+    for step_grads in grads[:2]:
+        for p, g in zip(params, step_grads):
+            p.grad = g.copy()
+        opt.step()
+    saved = opt.state_dict()
+    clones = [Parameter(p.data.copy()) for p in params]
+    opt2 = make(clones)
+    opt2.load_state_dict(saved)
+    # state_dict holds copies: stepping the original does not change what was saved
+    snapshot = copy.deepcopy(saved)
+    for step_grads in grads[2:]:
+        for p, c, g in zip(params, clones, step_grads):
+            p.grad = g.copy()
+            c.grad = g.copy()
+        opt.step()
+        opt2.step()
+    for p, c in zip(params, clones):
+        assert p.data.tobytes() == c.data.tobytes()
+    for i, s in snapshot["state"].items():
+        for k, v in s.items():
+            assert np.array_equal(saved["state"][i][k], v)
+
+
+def test_load_state_dict_validates_before_changing_anything(rng):
+    params = make_params(rng, np.float32)
+    opt = Adam(params, lr=0.01)
+    for p in params:
+        p.grad = np.ones_like(p.data)
+    opt.step()
+    good = opt.state_dict()
+
+    def broken(edit):
+        d = copy.deepcopy(good)
+        edit(d)
+        return d
+
+    cases = [
+        (broken(lambda d: d["state"][0].update(exp_avg=np.zeros((3, 4), np.float32))),
+         r"state\[0\]\['exp_avg'\] has shape"),
+        (broken(lambda d: d["state"][1].pop("exp_avg_sq")), r"state\[1\]"),
+        (broken(lambda d: d["state"][1].update(step=1.5)), "step"),
+        (broken(lambda d: d["state"].update({7: {}})), "out of range"),
+        (broken(lambda d: d["param_groups"][0].update(lr=-1.0)), "lr"),
+        (broken(lambda d: d["param_groups"][0].update(params=[0])), "holds 1 parameters"),
+        (broken(lambda d: d["param_groups"][0].pop("eps")), "hyper-parameters"),
+        (broken(lambda d: d.pop("state")), "state"),
+        (broken(lambda d: d["state"][0].update(exp_avg=[[0.0] * 3] * 4)), "numpy array"),
+    ]
+    before = copy.deepcopy(opt.state_dict())
+    for bad, match in cases:
+        with pytest.raises(ValueError, match=match):
+            opt.load_state_dict(bad)
+        after = opt.state_dict()
+        assert after["param_groups"] == before["param_groups"]
+        for i in before["state"]:
+            for k, v in before["state"][i].items():
+                assert np.array_equal(after["state"][i][k], v)
+
+
+def test_sgd_without_momentum_keeps_no_buffer(rng):
+    params = make_params(rng, np.float32)
+    opt = SGD(params, lr=0.1)
+    for p in params:
+        p.grad = np.ones_like(p.data)
+    opt.step()
+    assert all("momentum_buffer" not in s for s in opt.state.values())
+
+
+def test_step_returns_closure_loss(rng):
+    opt = SGD(make_params(rng, np.float32), lr=0.1)
+    assert opt.step(lambda: 3.5) == 3.5
+    assert opt.step() is None
+
+
+def test_repr_lists_hyper_parameters(rng):
+    text = repr(Adam(make_params(rng, np.float32), lr=0.5))
+    assert "Adam" in text and "lr: 0.5" in text and "betas" in text
+    assert math.isclose(Adam(make_params(rng, np.float32)).lr, 1e-3)
