@@ -154,6 +154,12 @@ inline Vd shift_bits_left(Vd a, int bits) {
   return {_mm512_castsi512_pd(_mm512_slli_epi64(_mm512_castpd_si512(a.v), bits))};
 }
 
+// The 16 floats of a as doubles: lanes 0-7 in lo, 8-15 in hi (exact).
+inline void widen(Vf a, Vd& lo, Vd& hi) {
+  lo.v = _mm512_cvtps_pd(_mm512_castps512_ps256(a.v));
+  hi.v = _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(a.v), 1)));
+}
+
 inline float reduce_add(Vf a) { return _mm512_reduce_add_ps(a.v); }
 inline double reduce_add(Vd a) { return _mm512_reduce_add_pd(a.v); }
 inline float reduce_max(Vf a) { return _mm512_reduce_max_ps(a.v); }
@@ -279,6 +285,12 @@ inline Vf shift_bits_left(Vf a, int bits) {
 }
 inline Vd shift_bits_left(Vd a, int bits) {
   return {_mm256_castsi256_pd(_mm256_slli_epi64(_mm256_castpd_si256(a.v), bits))};
+}
+
+// The 8 floats of a as doubles: lanes 0-3 in lo, 4-7 in hi (exact).
+inline void widen(Vf a, Vd& lo, Vd& hi) {
+  lo.v = _mm256_cvtps_pd(_mm256_castps256_ps128(a.v));
+  hi.v = _mm256_cvtps_pd(_mm256_extractf128_ps(a.v, 1));
 }
 
 inline float reduce_add(Vf a) {
@@ -458,6 +470,39 @@ V expm1_bounded(V x) {
   using C = ExpConst<typename V::T>;
   V k, p;
   return detail::expm1_reduced(max(set1(C::kLoM1), x), k, p);
+}
+
+// Coefficients of log1p_unit's series 2 atanh(f) = 2 f (1 + f^2/3 + f^4/5 + ...). With
+// |f| <= (sqrt2 - 1) / (sqrt2 + 1), f^2 <= 0.0295 and the first dropped term is below 2^-28
+// (float, 5 terms) or 2^-55 (double, 11 terms) relative.
+template <typename T>
+struct Log1pConst;
+template <>
+struct Log1pConst<float> {
+  static constexpr int kTerms = 5;
+  static constexpr float kLn2 = 0.693147180559945309f;
+};
+template <>
+struct Log1pConst<double> {
+  static constexpr int kTerms = 11;
+  static constexpr double kLn2 = 0.693147180559945309;
+};
+
+// log1p(e) for 0 <= e <= 1 (NaN gives NaN), about 1-2 ulp, relative accuracy kept for tiny e.
+// 1 + e = 2^k m with k in {0, 1} and m in [1/sqrt2, sqrt2]; log(m) = 2 atanh((m - 1) / (m + 1)),
+// where (m - 1) / (m + 1) is e / (2 + e) for k = 0 and (e - 1) / (e + 3) for k = 1, so 1 + e is
+// never rounded.
+template <typename V>
+V log1p_unit(V e) {
+  using T = typename V::T;
+  using C = Log1pConst<T>;
+  auto k1 = gt(e, set1(T(0.41421356237309505)));
+  V f = select(k1, e - set1(T(1)), e) / (e + select(k1, set1(T(3)), set1(T(2))));
+  V g = f * f;
+  V p = set1(T(1) / T(2 * C::kTerms - 1));
+  for (int i = C::kTerms - 2; i >= 0; --i) p = fmadd(p, g, set1(T(1) / T(2 * i + 1)));
+  V two_f = f + f;
+  return fmadd(two_f, p, select(k1, set1(C::kLn2), zero<V>()));
 }
 
 }  // namespace simd
