@@ -357,6 +357,8 @@ struct ExpConst<float> {
   // exp(x) rounds to +inf above kHi and to 0 below kLo, so clamping there changes nothing.
   static constexpr float kHi = 89.0f;
   static constexpr float kLo = -105.0f;
+  // exp(x) is subnormal below kLoNormal (ln of the smallest normal, 2^-126).
+  static constexpr float kLoNormal = -87.33654475f;
   // expm1(x) rounds to -1 below kLoM1 (exp(x) < 2^-26).
   static constexpr float kLoM1 = -19.0f;
   // Above this k, 2^k overflows but exp(x) - 1 == exp(x) in float anyway.
@@ -376,6 +378,7 @@ struct ExpConst<double> {
   static constexpr double kLn2Lo = 1.42860682030941723212e-6;
   static constexpr double kHi = 710.0;
   static constexpr double kLo = -746.0;
+  static constexpr double kLoNormal = -708.396418532264;  // ln 2^-1022
   static constexpr double kLoM1 = -39.0;
   static constexpr double kBigK = 1000.0;
   static constexpr double kMaxBounded = 700.0;
@@ -434,6 +437,18 @@ V exp(V x) {
   V k1 = floor(k * set1(typename V::T(0.5)));
   V s1 = pow2i(k1);
   return fmadd(p, s1, s1) * pow2i(k - k1);
+}
+
+// exp for arguments known to be <= 0 (x - max in softmax-like sums), flushing results that would
+// be subnormal (x < kLoNormal) to 0: a third less work than exp(). NaN gives NaN, -inf gives 0.
+template <typename V>
+V exp_nonpositive(V x) {
+  using C = ExpConst<typename V::T>;
+  V p;
+  // Clamped at kLoNormal, 2^k is normal: one scaling factor suffices.
+  V k = detail::exp_reduce(max(set1(C::kLoNormal), x), p);
+  V s = pow2i(k);
+  return select(lt(x, set1(C::kLoNormal)), zero<V>(), fmadd(p, s, s));
 }
 
 namespace detail {

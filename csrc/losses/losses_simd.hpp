@@ -54,6 +54,9 @@ double softmax_xent(T* dlogits, const T* logits, const int64_t* labels, int64_t 
   const V q_off = simd::set1(T(eps / double(cols) * dscale));  // the eps/C share of every class
   const T q_on = T((1.0 - eps) * dscale);                      // the labelled class's extra share
   const V neg_inf = simd::set1(-T(INFINITY));
+  T lane_index[W];
+  for (int i = 0; i < W; ++i) lane_index[i] = T(i);
+  const V lane = simd::loadu(lane_index);
   double total = 0.0;
   for (int64_t r = 0; r < rows; ++r) {
     const T* x = logits + r * cols;
@@ -66,15 +69,17 @@ double softmax_xent(T* dlogits, const T* logits, const int64_t* labels, int64_t 
     const T m = simd::reduce_max(mv);
     mv = simd::set1(m);
     // d holds exp(x - m) until the scaling pass; the -inf padding of the tail adds exp(-inf) = 0.
+    // exp_nonpositive flushes terms below the smallest normal (2^-126 for float) to 0: they
+    // cannot change s >= 1, and their gradient entries are far below the resolution of the row.
     DoubleSum s_acc;
     for (int64_t c = 0; c < full; c += W) {
-      V e = simd::exp(simd::loadu(x + c) - mv);
+      V e = simd::exp_nonpositive(simd::loadu(x + c) - mv);
       simd::storeu(d + c, e);
       s_acc.add(e);
     }
     V e_tail = simd::zero<V>();
     if (tail) {
-      e_tail = simd::exp(simd::load_partial(x + full, tail, -T(INFINITY)) - mv);
+      e_tail = simd::exp_nonpositive(simd::load_partial(x + full, tail, -T(INFINITY)) - mv);
       s_acc.add(e_tail);
     }
     const double s = s_acc.total();
@@ -87,10 +92,15 @@ double softmax_xent(T* dlogits, const T* logits, const int64_t* labels, int64_t 
       if (tail) add_shift(shift, md, simd::load_partial(x + full, tail, m));
       loss += eps / double(cols) * shift.total();
     }
+    // The labelled class's q_on goes into the vector holding it: reading d[y] back after a
+    // (masked) vector store would stall on store forwarding, once per row.
+    const int64_t y_chunk = y - y % W;
+    const V q_label = q_off + simd::select(simd::eq(lane, simd::set1(T(y - y_chunk))),
+                                           simd::set1(q_on), simd::zero<V>());
     const V scale = simd::set1(T(dscale / s));
-    for (int64_t c = 0; c < full; c += W) simd::storeu(d + c, simd::loadu(d + c) * scale - q_off);
-    if (tail) simd::store_partial(d + full, e_tail * scale - q_off, tail);
-    d[y] -= q_on;
+    for (int64_t c = 0; c < full; c += W)
+      simd::storeu(d + c, simd::loadu(d + c) * scale - (c == y_chunk ? q_label : q_off));
+    if (tail) simd::store_partial(d + full, e_tail * scale - (full == y_chunk ? q_label : q_off), tail);
     total += loss;
   }
   return total;
@@ -101,7 +111,9 @@ template <typename V>
 V bce_terms(V x, V t, V scale, V& dlogits) {
   using T = typename V::T;
   V z = simd::zero<V>();
-  V e = simd::exp(z - simd::abs(x));  // in [0, 1]: never overflows, even for |x| = 1e30
+  // In [0, 1]: never overflows, even for |x| = 1e30. Flushing a subnormal e (|x| > 87 in float)
+  // to 0 only drops a loss term and gradient below 1e-38.
+  V e = simd::exp_nonpositive(z - simd::abs(x));
   V inv = simd::set1(T(1)) / (simd::set1(T(1)) + e);
   V sig = simd::select(simd::ge(x, z), inv, e * inv);
   dlogits = (sig - t) * scale;
