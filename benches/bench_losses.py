@@ -38,7 +38,7 @@ def test_softmax_cross_entropy(benchmark, threads, impl, shape):
 
 
 def numpy_bce_with_logits(x, t):
-    """Mean loss and gradient in the stable form: softplus via logaddexp, grad = (sigmoid - t) / N."""
+    """Mean loss and gradient: softplus via logaddexp, grad = (sigmoid - t) / N."""
     loss = float(np.mean(np.logaddexp(0, x) - x * t))
     return loss, (1 / (1 + np.exp(-x)) - t) / x.size
 

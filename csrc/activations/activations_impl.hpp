@@ -85,9 +85,10 @@ constexpr T kTanhSaturate = sizeof(T) == 4 ? T(9.1) : T(19.5);
 // least squares; P(0) = Q(0) = 1 so tiny x give x exactly). The fit is off by < 2e-9 relative;
 // rounding in the float evaluation dominates. Measured against float64 np.tanh over EVERY float32
 // with |x| < 9.5 (AVX2 and AVX-512): max 4.9 ulp (near |x| = 6.3), <= 3.1 ulp for |x| < 0.5,
-// never above 1, exactly +-1 from the clamp on. The expm1 form it replaces (an estimated 2-3 ulp) is
-// ~1.3x slower: this loop is bound by the FMA pipes (11 multiply/FMA ops + 1 division per vector here
-// vs ~15 + 1), and a reciprocal-estimate + Newton division was slower than the divide itself.
+// never above 1, exactly +-1 from the clamp on. The expm1 form it replaces (an estimated 2-3
+// ulp) is ~1.3x slower: this loop is bound by the FMA pipes (11 multiply/FMA ops + 1 division
+// per vector here vs ~15 + 1), and a reciprocal estimate + Newton step was slower than the
+// division itself.
 constexpr float kTanhP[] = {1.0f, 1.367778778e-01f, 3.865633626e-03f, 2.795136788e-05f,
                             3.044338825e-08f, -1.209253791e-11f};
 constexpr float kTanhQ[] = {1.0f, 4.701111913e-01f, 2.723605372e-02f, 3.933818953e-04f,

@@ -100,7 +100,8 @@ double softmax_xent(T* dlogits, const T* logits, const int64_t* labels, int64_t 
     const V scale = simd::set1(T(dscale / s));
     for (int64_t c = 0; c < full; c += W)
       simd::storeu(d + c, simd::loadu(d + c) * scale - (c == y_chunk ? q_label : q_off));
-    if (tail) simd::store_partial(d + full, e_tail * scale - (full == y_chunk ? q_label : q_off), tail);
+    if (tail)
+      simd::store_partial(d + full, e_tail * scale - (full == y_chunk ? q_label : q_off), tail);
     total += loss;
   }
   return total;
