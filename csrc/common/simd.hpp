@@ -154,6 +154,12 @@ inline Vd shift_bits_left(Vd a, int bits) {
   return {_mm512_castsi512_pd(_mm512_slli_epi64(_mm512_castpd_si512(a.v), bits))};
 }
 
+// The 16 floats of a as doubles: lanes 0-7 in lo, 8-15 in hi (exact).
+inline void widen(Vf a, Vd& lo, Vd& hi) {
+  lo.v = _mm512_cvtps_pd(_mm512_castps512_ps256(a.v));
+  hi.v = _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(a.v), 1)));
+}
+
 inline float reduce_add(Vf a) { return _mm512_reduce_add_ps(a.v); }
 inline double reduce_add(Vd a) { return _mm512_reduce_add_pd(a.v); }
 inline float reduce_max(Vf a) { return _mm512_reduce_max_ps(a.v); }
@@ -281,6 +287,12 @@ inline Vd shift_bits_left(Vd a, int bits) {
   return {_mm256_castsi256_pd(_mm256_slli_epi64(_mm256_castpd_si256(a.v), bits))};
 }
 
+// The 8 floats of a as doubles: lanes 0-3 in lo, 4-7 in hi (exact).
+inline void widen(Vf a, Vd& lo, Vd& hi) {
+  lo.v = _mm256_cvtps_pd(_mm256_castps256_ps128(a.v));
+  hi.v = _mm256_cvtps_pd(_mm256_extractf128_ps(a.v, 1));
+}
+
 inline float reduce_add(Vf a) {
   __m128 s = _mm_add_ps(_mm256_castps256_ps128(a.v), _mm256_extractf128_ps(a.v, 1));
   s = _mm_add_ps(s, _mm_movehl_ps(s, s));
@@ -345,6 +357,8 @@ struct ExpConst<float> {
   // exp(x) rounds to +inf above kHi and to 0 below kLo, so clamping there changes nothing.
   static constexpr float kHi = 89.0f;
   static constexpr float kLo = -105.0f;
+  // exp(x) is subnormal below kLoNormal (ln of the smallest normal, 2^-126).
+  static constexpr float kLoNormal = -87.33654475f;
   // expm1(x) rounds to -1 below kLoM1 (exp(x) < 2^-26).
   static constexpr float kLoM1 = -19.0f;
   // Above this k, 2^k overflows but exp(x) - 1 == exp(x) in float anyway.
@@ -364,6 +378,7 @@ struct ExpConst<double> {
   static constexpr double kLn2Lo = 1.42860682030941723212e-6;
   static constexpr double kHi = 710.0;
   static constexpr double kLo = -746.0;
+  static constexpr double kLoNormal = -708.396418532264;  // ln 2^-1022
   static constexpr double kLoM1 = -39.0;
   static constexpr double kBigK = 1000.0;
   static constexpr double kMaxBounded = 700.0;
@@ -424,6 +439,18 @@ V exp(V x) {
   return fmadd(p, s1, s1) * pow2i(k - k1);
 }
 
+// exp for arguments known to be <= 0 (x - max in softmax-like sums), flushing results that would
+// be subnormal (x < kLoNormal) to 0: a third less work than exp(). NaN gives NaN, -inf gives 0.
+template <typename V>
+V exp_nonpositive(V x) {
+  using C = ExpConst<typename V::T>;
+  V p;
+  // Clamped at kLoNormal, 2^k is normal: one scaling factor suffices.
+  V k = detail::exp_reduce(max(set1(C::kLoNormal), x), p);
+  V s = pow2i(k);
+  return select(lt(x, set1(C::kLoNormal)), zero<V>(), fmadd(p, s, s));
+}
+
 namespace detail {
 
 // expm1 for kLoM1 <= x with 2^k normal (x below about 87 for float, 708 for double).
@@ -458,6 +485,39 @@ V expm1_bounded(V x) {
   using C = ExpConst<typename V::T>;
   V k, p;
   return detail::expm1_reduced(max(set1(C::kLoM1), x), k, p);
+}
+
+// Coefficients of log1p_unit's series 2 atanh(f) = 2 f (1 + f^2/3 + f^4/5 + ...). With
+// |f| <= (sqrt2 - 1) / (sqrt2 + 1), f^2 <= 0.0295 and the first dropped term is below 2^-28
+// (float, 5 terms) or 2^-55 (double, 11 terms) relative.
+template <typename T>
+struct Log1pConst;
+template <>
+struct Log1pConst<float> {
+  static constexpr int kTerms = 5;
+  static constexpr float kLn2 = 0.693147180559945309f;
+};
+template <>
+struct Log1pConst<double> {
+  static constexpr int kTerms = 11;
+  static constexpr double kLn2 = 0.693147180559945309;
+};
+
+// log1p(e) for 0 <= e <= 1 (NaN gives NaN), about 1-2 ulp, relative accuracy kept for tiny e.
+// 1 + e = 2^k m with k in {0, 1} and m in [1/sqrt2, sqrt2]; log(m) = 2 atanh((m - 1) / (m + 1)),
+// where (m - 1) / (m + 1) is e / (2 + e) for k = 0 and (e - 1) / (e + 3) for k = 1, so 1 + e is
+// never rounded.
+template <typename V>
+V log1p_unit(V e) {
+  using T = typename V::T;
+  using C = Log1pConst<T>;
+  auto k1 = gt(e, set1(T(0.41421356237309505)));
+  V f = select(k1, e - set1(T(1)), e) / (e + select(k1, set1(T(3)), set1(T(2))));
+  V g = f * f;
+  V p = set1(T(1) / T(2 * C::kTerms - 1));
+  for (int i = C::kTerms - 2; i >= 0; --i) p = fmadd(p, g, set1(T(1) / T(2 * i + 1)));
+  V two_f = f + f;
+  return fmadd(two_f, p, select(k1, set1(C::kLn2), zero<V>()));
 }
 
 }  // namespace simd

@@ -8,6 +8,8 @@
 // slice, sums use a fixed number of interleaved double accumulators combined in a fixed order.
 //
 // Dtypes: float32 and float64 (one entry each); per-element arithmetic in T, sums in double.
+// The AVX2/AVX-512 entries of softmax_xent and bce_with_logits (losses_simd.hpp) flush exp terms
+// that would be subnormal to 0; the generic loops keep them.
 // Assumptions (validated by the bindings): all arrays are C-contiguous; outputs do not overlap the
 // inputs; labels are int64 in [0, cols).
 //

@@ -343,6 +343,18 @@ def test_bce_extreme_logits(isa, dtype):
     np.testing.assert_allclose(d, [1.0, -1.0, 0.0, 0.0, 0.0], atol=1e-7)
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_bce_tiny_losses_keep_relative_accuracy(isa, dtype):
+    # With t = 1 the loss is log1p(exp(-x)) (down to ~1e-35 / 1e-304): each element's value, not
+    # just the sum, must keep a few-ulp relative accuracy (the vector log1p and exp).
+    top = 80.0 if dtype == np.float32 else 700.0
+    x = np.concatenate([np.linspace(-3, top, 1001), np.geomspace(1e-7, 3, 501)]).astype(dtype)
+    one = np.ones(1, dtype)
+    got = np.array([K.bce_with_logits(v[None], one, reduction="sum")[0] for v in x])
+    want = np.logaddexp(0.0, -x.astype(np.float64))
+    np.testing.assert_allclose(got, want, rtol=4 * np.finfo(dtype).eps, atol=0)
+
+
 @pytest.mark.parametrize("name", list(ELEMENTWISE))
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_elementwise_nan_propagates(isa, name, dtype):
