@@ -12,6 +12,7 @@ Example:
     >>> opt.zero_grad(); loss.backward(); opt.step()
 """
 
+import abc
 import math
 
 import numpy as np
@@ -37,7 +38,7 @@ def _check_range(name, value, low=0.0, high=math.inf, high_open=False):
     return v
 
 
-class Optimizer:
+class Optimizer(abc.ABC):
     """Base class: holds parameter groups and per-parameter state, updates each parameter.
 
     Args:
@@ -149,8 +150,9 @@ class Optimizer:
                 i += 1
         return loss
 
+    @abc.abstractmethod
     def _update(self, param, grad, state, group):
-        raise NotImplementedError
+        """Update one parameter array in place from its gradient and per-parameter state."""
 
     # The per-parameter state entries, and those that hold arrays of the parameter's shape/dtype.
     _state_keys = ()

@@ -17,6 +17,7 @@ Example:
     ...     train_one_epoch(); sched.step()
 """
 
+import abc
 import bisect
 import math
 
@@ -37,7 +38,7 @@ def _check_int(name, value, low):
     return value
 
 
-class LRScheduler:
+class LRScheduler(abc.ABC):
     """Base class: ``step()`` advances ``last_epoch`` and sets each group's lr to ``_lr_at``.
 
     Subclasses define ``_lr_at(epoch) -> list`` (one learning rate per parameter group) from
@@ -54,8 +55,9 @@ class LRScheduler:
         self.last_epoch = -1
         self.step()
 
+    @abc.abstractmethod
     def _lr_at(self, epoch):
-        raise NotImplementedError
+        """Return the learning rates (one per parameter group) for `epoch`."""
 
     def step(self):
         """Advance one epoch and set the optimizer's learning rates."""
