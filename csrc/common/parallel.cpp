@@ -36,6 +36,19 @@ std::atomic<int> g_num_threads{0};  // 0 = not yet read from the environment
 // of a training step (a few microseconds apart) then start without a futex wake-up.
 constexpr int kSpinIterations = 1 << 14;
 
+// Spins briefly, then yields: when the machine is oversubscribed the thread we wait for may need
+// this core to finish its task.
+template <typename Pred>
+void wait_until(Pred done) {
+  for (int spins = 0; !done(); ++spins) {
+    if (spins < kSpinIterations) {
+      PYDL_PAUSE();
+    } else {
+      std::this_thread::yield();
+    }
+  }
+}
+
 // A job: tasks [0, n) are claimed through `next`; the submitting thread takes part too.
 struct Job {
   TaskFn fn = nullptr;
@@ -75,13 +88,13 @@ class Pool {
     }
     cv_.notify_all();
     work_on(job);
-    while (job.done.load(std::memory_order_acquire) < n) PYDL_PAUSE();
+    wait_until([&] { return job.done.load(std::memory_order_acquire) >= n; });
     // Wait until no worker still holds a pointer to `job` before it leaves the stack.
     {
       std::lock_guard<std::mutex> lk(mu_);
       job_ = nullptr;
     }
-    while (active_.load(std::memory_order_acquire) != 0) PYDL_PAUSE();
+    wait_until([&] { return active_.load(std::memory_order_acquire) == 0; });
   }
 
  private:

@@ -47,12 +47,15 @@ void parallel_chunks(int64_t n, int64_t grain, F&& f, int64_t align = 64) {
   if (n <= 0) return;
   int64_t nt = get_num_threads();
   int64_t max_chunks = n / (grain > 0 ? grain : 1);
-  if (max_chunks < nt) nt = max_chunks;
-  if (nt <= 1) {
+  if (nt <= 1 || max_chunks <= 1) {
     f(int64_t{0}, n);
     return;
   }
-  int64_t per = (n + nt - 1) / nt;
+  // A few chunks per thread rather than one: on a shared machine a thread that is descheduled
+  // for a moment then holds up only a small chunk while the others take the rest.
+  constexpr int64_t kChunksPerThread = 4;
+  int64_t chunks = nt * kChunksPerThread < max_chunks ? nt * kChunksPerThread : max_chunks;
+  int64_t per = (n + chunks - 1) / chunks;
   per = (per + align - 1) / align * align;
   int64_t n_chunks = (n + per - 1) / per;
   parallel_for(n_chunks, [&](int64_t c) {
