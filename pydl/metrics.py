@@ -403,7 +403,7 @@ def top_k_accuracy_score(y_true, y_score, k=2, normalize=True, sample_weight=Non
             ``k``, or continuous targets.
 
     Example:
-        >>> pydl.metrics.top_k_accuracy_score([0, 1, 2], [[.5, .3, .2], [.1, .2, .7],
+        >>> pydl.metrics.top_k_accuracy_score([1, 0, 2], [[.5, .3, .2], [.1, .2, .7],
         ...                                              [.2, .5, .3]], k=2)
         0.6666666666666666
     """
@@ -683,10 +683,7 @@ def r2_score(y_true, y_pred, sample_weight=None, multioutput="uniform_average",
             scores = 1 - numerator / denominator
     if isinstance(multioutput, str) and multioutput == "variance_weighted":
         multioutput = denominator if nonzero_den.any() else "uniform_average"
-    result = _combine_outputs(scores, multioutput)
-    if isinstance(result, np.ndarray) and result.size == 1:
-        return float(result[0])
-    return result
+    return _combine_outputs(scores, multioutput)
 
 
 mean_squared_error.__doc__ = ("""Return the mean squared error ``mean((y_true - y_pred)**2)``.
