@@ -326,8 +326,9 @@ def load(path):
     """Load what :func:`save` (or :func:`save_model`) wrote, validating every entry.
 
     Modules and Optimizers come back as their state dicts (plain dicts of arrays / the nested
-    optimizer state), ready for ``load_state_dict``; ints, floats, bools, tuples and None keep
-    their types. Nothing is unpickled.
+    optimizer state), ready for ``load_state_dict``, and Tensors as arrays; ints, floats, bools,
+    strings, tuples, None and numpy scalars keep their types. Nothing is unpickled. Nothing is
+    returned unless the whole file is valid, so a failed load never half-updates anything.
 
     Args:
         path: The file name.
