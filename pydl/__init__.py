@@ -7,13 +7,16 @@ from .random import manual_seed
 from .tensor import Tensor, no_grad, tensor
 from . import functional, losses, testing
 from . import nn, optim, regularizers
+from . import datasets, io
+from .io import load, load_model, save, save_model
 from . import train, transfer
 
 __version__ = "0.1.0"
 
 __all__ = ["__version__", "cpu_info", "get_num_threads", "kernels", "set_num_threads",
            "Tensor", "tensor", "no_grad", "manual_seed", "functional", "losses", "testing",
-           "random", "nn", "optim", "regularizers", "train", "transfer"]
+           "random", "nn", "optim", "regularizers", "datasets", "io",
+           "save", "load", "save_model", "load_model", "train", "transfer"]
 
 
 def set_num_threads(n):
