@@ -15,6 +15,8 @@ import math
 import os
 import warnings
 
+from ..io import save_model
+
 __all__ = ["CSVLogger", "Callback", "EarlyStopping", "LearningRateScheduler", "ModelCheckpoint",
            "ReduceLROnPlateau"]
 
@@ -331,8 +333,6 @@ class ModelCheckpoint(Callback):
         self.best = math.inf if self.direction == "min" else -math.inf
 
     def on_epoch_end(self, epoch, logs=None):
-        from ..io import save_model  # io imports nn/optim; keep the train package light
-
         logs = logs or {}
         if self.save_best_only:
             current = _monitored("ModelCheckpoint", self.monitor, logs)
