@@ -115,20 +115,20 @@ def _better(direction, value, reference, min_delta):
     if not math.isfinite(value):
         return False
     if direction == "min":
-        return value - min_delta < reference
-    return value + min_delta > reference
+        return value + min_delta < reference
+    return value - min_delta > reference
 
 
 class EarlyStopping(Callback):
     """Stop training when a monitored quantity stops improving, and restore the best weights.
 
     Keras's rule, checked at the end of each epoch from ``start_from_epoch`` on: a value
-    improves when it beats the best so far by more than ``min_delta`` (NaN and Inf never improve).
-    ``wait`` counts the epochs since the last improvement; it goes back to 0 only on an
-    improvement that also beats ``baseline`` (if given); training stops once
+    improves when it beats the best so far by more than ``min_delta`` (NaN and Inf never improve;
+    the best starts at +-inf). ``wait`` counts the monitored epochs since the last improvement
+    that also beat ``baseline`` (if given); an epoch that does not improve stops training once
     ``wait >= patience`` (never at epoch 0). So ``patience=n`` stops at the n-th epoch in a row
-    without improvement (``patience=0`` behaves like 1), and with a ``baseline`` training stops
-    after ``patience`` epochs that never beat it.
+    without improvement (``patience=0`` behaves like 1), and with a ``baseline`` the epochs that
+    improve without beating it count towards the patience too.
 
     Differences from Keras: ``restore_best_weights`` is on by default, and the best weights are
     restored at the end of training whether or not stopping fired (they are the weights at the
@@ -201,6 +201,7 @@ class EarlyStopping(Callback):
             if self.baseline is None or _better(self.direction, current, self.baseline,
                                                 self.min_delta):
                 self.wait = 0
+            return
         if self.wait >= self.patience and epoch > 0:
             self.stopped_epoch = epoch
             self.trainer.stop_training = True
