@@ -8,6 +8,7 @@ import time
 import numpy as np
 
 from .. import random as _random
+from ..metrics import accuracy_score
 from ..tensor import Tensor, no_grad
 from .callbacks import Callback
 from .history import History
@@ -54,7 +55,7 @@ def accuracy(y_true, y_pred):
     rows); (N,) or (N, 1) binary logits -> class 1 when the logit is > 0 (``y_true`` 0/1).
     """
     pred, true = _to_labels(y_pred, y_true)
-    return float(np.mean(pred == true)) if len(true) else float("nan")
+    return float(accuracy_score(true, pred))
 
 
 _NAMED_METRICS = {"accuracy": accuracy, "acc": accuracy}
