@@ -191,7 +191,8 @@ def _read_npz(path):
     try:
         zf = zipfile.ZipFile(path)
     except zipfile.BadZipFile as e:
-        raise ValueError(f"{path!r} is not a valid .npz file (truncated or corrupt?): {e}") from None
+        raise ValueError(f"{path!r} is not a valid .npz file (truncated or corrupt?): "
+                         f"{e}") from None
     arrays = {}
     with zf:
         for info in zf.infolist():
@@ -263,7 +264,8 @@ class _Decoder:
                 out[item[0]] = self.decode(item[1], item[0])
             return out
         if kind in ("list", "tuple"):
-            items = [self.decode(v, f"{where}[{i}]") for i, v in enumerate(self._items(node, where))]
+            items = [self.decode(v, f"{where}[{i}]")
+                     for i, v in enumerate(self._items(node, where))]
             return items if kind == "list" else tuple(items)
         if kind in ("array", "scalar", "int", "float", "bool", "int_list"):
             return self._leaf(node, kind, where)
@@ -326,8 +328,9 @@ def load(path):
     """Load what :func:`save` (or :func:`save_model`) wrote, validating every entry.
 
     Modules and Optimizers come back as their state dicts (plain dicts of arrays / the nested
-    optimizer state), ready for ``load_state_dict``; ints, floats, bools, tuples and None keep
-    their types. Nothing is unpickled.
+    optimizer state), ready for ``load_state_dict``, and Tensors as arrays; ints, floats, bools,
+    strings, tuples, None and numpy scalars keep their types. Nothing is unpickled. Nothing is
+    returned unless the whole file is valid, so a failed load never half-updates anything.
 
     Args:
         path: The file name.

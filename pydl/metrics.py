@@ -231,14 +231,14 @@ def confusion_matrix(y_true, y_pred, labels=None, sample_weight=None, normalize=
 _AVERAGES = (None, "binary", "micro", "macro", "weighted")
 
 
-def _prf_divide(numerator, denominator, metric, modifier, average, warn, zero_division):
+def _prf_divide(numerator, denominator, metric, modifier, zero_division):
     """Divide per class; 0/0 gives ``zero_division`` (0 and a warning for "warn")."""
     mask = denominator == 0
     result = np.asarray(numerator, dtype=np.float64) / np.where(mask, 1, denominator)
     if not mask.any():
         return result
     result[mask] = _check_zero_division(zero_division)
-    if warn and isinstance(zero_division, str):
+    if isinstance(zero_division, str):
         where = "due to" if result.shape[0] == 1 else "in labels with"
         warnings.warn(f"{metric} is ill-defined and being set to 0.0 {where} no {modifier} "
                       f"samples. Use `zero_division` parameter to control this behavior.",
@@ -299,13 +299,12 @@ def _prf(y_true, y_pred, labels, pos_label, average, sample_weight, zero_divisio
     if average == "micro":
         tp_sum, pred_sum, true_sum = (a.sum(keepdims=True) for a in (tp_sum, pred_sum, true_sum))
     if metric == "precision":
-        score = _prf_divide(tp_sum, pred_sum, "Precision", "predicted", average, True,
-                            zero_division)
+        score = _prf_divide(tp_sum, pred_sum, "Precision", "predicted", zero_division)
     elif metric == "recall":
-        score = _prf_divide(tp_sum, true_sum, "Recall", "true", average, True, zero_division)
+        score = _prf_divide(tp_sum, true_sum, "Recall", "true", zero_division)
     else:
         score = _prf_divide(2.0 * tp_sum, true_sum + pred_sum.astype(np.float64), "F-score",
-                            "true nor predicted", average, True, zero_division)
+                            "true nor predicted", zero_division)
     if average is None:
         return score
     return _nanaverage(score, weights=true_sum if average == "weighted" else None)
@@ -403,7 +402,7 @@ def top_k_accuracy_score(y_true, y_score, k=2, normalize=True, sample_weight=Non
             ``k``, or continuous targets.
 
     Example:
-        >>> pydl.metrics.top_k_accuracy_score([0, 1, 2], [[.5, .3, .2], [.1, .2, .7],
+        >>> pydl.metrics.top_k_accuracy_score([1, 0, 2], [[.5, .3, .2], [.1, .2, .7],
         ...                                              [.2, .5, .3]], k=2)
         0.6666666666666666
     """
@@ -683,10 +682,7 @@ def r2_score(y_true, y_pred, sample_weight=None, multioutput="uniform_average",
             scores = 1 - numerator / denominator
     if isinstance(multioutput, str) and multioutput == "variance_weighted":
         multioutput = denominator if nonzero_den.any() else "uniform_average"
-    result = _combine_outputs(scores, multioutput)
-    if isinstance(result, np.ndarray) and result.size == 1:
-        return float(result[0])
-    return result
+    return _combine_outputs(scores, multioutput)
 
 
 mean_squared_error.__doc__ = ("""Return the mean squared error ``mean((y_true - y_pred)**2)``.

@@ -40,7 +40,7 @@ Cascading Classifiers, Kybernetika.
 
 
 class Bunch(dict):
-    """A dict whose keys are also attributes (``bunch.data is bunch["data"]``), as scikit-learn's."""
+    """A dict whose keys are also attributes (``bunch.data is bunch["data"]``), as in sklearn."""
 
     def __getattr__(self, name):
         try:
