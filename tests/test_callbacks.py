@@ -305,7 +305,11 @@ def test_learning_rate_scheduler_sets_lr_per_epoch():
     x, y = blobs()
     trainer = make_trainer(lr=0.1)
     seen = []
-    sched = LearningRateScheduler(lambda epoch, lr: (seen.append((epoch, lr)), 0.1 * 0.5 ** epoch)[1])
+    def schedule(epoch, lr):
+        seen.append((epoch, lr))
+        return 0.1 * 0.5 ** epoch
+
+    sched = LearningRateScheduler(schedule)
     history = trainer.fit(x, y, epochs=3, callbacks=[sched], verbose=0)
     assert history.history["lr"] == [0.1, 0.05, 0.025]
     assert seen == [(0, 0.1), (1, 0.1), (2, 0.05)]

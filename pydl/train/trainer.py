@@ -118,7 +118,8 @@ class Trainer:
 
     Args:
         model: A ``pydl.nn.Module``.
-        loss: A callable ``(output, target) -> scalar Tensor``, e.g. ``pydl.losses.CrossEntropyLoss()``.
+        loss: A callable ``(output, target) -> scalar Tensor``, e.g.
+            ``pydl.losses.CrossEntropyLoss()``.
         optimizer: A ``pydl.optim`` optimizer over the model's parameters.
         regularizer: Optional ``pydl.regularizers`` penalty (L1/L2/ElasticNet). Default None.
         metrics: Names or callables ``(y_true, y_pred) -> float`` (``y_pred`` = model outputs).
