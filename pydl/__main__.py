@@ -57,6 +57,27 @@ def _seed(text):
     return value
 
 
+class EpochProgress(pydl.train.Callback):
+    """Show one progress bar over all epochs with the latest losses (tqdm, on stderr)."""
+
+    def __init__(self, epochs):
+        self.epochs = epochs
+        self.bar = None
+
+    def on_train_begin(self, logs=None):
+        from tqdm.auto import tqdm
+
+        self.bar = tqdm(total=self.epochs, desc="training", unit="epoch")
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.bar.set_postfix({k: f"{logs[k]:.4f}" for k in ("loss", "val_loss", "val_accuracy")
+                              if k in logs}, refresh=False)
+        self.bar.update(1)
+
+    def on_train_end(self, logs=None):
+        self.bar.close()
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m pydl", description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=_positive, default=200,
@@ -68,7 +89,8 @@ def main(argv=None):
     parser.add_argument("--output-dir", default="pydl-output",
                         help="where the model and the plot go (default ./pydl-output)")
     parser.add_argument("--verbose", type=int, choices=(0, 1, 2), default=1,
-                        help="0 quiet, 1 a progress bar per epoch, 2 one line per epoch")
+                        help="0 quiet, 1 one progress bar over the epochs (default), 2 the "
+                             "trainer's progress bar per epoch")
     args = parser.parse_args(argv)
 
     start = time.perf_counter()
@@ -85,9 +107,10 @@ def main(argv=None):
     print(f"pydl {pydl.__version__}: kernels {info['isa']}, {info['threads']} threads")
     print(f"digits: {len(x_train) - n_val} training / {n_val} validation / {len(x_test)} test "
           f"samples; MLP 64-{HIDDEN}-10, dropout {DROPOUT}, L2 {L2}, Adam lr {LR}")
+    callbacks = [stop] + ([EpochProgress(args.epochs)] if args.verbose == 1 else [])
     history = trainer.fit(x_train, y_train, epochs=args.epochs, batch_size=args.batch_size,
-                          validation_split=VALIDATION_SPLIT, callbacks=[stop],
-                          verbose=args.verbose)
+                          validation_split=VALIDATION_SPLIT, callbacks=callbacks,
+                          verbose=1 if args.verbose == 2 else 0)
     ran = len(history.epoch)
     print(f"trained {ran} epochs" + (f" (early stop at epoch {stop.stopped_epoch + 1})"
                                      if stop.stopped_epoch else "")
@@ -117,4 +140,8 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except BrokenPipeError:  # e.g. `python -m pydl | head`: stop quietly like other CLI tools
+        sys.stdout = open(os.devnull, "w")
+        sys.exit(1)
