@@ -1,0 +1,215 @@
+"""A recorded training step for plain Sequential MLPs: the graph path's kernel calls, minus the graph.
+
+``Trainer.fit`` uses :class:`SequentialStep` when the model is exactly an ``nn.Sequential`` of
+``Linear`` layers (each optionally fused with the activation that follows it, as ``Sequential``
+itself runs them) and ``Dropout`` layers, the loss is ``CrossEntropyLoss`` and the labels are an
+int32/int64 vector. The step then makes the SAME kernel calls with the SAME operands in the same
+order as the autograd path (``Sequential.forward`` + ``loss.backward()``), so every result is
+bit-identical; what it saves is the per-batch Python work around them: no Tensors, closures or
+topological sort, no gradient arrays re-allocated every step (each kernel writes into a buffer
+reused across steps, passed as ``out=``), and dropout keys drawn in the same order.
+
+Everything else stays with the Trainer: the loss check before the update, the regularizer's
+gradients and ``optimizer.step()`` (which reads the gradients from ``p.grad`` as usual).
+
+Gradient buffers: after a step ``p.grad`` holds that step's gradient, as on the graph path, but the
+same array is overwritten by the next step (the graph path allocates a new one); copy it to keep it.
+"""
+
+import numpy as np
+
+from .. import kernels
+from .. import nn
+from .. import random as _random
+from ..losses import CrossEntropyLoss
+
+__all__ = ["SequentialStep"]
+
+_FUSABLE = (nn.ReLU, nn.LeakyReLU, nn.ELU, nn.Sigmoid, nn.Tanh)
+
+_ACT_BACKWARD = {
+    "relu": lambda dy, y, slope, alpha, out: kernels.relu_backward(dy, y, out=out),
+    "leaky_relu": lambda dy, y, slope, alpha, out: kernels.leaky_relu_backward(dy, y, slope,
+                                                                                out=out),
+    "elu": lambda dy, y, slope, alpha, out: kernels.elu_backward(dy, y, alpha, out=out),
+    "sigmoid": lambda dy, y, slope, alpha, out: kernels.sigmoid_backward(dy, y, out=out),
+    "tanh": lambda dy, y, slope, alpha, out: kernels.tanh_backward(dy, y, out=out),
+}
+
+
+class _Linear:
+    __slots__ = ("layer", "act", "slope", "alpha", "act_backward")
+
+    def __init__(self, layer, act):
+        self.layer = layer
+        self.act = None if act is None else act._fused
+        # The same defaults Linear._forward_fused passes for activations without the parameter.
+        self.slope = getattr(act, "negative_slope", 0.01)
+        self.alpha = getattr(act, "alpha", 1.0)
+        self.act_backward = None if act is None else _ACT_BACKWARD[self.act]
+
+
+class _Dropout:
+    __slots__ = ("layer",)
+
+    def __init__(self, layer):
+        self.layer = layer
+
+
+def _ops(model):
+    """Return the step's op list for a supported Sequential, or None."""
+    if type(model) is not nn.Sequential:
+        return None
+    ops = []
+    for fn, act in model._plan:
+        if act is not None:
+            layer = getattr(fn, "__self__", None)
+            if type(layer) is not nn.Linear or type(act) not in _FUSABLE:
+                return None
+            ops.append(_Linear(layer, act))
+        elif type(fn) is nn.Linear:
+            ops.append(_Linear(fn, None))
+        elif type(fn) is nn.Dropout:
+            ops.append(_Dropout(fn))
+        else:
+            return None
+    if not ops or type(ops[0]) is not _Linear or type(ops[-1]) is not _Linear:
+        return None
+    return ops
+
+
+class SequentialStep:
+    """Forward + loss and backward of one batch, recorded for a supported model (see module doc)."""
+
+    @classmethod
+    def build(cls, model, loss, x, y):
+        """Return a SequentialStep for (model, loss, x, y), or None when the graph path is needed.
+
+        x is the Trainer's converted input array (C-contiguous, the model's dtype), y the labels.
+        """
+        if type(loss) is not CrossEntropyLoss or not model.training:
+            return None
+        ops = _ops(model)
+        if ops is None:
+            return None
+        if not (isinstance(y, np.ndarray) and y.ndim == 1 and y.dtype in (np.int64, np.int32)):
+            return None
+        if x.ndim != 2 or x.shape[1] != ops[0].layer.in_features:
+            return None
+        seen = set()
+        for op in ops:
+            if type(op) is _Linear:
+                for p in (op.layer.weight, op.layer.bias):
+                    if p is None:
+                        continue
+                    # Shared or frozen parameters, or another dtype: the graph path handles them.
+                    if id(p) in seen or not p.requires_grad or p.data.dtype != x.dtype:
+                        return None
+                    seen.add(id(p))
+        return cls(ops, loss)
+
+    def __init__(self, ops, loss):
+        self.ops = ops
+        self.loss = loss
+        self._ws = {}       # (op index, role, rows) -> buffer reused across steps
+        self._saved = None  # what backward needs from the last forward
+
+    def _buffer(self, key, shape, dtype):
+        buf = self._ws.get(key)
+        if buf is None:
+            buf = self._ws[key] = np.empty(shape, dtype)
+        return buf
+
+    def forward(self, xb, yb, out=None):
+        """Run forward and the loss on one batch; return the loss value as the graph path does.
+
+        Args:
+            xb: (rows, in_features) C-contiguous inputs of the model's dtype.
+            yb: (rows,) int labels.
+            out: Optional (rows, classes) array to receive the logits (e.g. a slice of an epoch's
+                output buffer); default a reused buffer.
+        """
+        rows = xb.shape[0]
+        dtype = xb.dtype
+        ws = self._ws
+        saved = []
+        h = xb
+        last = len(self.ops) - 1
+        for i, op in enumerate(self.ops):
+            if type(op) is _Linear:
+                layer = op.layer
+                w = layer.weight.data
+                bias = layer.bias
+                if i == last and out is not None:
+                    y = out
+                else:
+                    y = self._buffer((i, rows), (rows, w.shape[0]), dtype)
+                kernels.linear(h, w, None if bias is None else bias.data, op.act,
+                               negative_slope=op.slope, alpha=op.alpha, out=y)
+                saved.append((h, y))
+            else:
+                p = op.layer.p
+                if p == 0.0:  # F.dropout returns its input: no key drawn, nothing recorded
+                    saved.append(None)
+                    continue
+                seed, step = _random.next_dropout_key()
+                key = (i, rows)
+                pair = ws.get(key)
+                if pair is None:
+                    pair = ws[key] = kernels.dropout(h, p, seed, step)
+                else:
+                    kernels.dropout(h, p, seed, step, out=pair[0], mask_out=pair[1])
+                y = pair[0]
+                saved.append((pair[1], p))
+            h = y
+        key = ("dlogits", rows)
+        dlogits = ws.get(key)
+        loss = self.loss
+        if dlogits is None:
+            value, dlogits = kernels.softmax_cross_entropy(
+                h, yb, label_smoothing=loss.label_smoothing, reduction=loss.reduction)
+            ws[key] = dlogits
+        else:
+            value, _ = kernels.softmax_cross_entropy(
+                h, yb, label_smoothing=loss.label_smoothing, reduction=loss.reduction,
+                dlogits=dlogits)
+        self._saved = (saved, dlogits, rows, dtype)
+        # The graph path stores the loss as a 0-d array of the logits' dtype and reads it back.
+        return float(dtype.type(value))
+
+    def backward(self):
+        """Write every parameter's gradient for the last forward into ``p.grad`` (overwriting)."""
+        saved, g, rows, dtype = self._saved
+        self._saved = None
+        ws = self._ws
+        for i in range(len(self.ops) - 1, -1, -1):
+            op = self.ops[i]
+            s = saved[i]
+            if type(op) is _Linear:
+                h, y = s
+                if op.act_backward is not None:
+                    g = op.act_backward(g, y, op.slope, op.alpha, g)
+                layer = op.layer
+                weight, bias = layer.weight, layer.bias
+                wd = weight.data
+                dx = None
+                if i > 0:
+                    dx = self._buffer((i, "dx", rows), (rows, wd.shape[1]), dtype)
+                    kernels.matmul(g, wd, out=dx)
+                gw = self._grad(weight)
+                kernels.matmul(g, h, trans_a=True, out=gw)
+                if bias is not None:
+                    np.sum(g, axis=0, out=self._grad(bias))
+                g = dx
+            elif s is not None:
+                mask, p = s
+                g = kernels.dropout_backward(g, mask, p, out=g)
+
+    def _grad(self, p):
+        """Return p's gradient buffer (kept across steps), installed as ``p.grad``."""
+        key = ("grad", id(p))
+        buf = self._ws.get(key)
+        if buf is None or buf.shape != p.data.shape or buf.dtype != p.data.dtype:
+            buf = self._ws[key] = np.empty_like(p.data)
+        p.grad = buf
+        return buf
