@@ -37,9 +37,12 @@ inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 inline int64_t round_up(int64_t a, int64_t b) { return ceil_div(a, b) * b; }
 inline int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
 
-// Below this many multiply-adds per thread, waking a second thread costs more than it saves
-// (measured: the pool hand-off is a few microseconds, ~1e5 multiply-adds on one core).
-constexpr int64_t kMinMacsPerThread = int64_t{1} << 17;
+// Below this many multiply-adds per thread (~10 us on one core), a second thread costs more than it
+// saves. The hand-off alone is a few microseconds on an idle machine, but on a busy one the worker
+// may be descheduled while the caller waits for its task: measured on a loaded 2-core machine, 2^17
+// made a batch-32 MLP step (32x256x256 GEMMs) 2x slower with 2 threads than with 1; with 2^21 a
+// GEMM splits only when each thread gets enough work to absorb that (e.g. 32x784x512 does).
+constexpr int64_t kMinMacsPerThread = int64_t{1} << 21;
 
 // 8x8 (float) / 4x4 (double) in-register transposes used when packing reads rows that are
 // contiguous along k (A not transposed, B transposed): dst[q * ldd + r] = src[r * lds + q].
