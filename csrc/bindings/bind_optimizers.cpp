@@ -167,15 +167,22 @@ void sgd_update_multi(py::handle params, py::handle grads, py::handle momentum_b
     throw py::value_error(os.str());
   }
   std::vector<Operands> items;
-  std::vector<std::string> names;
   items.reserve(ps.size());
   for (size_t i = 0; i < ps.size(); ++i) {
-    names.push_back(std::string(op) + " (item " + std::to_string(i) + ")");
+    // The item's index goes into the message only when a check fails (building it for every
+    // item would cost more than the checks).
+    const auto where = [&] { return std::string(op) + " (item " + std::to_string(i) + ")"; };
     std::vector<std::pair<py::handle, const char*>> state;
     if (!bs.empty()) state.emplace_back(bs[i], "momentum_buffer");
-    items.push_back(check_operands(names.back().c_str(), ps[i], gs[i], state));
+    try {
+      items.push_back(check_operands(op, ps[i], gs[i], state));
+    } catch (const py::type_error& e) {
+      throw py::type_error(where() + std::string(e.what()).substr(std::string(op).size()));
+    } catch (const py::value_error& e) {
+      throw py::value_error(where() + std::string(e.what()).substr(std::string(op).size()));
+    }
     if (items.back().dt != items.front().dt) {
-      throw py::type_error(names.back() + ": all parameters must share one dtype, got " +
+      throw py::type_error(where() + ": all parameters must share one dtype, got " +
                            dtype_name(items.front().dt) + " and " + dtype_name(items.back().dt));
     }
   }

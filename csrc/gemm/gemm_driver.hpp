@@ -117,6 +117,25 @@ void pack_panel(T* dst, const T* src, int64_t s_r, int64_t s_p, int64_t rows, in
   }
 }
 
+// How an mc-row block is cut into micro-panels of at most MR rows: as few as possible, with row
+// counts differing by at most one (m = 32 with MR = 14 gives 11, 11, 10 rather than 14, 14, 4,
+// whose 4-row micro-kernel keeps few accumulators busy). Panel t holds rows(t) rows from
+// start(t) and is packed MR wide (zero-padded) at t * MR * kc. Results do not depend on the cut:
+// every element of C is still summed over p = 0..kc-1 in order.
+struct RowPanels {
+  int64_t count = 0, base = 0, extra = 0;  // the first `extra` panels have base + 1 rows
+  int64_t start(int64_t t) const { return t * base + min64(t, extra); }
+  int64_t rows(int64_t t) const { return base + (t < extra ? 1 : 0); }
+};
+
+inline RowPanels row_panels(int64_t mc, int64_t mr) {
+  RowPanels p;
+  p.count = ceil_div(mc, mr);
+  p.base = mc / p.count;
+  p.extra = mc % p.count;
+  return p;
+}
+
 // c (M x NR, row stride ldc) = [c +] a (packed, kc x MR) @ b (packed, kc x NR).
 // noinline keeps each row-count instantiation a separate function with its own register plan.
 template <class K, int M>
@@ -178,12 +197,13 @@ void macro_kernel(const GemmArgs<typename K::T>& g, const typename K::T* pa,
   using T = typename K::T;
   alignas(64) T tile[K::MR * K::NR];
   const bool epilogue = last && has_epilogue(g);
+  const RowPanels panels = row_panels(mc, K::MR);
   for (int64_t jr = 0; jr < nc; jr += K::NR) {
     const int64_t nr = min64(K::NR, nc - jr);
     const T* b = pb + jr * kc;
-    for (int64_t ir = 0; ir < mc; ir += K::MR) {
-      const int64_t mr = min64(K::MR, mc - ir);
-      const T* a = pa + ir * kc;
+    for (int64_t t = 0; t < panels.count; ++t) {
+      const int64_t ir = panels.start(t), mr = panels.rows(t);
+      const T* a = pa + t * K::MR * kc;
       T* c = g.c + (ic + ir) * g.ldc + jc + jr;
       if (nr == K::NR) {
         micro_kernel_rows<K, K::MR>(mr, kc, a, b, c, g.ldc, load_c);
@@ -224,9 +244,11 @@ void gemm_block(const GemmArgs<typename K::T>& g, int64_t kc_block, int64_t i0, 
                              min64(K::NR, nc - jr), kc);
       for (int64_t ic = i0; ic < i1; ic += K::MC) {
         const int64_t mc = min64(K::MC, i1 - ic);
-        for (int64_t ir = 0; ir < mc; ir += K::MR)
-          pack_panel<T, K::MR>(pa + ir * kc, g.a + (ic + ir) * g.rs_a + pc * g.cs_a, g.rs_a,
-                               g.cs_a, min64(K::MR, mc - ir), kc);
+        const RowPanels panels = row_panels(mc, K::MR);
+        for (int64_t t = 0; t < panels.count; ++t)
+          pack_panel<T, K::MR>(pa + t * K::MR * kc,
+                               g.a + (ic + panels.start(t)) * g.rs_a + pc * g.cs_a, g.rs_a,
+                               g.cs_a, panels.rows(t), kc);
         macro_kernel<K>(g, pa, pb, ic, mc, jc, nc, kc, load_c, last);
       }
     }

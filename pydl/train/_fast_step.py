@@ -38,7 +38,7 @@ _ACT_BACKWARD = {
 
 
 class _Linear:
-    __slots__ = ("layer", "act", "slope", "alpha", "act_backward")
+    __slots__ = ("layer", "act", "slope", "alpha", "act_backward", "last_out")
 
     def __init__(self, layer, act):
         self.layer = layer
@@ -50,7 +50,7 @@ class _Linear:
 
 
 class _Dropout:
-    __slots__ = ("layer",)
+    __slots__ = ("layer", "last_out")
 
     def __init__(self, layer):
         self.layer = layer
@@ -111,14 +111,30 @@ class SequentialStep:
     def __init__(self, ops, loss):
         self.ops = ops
         self.loss = loss
-        self._ws = {}       # (op index, role, rows) -> buffer reused across steps
-        self._saved = None  # what backward needs from the last forward
+        self._buffers = {}  # rows -> (outputs, masks, input gradients, dlogits), reused every step
+        # Gradient buffers, one per parameter, kept for the whole epoch.
+        self._grads = [None if type(op) is not _Linear else
+                       (np.empty_like(op.layer.weight.data),
+                        None if op.layer.bias is None else np.empty_like(op.layer.bias.data))
+                       for op in ops]
+        self._xb = None  # the last forward's input (backward needs it)
+        self._rows = 0
 
-    def _buffer(self, key, shape, dtype):
-        buf = self._ws.get(key)
-        if buf is None:
-            buf = self._ws[key] = np.empty(shape, dtype)
-        return buf
+    def _buffers_for(self, rows, dtype):
+        """Allocate the per-op buffers of a batch of `rows` samples."""
+        outs, masks, dxs = [], [], []
+        width = self.ops[0].layer.in_features
+        for i, op in enumerate(self.ops):
+            if type(op) is _Linear:
+                dxs.append(np.empty((rows, width), dtype) if i > 0 else None)
+                width = op.layer.out_features
+                masks.append(None)
+            else:
+                dxs.append(None)
+                masks.append(np.empty((rows, width), np.uint8))
+            outs.append(np.empty((rows, width), dtype))
+        bufs = self._buffers[rows] = (outs, masks, dxs, np.empty((rows, width), dtype))
+        return bufs
 
     def forward(self, xb, yb, out=None):
         """Run forward and the loss on one batch; return the loss value as the graph path does.
@@ -130,86 +146,62 @@ class SequentialStep:
                 output buffer); default a reused buffer.
         """
         rows = xb.shape[0]
-        dtype = xb.dtype
-        ws = self._ws
-        saved = []
+        bufs = self._buffers.get(rows)
+        if bufs is None:
+            bufs = self._buffers_for(rows, xb.dtype)
+        outs, masks, _, dlogits = bufs
+        if out is not None:
+            outs = outs[:-1] + [out]
+        linear, dropout = kernels.linear, kernels.dropout
         h = xb
-        last = len(self.ops) - 1
-        for i, op in enumerate(self.ops):
-            if type(op) is _Linear:
+        for op, y, mask in zip(self.ops, outs, masks):
+            if mask is None:
                 layer = op.layer
-                w = layer.weight.data
                 bias = layer.bias
-                if i == last and out is not None:
-                    y = out
-                else:
-                    y = self._buffer((i, rows), (rows, w.shape[0]), dtype)
-                kernels.linear(h, w, None if bias is None else bias.data, op.act,
-                               negative_slope=op.slope, alpha=op.alpha, out=y)
-                saved.append((h, y))
+                linear(h, layer.weight.data, None if bias is None else bias.data, op.act,
+                       negative_slope=op.slope, alpha=op.alpha, out=y)
             else:
                 p = op.layer.p
                 if p == 0.0:  # F.dropout returns its input: no key drawn, nothing recorded
-                    saved.append(None)
-                    continue
-                seed, step = _random.next_dropout_key()
-                key = (i, rows)
-                pair = ws.get(key)
-                if pair is None:
-                    pair = ws[key] = kernels.dropout(h, p, seed, step)
+                    y = h
                 else:
-                    kernels.dropout(h, p, seed, step, out=pair[0], mask_out=pair[1])
-                y = pair[0]
-                saved.append((pair[1], p))
+                    seed, step = _random.next_dropout_key()
+                    dropout(h, p, seed, step, out=y, mask_out=mask)
+            op.last_out = y
             h = y
-        key = ("dlogits", rows)
-        dlogits = ws.get(key)
         loss = self.loss
-        if dlogits is None:
-            value, dlogits = kernels.softmax_cross_entropy(
-                h, yb, label_smoothing=loss.label_smoothing, reduction=loss.reduction)
-            ws[key] = dlogits
-        else:
-            value, _ = kernels.softmax_cross_entropy(
-                h, yb, label_smoothing=loss.label_smoothing, reduction=loss.reduction,
-                dlogits=dlogits)
-        self._saved = (saved, dlogits, rows, dtype)
+        value, _ = kernels.softmax_cross_entropy(
+            h, yb, label_smoothing=loss.label_smoothing, reduction=loss.reduction,
+            dlogits=dlogits)
+        self._xb = xb
+        self._rows = rows
         # The graph path stores the loss as a 0-d array of the logits' dtype and reads it back.
-        return float(dtype.type(value))
+        return float(xb.dtype.type(value))
 
     def backward(self):
         """Write every parameter's gradient for the last forward into ``p.grad`` (overwriting)."""
-        saved, g, rows, dtype = self._saved
-        self._saved = None
-        ws = self._ws
-        for i in range(len(self.ops) - 1, -1, -1):
-            op = self.ops[i]
-            s = saved[i]
-            if type(op) is _Linear:
-                h, y = s
+        _, masks, dxs, g = self._buffers[self._rows]
+        ops = self.ops
+        matmul, add_reduce = kernels.matmul, np.add.reduce
+        for i in range(len(ops) - 1, -1, -1):
+            op = ops[i]
+            if masks[i] is None:
                 if op.act_backward is not None:
-                    g = op.act_backward(g, y, op.slope, op.alpha, g)
+                    g = op.act_backward(g, op.last_out, op.slope, op.alpha, g)
+                h = ops[i - 1].last_out if i > 0 else self._xb
                 layer = op.layer
-                weight, bias = layer.weight, layer.bias
-                wd = weight.data
-                dx = None
+                gw, gb = self._grads[i]
                 if i > 0:
-                    dx = self._buffer((i, "dx", rows), (rows, wd.shape[1]), dtype)
-                    kernels.matmul(g, wd, out=dx)
-                gw = self._grad(weight)
-                kernels.matmul(g, h, trans_a=True, out=gw)
-                if bias is not None:
-                    np.sum(g, axis=0, out=self._grad(bias))
-                g = dx
-            elif s is not None:
-                mask, p = s
-                g = kernels.dropout_backward(g, mask, p, out=g)
-
-    def _grad(self, p):
-        """Return p's gradient buffer (kept across steps), installed as ``p.grad``."""
-        key = ("grad", id(p))
-        buf = self._ws.get(key)
-        if buf is None or buf.shape != p.data.shape or buf.dtype != p.data.dtype:
-            buf = self._ws[key] = np.empty_like(p.data)
-        p.grad = buf
-        return buf
+                    dx = dxs[i]
+                    matmul(g, layer.weight.data, out=dx)
+                matmul(g, h, trans_a=True, out=gw)
+                layer.weight.grad = gw
+                if gb is not None:
+                    add_reduce(g, axis=0, out=gb)  # what the graph path's g.sum(axis=0) runs
+                    layer.bias.grad = gb
+                if i > 0:
+                    g = dx
+            else:
+                p = op.layer.p
+                if p != 0.0:
+                    g = kernels.dropout_backward(g, masks[i], p, out=g)
