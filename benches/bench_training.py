@@ -1,4 +1,4 @@
-"""End-to-end training throughput: one epoch of an MLP, pydl's Trainer.fit next to numpy and PyTorch.
+"""End-to-end training throughput: one epoch of an MLP, pydl's Trainer.fit beside numpy and PyTorch.
 
 Workloads (synthetic data: fixed-seed standard normal inputs, random labels, float32):
 - "mnist1d": 40 -> 256 -> 256 -> 10, 4,000 samples;
@@ -49,7 +49,7 @@ def dataset(workload):
 
 
 def flops_per_sample(sizes):
-    """Forward + backward GEMM flops per sample (2*in*out each for y, dx and dW; no dx at layer 0)."""
+    """GEMM flops per sample, forward + backward: 2*in*out for y, dx and dW (no dx at layer 0)."""
     total = 0
     for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
         total += 2 * a * b * (2 if i == 0 else 3)

@@ -1,4 +1,4 @@
-"""A recorded training step for plain Sequential MLPs: the graph path's kernel calls, minus the graph.
+"""A recorded training step for plain Sequential MLPs: the graph path's kernel calls, no graph.
 
 ``Trainer.fit`` uses :class:`SequentialStep` when the model is exactly an ``nn.Sequential`` of
 ``Linear`` layers (each optionally fused with the activation that follows it, as ``Sequential``
@@ -7,7 +7,8 @@ int32/int64 vector. The step then makes the SAME kernel calls with the SAME oper
 order as the autograd path (``Sequential.forward`` + ``loss.backward()``), so every result is
 bit-identical; what it saves is the per-batch Python work around them: no Tensors, closures or
 topological sort, no gradient arrays re-allocated every step (each kernel writes into a buffer
-reused across steps, passed as ``out=``), and dropout keys drawn in the same order.
+reused across steps, passed as ``out=``; element-wise backward kernels run in place on those
+buffers, which gives the same values), and dropout keys drawn in the same order.
 
 Everything else stays with the Trainer: the loss check before the update, the regularizer's
 gradients and ``optimizer.step()`` (which reads the gradients from ``p.grad`` as usual).

@@ -111,6 +111,13 @@ class Trainer:
     node), ``optimizer.step()``. The loss is checked BEFORE the update: a NaN/Inf loss raises
     :class:`NonFiniteLossError` and the weights stay those of the last good step.
 
+    Speed: when the model is a plain ``nn.Sequential`` of ``Linear`` (optionally followed by a
+    fusable activation), and ``Dropout`` layers, the loss is ``CrossEntropyLoss`` and the labels
+    are int32/int64, ``fit`` runs each step as a recorded sequence of the same kernel calls the
+    autograd graph would make (bit-identical results, much less Python per batch). Its
+    gradient arrays are reused: ``p.grad`` after a step is overwritten by the next step, so copy
+    it if you keep it (e.g. in a callback). Anything else runs through the graph.
+
     Logged values (``History.history``, callback logs): ``loss`` is the size-weighted mean over
     the epoch's batches of the batch loss plus the penalty at that step; each metric is computed
     on all training outputs of the epoch (train mode, i.e. with dropout, before each step, as
