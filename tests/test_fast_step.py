@@ -150,3 +150,20 @@ def test_fast_step_non_finite_loss_keeps_weights():
     # Batch 0 was a good step (the weights moved); batch 1 updated nothing.
     assert any((b != p.data).any() for b, p in zip(before, model.parameters()))
     assert all(np.isfinite(p.data).all() for p in model.parameters())
+
+
+def test_fast_step_same_bits_for_any_thread_count(monkeypatch):
+    runs = []
+    for n in (1, 2):
+        previous = pydl.get_num_threads()
+        pydl.set_num_threads(n)
+        try:
+            # Wide enough that the GEMMs, dropout and the update are split across threads.
+            wide = lambda: nn.Sequential(nn.Linear(12, 1024), nn.ReLU(), nn.Dropout(0.2),  # noqa
+                                         nn.Linear(1024, 1024), nn.ReLU(), nn.Dropout(0.2),
+                                         nn.Linear(1024, 5))
+            runs.append(train(True, make_model=wide, batch_size=128, monkeypatch=monkeypatch))
+        finally:
+            pydl.set_num_threads(previous)
+    assert all(runs[0][4]) and all(runs[1][4])
+    assert_same_run(runs[0], runs[1])
