@@ -167,3 +167,21 @@ def test_fast_step_same_bits_for_any_thread_count(monkeypatch):
             pydl.set_num_threads(previous)
     assert all(runs[0][4]) and all(runs[1][4])
     assert_same_run(runs[0], runs[1])
+
+
+def test_batch_hooks_still_called():
+    calls = []
+
+    class Counter(pydl.train.Callback):
+        def on_batch_end(self, batch, logs=None):
+            calls.append(("end", batch, logs["size"]))
+
+    hooked = pydl.train.Callback()
+    hooked.on_batch_begin = lambda batch, logs=None: calls.append(("begin", batch))
+    model = mlp()
+    trainer = Trainer(model, pydl.losses.CrossEntropyLoss(),
+                      pydl.optim.SGD(model.parameters(), lr=0.1))
+    x, y = data(n=70)
+    trainer.fit(x, y, epochs=1, batch_size=32, callbacks=[Counter(), hooked], verbose=0)
+    assert [c for c in calls if c[0] == "end"] == [("end", 0, 32), ("end", 1, 32), ("end", 2, 6)]
+    assert [c for c in calls if c[0] == "begin"] == [("begin", 0), ("begin", 1), ("begin", 2)]

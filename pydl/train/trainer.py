@@ -93,6 +93,11 @@ def _check_int(who, name, value, low):
     return int(value)
 
 
+def _overrides(callback, hook):
+    """Return whether callback's `hook` is anything but the base class's no-op."""
+    return getattr(getattr(callback, hook), "__func__", None) is not getattr(Callback, hook)
+
+
 def _fmt(logs):
     return " - ".join(f"{k}: {v:.4f}" if isinstance(v, float) else f"{k}: {v}"
                       for k, v in logs.items())
@@ -373,9 +378,8 @@ class Trainer:
         total = 0.0
         outs = []
         # Only callbacks that override a batch hook are called per batch (the base ones are no-ops).
-        begin_cbs = [cb for cb in callbacks
-                     if type(cb).on_batch_begin is not Callback.on_batch_begin]
-        end_cbs = [cb for cb in callbacks if type(cb).on_batch_end is not Callback.on_batch_end]
+        begin_cbs = [cb for cb in callbacks if _overrides(cb, "on_batch_begin")]
+        end_cbs = [cb for cb in callbacks if _overrides(cb, "on_batch_end")]
         try:
             self.model.train()
             fast = self._fast_step(x, y)
