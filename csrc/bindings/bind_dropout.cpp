@@ -28,11 +28,16 @@ std::string type_name(py::handle obj) {
 
 // The object as a Python int: anything with __index__ (numpy integers too) except bool.
 py::int_ int_arg(py::handle obj, const char* op, const char* what) {
-  if (py::isinstance<py::bool_>(obj) || !PyIndex_Check(obj.ptr())) {
+  // PyNumber_Index can still fail after PyIndex_Check: ndarray has __index__ but only 0-d integer
+  // arrays convert; report that as this argument's TypeError, not numpy's anonymous one.
+  py::int_ v;
+  if (!py::isinstance<py::bool_>(obj) && PyIndex_Check(obj.ptr())) {
+    v = py::reinterpret_steal<py::int_>(PyNumber_Index(obj.ptr()));
+    if (!v) PyErr_Clear();
+  }
+  if (!v) {
     throw py::type_error(std::string(op) + ": " + what + " must be an int, got " + type_name(obj));
   }
-  py::int_ v = py::reinterpret_steal<py::int_>(PyNumber_Index(obj.ptr()));
-  if (!v) throw py::error_already_set();
   return v;
 }
 

@@ -40,7 +40,7 @@ void require_same_shape(const py::array& a, const py::array& b, const char* op, 
 // Number of elements of `shape`, or ValueError if it (or its size in bytes) overflows.
 int64_t checked_numel(const Shape& shape, int64_t itemsize, const char* op);
 
-// C-contiguous version of an input (the same array when it already is).
+// C-contiguous, aligned version of an input (the same array when it already is).
 py::array contiguous(const py::array& a);
 
 // The output array: a new C-contiguous array when `out` is None; otherwise `out` itself, which must
@@ -49,8 +49,8 @@ py::array contiguous(const py::array& a);
 py::array output(py::handle out, const Shape& shape, DType dt, const char* op,
                  const char* arg = "out");
 
-// ValueError unless `a` has shape `shape` and is writeable and C-contiguous: the rules every
-// array a kernel writes into must meet (dtype is checked separately by the caller).
+// ValueError unless `a` has shape `shape` and is writeable, C-contiguous and aligned: the rules
+// every array a kernel writes into must meet (dtype is checked separately by the caller).
 void require_writable_buffer(const py::array& a, const Shape& shape, const char* op,
                              const char* arg);
 
