@@ -9,13 +9,14 @@ from . import functional, losses, testing
 from . import nn, optim, regularizers
 from . import datasets, io, metrics
 from .io import load, load_model, save, save_model
+from . import train, transfer
 
 __version__ = "0.1.0"
 
 __all__ = ["__version__", "cpu_info", "get_num_threads", "kernels", "set_num_threads",
            "Tensor", "tensor", "no_grad", "manual_seed", "functional", "losses", "testing",
            "random", "nn", "optim", "regularizers", "datasets", "io", "metrics",
-           "save", "load", "save_model", "load_model"]
+           "save", "load", "save_model", "load_model", "train", "transfer"]
 
 
 def set_num_threads(n):

@@ -44,9 +44,21 @@ KernelTable make_table(Isa isa) {
 }
 
 const KernelTable& table_for(Isa isa) {
-  static const KernelTable tables[3] = {make_table(Isa::kGeneric), make_table(Isa::kAvx2),
-                                        make_table(Isa::kAvx512)};
-  return tables[static_cast<int>(isa)];
+  // Only the tables of ISAs this CPU supports are built: the avx2/avx512 fill functions are
+  // themselves compiled with those instruction sets, so merely calling them on an older CPU
+  // could fault. set_active_isa() never selects an unsupported ISA.
+  static const KernelTable generic_table = make_table(Isa::kGeneric);
+  switch (isa) {
+    case Isa::kAvx512: {
+      static const KernelTable t = make_table(Isa::kAvx512);
+      return t;
+    }
+    case Isa::kAvx2: {
+      static const KernelTable t = make_table(Isa::kAvx2);
+      return t;
+    }
+    default: return generic_table;
+  }
 }
 
 std::atomic<int> g_active{-1};

@@ -1,0 +1,411 @@
+"""Trainer: Keras-style ``fit`` / ``evaluate`` / ``predict`` over a pydl model."""
+
+import math
+import numbers
+import sys
+import time
+
+import numpy as np
+
+from .. import random as _random
+from ..metrics import accuracy_score
+from ..tensor import Tensor, no_grad
+from .callbacks import Callback
+from .history import History
+
+__all__ = ["NonFiniteLossError", "Trainer"]
+
+
+class NonFiniteLossError(RuntimeError):
+    """Raised by ``Trainer.fit`` when a training batch's loss is NaN or infinite.
+
+    The step that produced it updated nothing, so the model holds the weights of the last good
+    step.
+
+    Attributes:
+        history: The History of the finished epochs (also ``trainer.history``).
+        epoch: The epoch (0-based) of the bad batch.
+        batch: The batch index within that epoch.
+    """
+
+    def __init__(self, message, history, epoch, batch):
+        super().__init__(message)
+        self.history = history
+        self.epoch = epoch
+        self.batch = batch
+
+
+def _to_labels(logits, y):
+    """Return (predicted, true) class labels for the "accuracy" metric."""
+    logits = np.asarray(logits)
+    y = np.asarray(y)
+    if logits.ndim == 2 and logits.shape[1] > 1:
+        if y.shape == logits.shape:  # one-hot or probability targets
+            y = y.argmax(axis=1)
+        return logits.argmax(axis=1), y.reshape(len(y))
+    # One output per sample: a binary classifier's logit, class 1 when it is > 0.
+    return (logits.reshape(len(logits)) > 0).astype(np.int64), \
+        (y.reshape(len(y)) > 0.5).astype(np.int64)
+
+
+def accuracy(y_true, y_pred):
+    """Return the fraction of samples whose predicted class is the true one.
+
+    ``y_pred`` are model outputs: (N, C) logits -> argmax (``y_true`` integer labels, or one-hot
+    rows); (N,) or (N, 1) binary logits -> class 1 when the logit is > 0 (``y_true`` 0/1).
+    """
+    pred, true = _to_labels(y_pred, y_true)
+    return float(accuracy_score(true, pred))
+
+
+_NAMED_METRICS = {"accuracy": accuracy, "acc": accuracy}
+
+
+def _resolve_metrics(metrics):
+    if metrics is None:
+        return []
+    if isinstance(metrics, str) or callable(metrics):
+        metrics = [metrics]
+    out = []
+    for m in metrics:
+        if isinstance(m, str):
+            if m not in _NAMED_METRICS:
+                raise ValueError(f"Trainer: unknown metric {m!r}; use 'accuracy' or a callable "
+                                 f"(y_true, y_pred) -> float")
+            name, fn = ("accuracy" if m == "acc" else m), _NAMED_METRICS[m]
+        elif callable(m):
+            name, fn = getattr(m, "__name__", type(m).__name__), m
+        else:
+            raise ValueError(f"Trainer: a metric must be a name or a callable, got {m!r}")
+        if name == "loss" or name.startswith("val_") or name == "lr" or \
+                name in [n for n, _ in out]:
+            raise ValueError(f"Trainer: metric name {name!r} is reserved or used twice")
+        out.append((name, fn))
+    return out
+
+
+def _check_int(who, name, value, low):
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise ValueError(f"{who}: {name} must be an int, got {value!r}")
+    if value < low:
+        raise ValueError(f"{who}: {name} must be >= {low}, got {value}")
+    return int(value)
+
+
+def _fmt(logs):
+    return " - ".join(f"{k}: {v:.4f}" if isinstance(v, float) else f"{k}: {v}"
+                      for k, v in logs.items())
+
+
+class Trainer:
+    """Train a model with a loss and an optimizer: ``fit``, ``evaluate``, ``predict``.
+
+    The model receives Tensors of mini-batches (inputs are converted once to the dtype of the
+    model's first parameter, float32 for a model without parameters); ``loss(output, y_batch)``
+    must return the batch MEAN (``reduction="mean"``, the default of every pydl loss), which
+    ``fit`` and ``evaluate`` weight by batch size.
+
+    Each training step: zero the gradients, forward in train mode, loss (+ the regularizer's
+    penalty), backward, the regularizer's gradient added in place (``add_gradients``, no graph
+    node), ``optimizer.step()``. The loss is checked BEFORE the update: a NaN/Inf loss raises
+    :class:`NonFiniteLossError` and the weights stay those of the last good step.
+
+    Logged values (``History.history``, callback logs): ``loss`` is the size-weighted mean over
+    the epoch's batches of the batch loss plus the penalty at that step; each metric is computed
+    on all training outputs of the epoch (train mode, i.e. with dropout, before each step, as
+    Keras); ``val_loss`` (data loss + penalty) and ``val_<metric>`` are computed after the epoch
+    in eval mode; ``lr`` is the learning rate used during the epoch.
+
+    Args:
+        model: A ``pydl.nn.Module``.
+        loss: A callable ``(output, target) -> scalar Tensor``, e.g.
+            ``pydl.losses.CrossEntropyLoss()``.
+        optimizer: A ``pydl.optim`` optimizer over the model's parameters.
+        regularizer: Optional ``pydl.regularizers`` penalty (L1/L2/ElasticNet). Default None.
+        metrics: Names or callables ``(y_true, y_pred) -> float`` (``y_pred`` = model outputs).
+            ``"accuracy"``: argmax of (N, C) logits, or logit > 0 for a single-output binary
+            model. Default ("accuracy",).
+
+    Attributes:
+        history: The History of the last ``fit`` (also after an error).
+        stop_training: Set True (e.g. by a callback) to stop after the current epoch.
+
+    Example:
+        >>> model = pydl.nn.Sequential(pydl.nn.Linear(64, 32), pydl.nn.ReLU(),
+        ...                            pydl.nn.Linear(32, 10))
+        >>> trainer = pydl.train.Trainer(model, pydl.losses.CrossEntropyLoss(),
+        ...                              pydl.optim.Adam(model.parameters(), lr=1e-3))
+        >>> history = trainer.fit(x, y, epochs=20, validation_split=0.2, verbose=0)
+        >>> trainer.evaluate(x_test, y_test)
+        {'loss': 0.12, 'accuracy': 0.97}
+    """
+
+    def __init__(self, model, loss, optimizer, regularizer=None, metrics=("accuracy",)):
+        if not callable(loss):
+            raise TypeError(f"Trainer: loss must be callable (output, target) -> Tensor, got "
+                            f"{type(loss).__name__}")
+        for name in ("step", "zero_grad"):
+            if not callable(getattr(optimizer, name, None)):
+                raise TypeError(f"Trainer: optimizer must be a pydl.optim optimizer, got "
+                                f"{type(optimizer).__name__}")
+        self.model = model
+        self.loss = loss
+        self.optimizer = optimizer
+        self.regularizer = regularizer
+        self.metrics = _resolve_metrics(metrics)
+        self.history = History()
+        self.stop_training = False
+
+    # --- data -----------------------------------------------------------------------------
+    def _dtype(self):
+        for p in self.model.parameters():
+            return p.data.dtype
+        return np.dtype(np.float32)
+
+    def _inputs(self, who, x, name="x"):
+        x = x.data if isinstance(x, Tensor) else np.asarray(x)
+        if x.ndim == 0:
+            raise ValueError(f"{who}: {name} must be an array of samples, got a scalar")
+        if x.dtype.kind not in "biuf":
+            raise ValueError(f"{who}: {name} must be numeric, got dtype {x.dtype}")
+        return np.ascontiguousarray(x, dtype=self._dtype())
+
+    def _pair(self, who, x, y, xname="x", yname="y"):
+        x = self._inputs(who, x, xname)
+        y = y.data if isinstance(y, Tensor) else np.asarray(y)
+        if y.ndim == 0 or len(x) != len(y):
+            ny = "a scalar" if y.ndim == 0 else f"{len(y)} samples"
+            raise ValueError(f"{who}: {xname} has {len(x)} samples but {yname} has {ny}; they "
+                             f"must have the same length (first dimension)")
+        if len(x) == 0:
+            raise ValueError(f"{who}: {xname} and {yname} are empty; at least one sample is "
+                             f"needed")
+        return x, y
+
+    # --- evaluation -----------------------------------------------------------------------
+    def _forward_all(self, x, batch_size):
+        """Return the eval-mode outputs for all of x, computed in batches without a graph."""
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            with no_grad():
+                outs = [np.asarray(self.model(Tensor(x[i:i + batch_size])).data)
+                        for i in range(0, len(x), batch_size)]
+        finally:
+            self.model.train(was_training)
+        return np.concatenate(outs, axis=0) if outs else np.empty((0,), x.dtype)
+
+    def _scores(self, x, y, batch_size, prefix=""):
+        out = self._forward_all(x, batch_size)
+        total = 0.0
+        with no_grad():
+            for i in range(0, len(x), batch_size):
+                yb = y[i:i + batch_size]
+                total += float(self.loss(Tensor(out[i:i + batch_size]), yb).item()) * len(yb)
+        logs = {prefix + "loss": total / len(x) + self._penalty()}
+        for name, fn in self.metrics:
+            logs[prefix + name] = float(fn(y, out))
+        return logs
+
+    def _penalty(self):
+        return self.regularizer.penalty(self.model) if self.regularizer is not None else 0.0
+
+    def evaluate(self, x, y, batch_size=256):
+        """Return the loss (data loss + penalty, as Keras) and metrics on (x, y), in eval mode.
+
+        Args:
+            x: Inputs, (N, ...) array or Tensor.
+            y: Targets, length N.
+            batch_size: Samples per forward pass, int >= 1. Default 256.
+
+        Returns:
+            A dict ``{"loss": float, <metric>: float, ...}``.
+
+        Raises:
+            ValueError: mismatched lengths (both named), empty inputs or a bad batch_size.
+        """
+        batch_size = _check_int("evaluate", "batch_size", batch_size, 1)
+        x, y = self._pair("evaluate", x, y)
+        return self._scores(x, y, batch_size)
+
+    def predict(self, x, batch_size=256):
+        """Return the model's outputs for x (eval mode, no graph), computed in batches.
+
+        Args:
+            x: Inputs, (N, ...) array or Tensor.
+            batch_size: Samples per forward pass, int >= 1. Default 256.
+
+        Returns:
+            An np.ndarray with the outputs of all samples (e.g. (N, C) logits).
+        """
+        batch_size = _check_int("predict", "batch_size", batch_size, 1)
+        return self._forward_all(self._inputs("predict", x), batch_size)
+
+    # --- training -------------------------------------------------------------------------
+    def fit(self, x, y, epochs=10, batch_size=32, shuffle=True, validation_split=0.0,
+            validation_data=None, callbacks=None, verbose=1):
+        """Train for ``epochs`` passes over (x, y) in mini-batches and return the History.
+
+        As Keras: one epoch is one pass over the training samples in mini-batches (the last,
+        partial batch is used); ``validation_split`` holds out the LAST fraction of (x, y) before
+        any shuffling; ``validation_data`` takes precedence over ``validation_split``. Shuffling
+        draws from ``pydl.random.shuffle_generator()``, so ``pydl.manual_seed`` reproduces a run
+        bit for bit, for any thread count. The model is in train mode for the steps and eval mode
+        for validation; its mode before ``fit`` is restored afterwards.
+
+        Args:
+            x: Training inputs, (N, ...) array or Tensor.
+            y: Training targets, length N (class labels for CrossEntropyLoss).
+            epochs: Passes over the data, int >= 0. Default 10.
+            batch_size: Samples per step, int >= 1. Default 32.
+            shuffle: Reshuffle the training samples every epoch. Default True.
+            validation_split: Fraction in [0, 1) of the data held out for validation. Default 0.
+            validation_data: ``(x_val, y_val)``; overrides validation_split. Default None.
+            callbacks: A list of :class:`Callback`. Default None.
+            verbose: 0 silent, 1 a progress bar per epoch (tqdm, on stderr), 2 one line per
+                epoch (stdout). Default 1.
+
+        Returns:
+            A :class:`History` (also kept as ``trainer.history``).
+
+        Raises:
+            ValueError: an invalid argument: epochs < 0 or not an int, batch_size < 1,
+                validation_split outside [0, 1) or leaving an empty training or validation set,
+                x and y (or the validation pair) of different lengths (both named), empty x,
+                verbose not 0/1/2.
+            NonFiniteLossError: a training loss was NaN or infinite (weights of the last good
+                step kept; ``.history`` holds the finished epochs).
+        """
+        epochs = _check_int("fit", "epochs", epochs, 0)
+        batch_size = _check_int("fit", "batch_size", batch_size, 1)
+        if verbose not in (0, 1, 2) or isinstance(verbose, bool):
+            raise ValueError(f"fit: verbose must be 0, 1 or 2, got {verbose!r}")
+        try:
+            split = float(validation_split)
+        except (TypeError, ValueError):
+            raise ValueError(f"fit: validation_split must be a number in [0, 1), got "
+                             f"{validation_split!r}") from None
+        if not 0.0 <= split < 1.0:
+            raise ValueError(f"fit: validation_split must be in [0, 1), got {validation_split!r}")
+        x, y = self._pair("fit", x, y)
+        if validation_data is not None:
+            if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
+                raise ValueError("fit: validation_data must be a pair (x_val, y_val)")
+            x_val, y_val = self._pair("fit", *validation_data, xname="validation x",
+                                      yname="validation y")
+        elif split > 0.0:
+            cut = int(math.floor(len(x) * (1.0 - split)))
+            if cut == 0 or cut == len(x):
+                raise ValueError(f"fit: validation_split={split} of {len(x)} samples leaves "
+                                 f"{cut} for training and {len(x) - cut} for validation; both "
+                                 f"need at least one")
+            x, x_val, y, y_val = x[:cut], x[cut:], y[:cut], y[cut:]
+        else:
+            x_val = y_val = None
+        callbacks = list(callbacks or [])
+        for cb in callbacks:
+            if not isinstance(cb, Callback):
+                raise ValueError(f"fit: callbacks must be pydl.train.Callback instances, got "
+                                 f"{type(cb).__name__}")
+
+        history = History()
+        self.history = history
+        callbacks.append(history)  # last, so it records what the other callbacks added
+        for cb in callbacks:
+            cb.set_trainer(self)
+        self.stop_training = False
+        was_training = self.model.training
+        logs = {}
+        try:
+            self._call(callbacks, "on_train_begin", logs)
+            for epoch in range(epochs):
+                logs = self._fit_epoch(epoch, epochs, x, y, x_val, y_val, batch_size, shuffle,
+                                       callbacks, verbose, history)
+                if self.stop_training:
+                    break
+            self._call(callbacks, "on_train_end", logs)
+        finally:
+            self.model.train(was_training)
+        return history
+
+    @staticmethod
+    def _call(callbacks, hook, *args):
+        for cb in callbacks:
+            getattr(cb, hook)(*args)
+
+    def _fit_epoch(self, epoch, epochs, x, y, x_val, y_val, batch_size, shuffle, callbacks,
+                   verbose, history):
+        n = len(x)
+        order = _random.shuffle_generator().permutation(n) if shuffle else None
+        self._call(callbacks, "on_epoch_begin", epoch, {})
+        lr = float(self.optimizer.lr)
+        n_batches = -(-n // batch_size)
+        bar = None
+        if verbose == 1:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=n_batches, desc=f"Epoch {epoch + 1}/{epochs}", unit="batch",
+                       leave=True, dynamic_ncols=True)
+        start = time.perf_counter()
+        total = 0.0
+        outs = []
+        try:
+            self.model.train()
+            for b in range(n_batches):
+                sl = slice(b * batch_size, (b + 1) * batch_size)
+                idx = order[sl] if shuffle else sl
+                xb, yb = x[idx], y[idx]
+                batch_logs = {"batch": b, "size": len(yb)}
+                self._call(callbacks, "on_batch_begin", b, batch_logs)
+                value, out = self._step(xb, yb, epoch, b, history)
+                if self.metrics:
+                    outs.append(out)
+                total += value * len(yb)
+                batch_logs["loss"] = value
+                self._call(callbacks, "on_batch_end", b, batch_logs)
+                if bar is not None:
+                    bar.update(1)
+                    bar.set_postfix_str(f"loss: {total / min(n, (b + 1) * batch_size):.4f}",
+                                        refresh=False)
+            logs = {"loss": total / n}
+            if self.metrics:
+                out_all = np.concatenate(outs, axis=0)
+                y_seen = y[order] if shuffle else y
+                for name, fn in self.metrics:
+                    logs[name] = float(fn(y_seen, out_all))
+            if x_val is not None:
+                logs.update(self._scores(x_val, y_val, 256, prefix="val_"))
+            logs["lr"] = lr
+            if bar is not None:
+                bar.set_postfix_str(_fmt(logs), refresh=True)
+        finally:
+            if bar is not None:
+                bar.close()
+        self._call(callbacks, "on_epoch_end", epoch, logs)
+        if verbose == 2:
+            print(f"Epoch {epoch + 1}/{epochs} - {time.perf_counter() - start:.2f}s - "
+                  f"{_fmt(logs)}", file=sys.stdout, flush=True)
+        return logs
+
+    def _step(self, xb, yb, epoch, batch, history):
+        """One optimisation step; return (loss value incl. penalty, detached outputs)."""
+        model, reg = self.model, self.regularizer
+        self.optimizer.zero_grad()
+        model.zero_grad()
+        out = model(Tensor(xb))
+        loss = self.loss(out, yb)
+        value = float(loss.item())
+        if reg is not None:
+            value += reg.penalty(model)
+        if not math.isfinite(value):
+            raise NonFiniteLossError(
+                f"fit: the training loss became {value} at epoch {epoch} (0-based), batch "
+                f"{batch}; training stopped before updating, so the model keeps the weights of "
+                f"the last good step, and the finished epochs are in the error's .history and "
+                f"trainer.history. Try a lower learning rate, check the data for NaN/Inf, or "
+                f"clip the inputs.", history, epoch, batch)
+        loss.backward()
+        if reg is not None:
+            reg.add_gradients(model)
+        self.optimizer.step()
+        return value, (out.data.copy() if self.metrics else None)
