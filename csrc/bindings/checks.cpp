@@ -87,15 +87,21 @@ int64_t checked_numel(const Shape& shape, int64_t itemsize, const char* op) {
   return n;
 }
 
-namespace {
-constexpr int kAligned = py::detail::npy_api::NPY_ARRAY_ALIGNED_;
-}  // namespace
+py::array aligned_contiguous_copy(const py::array& a) {
+  // Not py::array::ensure: when the copy cannot be allocated it returns a null array and clears
+  // numpy's MemoryError, and the caller would then dereference null.
+  PyObject* r = py::detail::npy_api::get().PyArray_FromAny_(
+      a.ptr(), nullptr, 0, 0,
+      py::detail::npy_api::NPY_ARRAY_ENSUREARRAY_ | py::array::c_style | kAligned, nullptr);
+  if (!r) throw py::error_already_set();
+  return py::reinterpret_steal<py::array>(r);
+}
 
 py::array contiguous(const py::array& a) {
   // A misaligned view (e.g. of a byte buffer at an odd offset) is copied too: the kernels
   // dereference T* and load with aligned-element assumptions.
   if ((a.flags() & py::array::c_style) && (a.flags() & kAligned)) return a;
-  return py::array::ensure(a, py::array::c_style | kAligned);
+  return aligned_contiguous_copy(a);
 }
 
 py::array output(py::handle out, const Shape& shape, DType dt, const char* op, const char* arg) {
