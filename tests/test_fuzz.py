@@ -221,6 +221,20 @@ def test_set_num_threads_beyond_64_bits_is_a_value_error(n):
         pydl.set_num_threads(n)
 
 
+@pytest.mark.parametrize("arg", ["seed", "step"])
+def test_non_integer_arrays_as_seed_or_step_name_the_argument(arg):
+    # Was numpy's anonymous "only integer scalar arrays can be converted to a scalar index".
+    kwargs = dict(seed=0, step=0)
+    for bad in (np.array(0.5), np.array([1, 2]), np.float64(1.0)):
+        kwargs[arg] = bad
+        with pytest.raises(TypeError, match=f"dropout_mask: {arg} must be an int, got"):
+            K.dropout_mask(4, 0.5, **kwargs)
+    with pytest.raises(TypeError, match="dropout_mask: shape must be"):
+        K.dropout_mask(np.array([2.0, 3.0]), 0.5, 0)
+    np.testing.assert_array_equal(K.dropout_mask(4, 0.5, np.array(7), step=np.int32(2)),
+                                  K.dropout_mask(4, 0.5, 7, step=2))
+
+
 def test_misaligned_outputs_are_rejected():
     # Were written through a misaligned T* (undefined behaviour, reported by UBSan).
     with pytest.raises(ValueError, match="matmul: out is not aligned"):

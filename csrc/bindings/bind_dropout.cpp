@@ -30,15 +30,15 @@ std::string type_name(py::handle obj) {
 py::int_ int_arg(py::handle obj, const char* op, const char* what) {
   // PyNumber_Index can still fail after PyIndex_Check: ndarray has __index__ but only 0-d integer
   // arrays convert; report that as this argument's TypeError, not numpy's anonymous one.
-  py::int_ v;
+  PyObject* v = nullptr;
   if (!py::isinstance<py::bool_>(obj) && PyIndex_Check(obj.ptr())) {
-    v = py::reinterpret_steal<py::int_>(PyNumber_Index(obj.ptr()));
+    v = PyNumber_Index(obj.ptr());
     if (!v) PyErr_Clear();
   }
   if (!v) {
     throw py::type_error(std::string(op) + ": " + what + " must be an int, got " + type_name(obj));
   }
-  return v;
+  return py::reinterpret_steal<py::int_>(v);
 }
 
 // An int in [0, 2**bits) (bits is 32 or 64): TypeError / ValueError naming it.
