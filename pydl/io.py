@@ -193,7 +193,9 @@ def _read_npz(path):
     path = os.fspath(path)
     try:
         zf = zipfile.ZipFile(path)
-    except zipfile.BadZipFile as e:
+    except (FileNotFoundError, IsADirectoryError, PermissionError):
+        raise
+    except Exception as e:  # BadZipFile, and NotImplementedError for corrupt version fields
         raise ValueError(f"{path!r} is not a valid .npz file (truncated or corrupt?): "
                          f"{e}") from None
     arrays = {}
@@ -588,7 +590,8 @@ def load_model(path, with_optimizer=False):
         raise ValueError(f"{path!r}: key 'model' (the weights) is missing")
     extra = set(tree) - {"model", "optimizer"}
     if extra or (("optimizer" in tree) != (header["optimizer"] is not None)):
-        raise ValueError(f"{path!r}: unexpected or missing top-level entries {sorted(tree)}")
+        raise ValueError(f"{path!r}: unexpected or missing top-level entries "
+                         f"{sorted(tree, key=repr)}")
     # Weight init draws from pydl's generator; restore it so loading leaves the random streams
     # where they were.
     gen = _random.generator()

@@ -235,6 +235,14 @@ def test_non_integer_arrays_as_seed_or_step_name_the_argument(arg):
                                   K.dropout_mask(4, 0.5, 7, step=2))
 
 
+def test_philox_counter_without_a_length_names_the_argument():
+    # Was numpy's anonymous "len() of unsized object" (found by tools/fuzz_loader.py).
+    with pytest.raises(TypeError, match="philox4x32_10: counter must be a sequence of 4 ints"):
+        K.philox4x32_10(np.array(3), [0, 0])
+    assert K.philox4x32_10(np.zeros(4, np.int64), np.zeros(2, np.uint32)) == \
+        K.philox4x32_10([0] * 4, [0, 0])
+
+
 def test_misaligned_outputs_are_rejected():
     # Were written through a misaligned T* (undefined behaviour, reported by UBSan).
     with pytest.raises(ValueError, match="matmul: out is not aligned"):
@@ -487,6 +495,28 @@ def test_header_claiming_a_huge_layer_does_not_allocate_it(originals, tmp_path):
     finally:
         tracemalloc.stop()
     assert peak < 50 * 2 ** 20, peak
+
+
+def test_zip_claiming_an_unsupported_version_is_a_value_error(originals, tmp_path):
+    # Was NotImplementedError from zipfile ("zip file version 11.7"), found by
+    # tools/fuzz_loader.py: a corrupt "version needed to extract" in the central directory.
+    blob = bytearray(originals[0])
+    central = blob.rfind(b"PK\x01\x02")  # the last central-directory entry
+    blob[central + 6] = 117  # version needed to extract: 11.7
+    path = tmp_path / "f.npz"
+    path.write_bytes(bytes(blob))
+    with pytest.raises(ValueError, match="not a valid .npz file"):
+        pydl.load(path)
+
+
+def test_mixed_key_types_at_the_top_level_are_a_value_error(originals, tmp_path):
+    # Was TypeError from sorting int and str keys for the error message (tools/fuzz_loader.py).
+    def add_int_key(h):
+        h["tree"]["items"].append([0, {"type": "none"}])
+        return h
+
+    with pytest.raises(ValueError, match="unexpected or missing top-level entries"):
+        pydl.load_model(edited(originals, tmp_path, add_int_key))
 
 
 @pytest.mark.parametrize("name", ["training", "_modules", "__class__", "forward", "", "a.b"])

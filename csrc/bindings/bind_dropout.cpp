@@ -238,14 +238,19 @@ py::array dropout_mask(py::handle shape_obj, double p, py::handle seed, py::hand
 
 // A sequence of exactly `len` ints, each in [0, 2^32).
 void u32_words(py::handle obj, uint32_t* words, size_t len, const char* op, const char* what) {
-  if (!py::isinstance<py::sequence>(obj) || py::isinstance<py::str>(obj)) {
+  // PySequence_Size fails for sequences without a length, e.g. a 0-d ndarray.
+  const Py_ssize_t size = py::isinstance<py::sequence>(obj) && !py::isinstance<py::str>(obj)
+                              ? PySequence_Size(obj.ptr())
+                              : -1;
+  if (size < 0) {
+    PyErr_Clear();
     throw py::type_error(std::string(op) + ": " + what + " must be a sequence of " +
                          std::to_string(len) + " ints, got " + type_name(obj));
   }
   py::sequence seq = py::reinterpret_borrow<py::sequence>(obj);
-  if (seq.size() != len) {
+  if (static_cast<size_t>(size) != len) {
     throw py::value_error(std::string(op) + ": " + what + " must have " + std::to_string(len) +
-                          " words, got " + std::to_string(seq.size()));
+                          " words, got " + std::to_string(size));
   }
   for (size_t i = 0; i < len; ++i) {
     words[i] = static_cast<uint32_t>(uint_arg(seq[i], 32, op, what));
