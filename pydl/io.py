@@ -46,6 +46,9 @@ __all__ = ["save", "load", "save_model", "load_model"]
 FORMAT_VERSION = 1
 HEADER_KEY = "__pydl__"
 _ARRAY_KINDS = "biufc"  # bool, signed/unsigned int, float, complex: never objects or strings
+# Deeper nesting (of the saved structure or the architecture) is rejected, so a crafted header
+# cannot exhaust the interpreter's recursion limit; real files nest a handful of levels.
+_MAX_DEPTH = 100
 
 
 # --- writing ------------------------------------------------------------------------------------
@@ -190,7 +193,9 @@ def _read_npz(path):
     path = os.fspath(path)
     try:
         zf = zipfile.ZipFile(path)
-    except zipfile.BadZipFile as e:
+    except (FileNotFoundError, IsADirectoryError, PermissionError):
+        raise
+    except Exception as e:  # BadZipFile, and NotImplementedError for corrupt version fields
         raise ValueError(f"{path!r} is not a valid .npz file (truncated or corrupt?): "
                          f"{e}") from None
     arrays = {}
@@ -223,7 +228,7 @@ def _read_header(path, arrays):
                          f"{raw.dtype} with shape {raw.shape}")
     try:
         header = json.loads(raw.tobytes().decode("utf-8"))
-    except (UnicodeDecodeError, ValueError) as e:
+    except (UnicodeDecodeError, ValueError, RecursionError) as e:
         raise ValueError(f"{path!r}: key {HEADER_KEY!r} is not valid JSON: {e}") from None
     if not isinstance(header, dict) or header.get("format") != "pydl":
         raise ValueError(f"{path!r}: key {HEADER_KEY!r} is not a pydl header")
@@ -245,9 +250,11 @@ class _Decoder:
     def fail(self, message):
         raise ValueError(f"{self.path!r}: {message}")
 
-    def decode(self, node, where="the top level"):
+    def decode(self, node, where="the top level", depth=0):
         if not isinstance(node, dict) or not isinstance(node.get("type"), str):
             self.fail(f"malformed header entry at {where!r}")
+        if depth > _MAX_DEPTH:
+            self.fail(f"the saved structure nests deeper than {_MAX_DEPTH} levels at {where!r}")
         kind = node["type"]
         if kind == "none":
             return None
@@ -261,10 +268,10 @@ class _Decoder:
                 if (not isinstance(item, list) or len(item) != 2
                         or isinstance(item[0], bool) or not isinstance(item[0], (str, int))):
                     self.fail(f"malformed dict item in {where!r}")
-                out[item[0]] = self.decode(item[1], item[0])
+                out[item[0]] = self.decode(item[1], item[0], depth + 1)
             return out
         if kind in ("list", "tuple"):
-            items = [self.decode(v, f"{where}[{i}]")
+            items = [self.decode(v, f"{where}[{i}]", depth + 1)
                      for i, v in enumerate(self._items(node, where))]
             return items if kind == "list" else tuple(items)
         if kind in ("array", "scalar", "int", "float", "bool", "int_list"):
@@ -386,13 +393,19 @@ def _architecture(module, where="model"):
                     f"pydl.save(model, path) and rebuild the model in code instead")
 
 
-def _build(spec, path, where="model"):
-    """Construct a module from its description; ValueError names the broken layer."""
+def _build(spec, path, weights, where="model", depth=0):
+    """Construct a module from its description; ValueError names the broken layer.
+
+    Each Linear's size is checked against its stored weight before the layer is allocated, so a
+    small file cannot make the loader allocate (and randomly initialise) huge layers.
+    """
     def fail(message):
         raise ValueError(f"{path!r}: architecture of {where}: {message}")
 
     if not isinstance(spec, dict) or not isinstance(spec.get("type"), str):
         fail("each layer must be an object with a 'type'")
+    if depth > _MAX_DEPTH:
+        fail(f"Sequential layers nest deeper than {_MAX_DEPTH} levels")
     kind = spec["type"]
     if kind == "Sequential":
         expected = {"type", "layers"}
@@ -409,8 +422,15 @@ def _build(spec, path, where="model"):
         if not isinstance(layers, list) or not all(
                 isinstance(x, list) and len(x) == 2 and isinstance(x[0], str) for x in layers):
             fail("Sequential 'layers' must be a list of [name, layer] pairs")
+        names = [name for name, _ in layers]
+        reserved = dir(nn.Sequential())  # names that would overwrite a Module attribute
+        bad = [n for n in names if not n or "." in n or n in reserved or names.count(n) > 1]
+        if bad:
+            fail(f"invalid layer name(s) {bad}: names must be unique, non-empty, without '.', "
+                 f"and not a Module attribute")
         return nn.Sequential(OrderedDict(
-            (name, _build(sub, path, f"{where}.{name}")) for name, sub in layers))
+            (name, _build(sub, path, weights, f"{where}.{name}", depth + 1))
+            for name, sub in layers))
     values = {k: v for k, v in spec.items() if k != "type"}
     for k, v in values.items():
         ok = {"bias": isinstance(v, bool), "dtype": v in ("float32", "float64"),
@@ -420,11 +440,20 @@ def _build(spec, path, where="model"):
                   k, isinstance(v, (int, float)) and not isinstance(v, bool))
         if not ok:
             fail(f"{kind} field {k!r} has an invalid value {v!r}")
+    if kind == "Linear":
+        prefix = where.partition(".")[2]
+        key = f"{prefix}.weight" if prefix else "weight"
+        stored = weights.get(key)
+        need = (values["out_features"], values["in_features"])
+        if min(need) > 0 and (not isinstance(stored, np.ndarray) or stored.shape != need):
+            got = f"shape {stored.shape}" if isinstance(stored, np.ndarray) else "no such key"
+            fail(f"Linear({values['in_features']}, {values['out_features']}) needs key "
+                 f"'model.{key}' of shape {need}, the file has {got}")
     try:
         if kind == "Linear":
             return nn.Linear(**values)
         return _ACTIVATIONS[kind][0](**values)
-    except (TypeError, ValueError) as e:
+    except (TypeError, ValueError, OverflowError) as e:
         fail(f"{kind}: {e}")
 
 
@@ -498,7 +527,7 @@ def _build_optimizer(path, info, state, params):
 
     if not isinstance(info, dict) or set(info) != {"type", "params"}:
         fail("malformed header entry")
-    cls = _OPTIMIZERS.get(info["type"])
+    cls = _OPTIMIZERS.get(info["type"]) if isinstance(info["type"], str) else None
     if cls is None:
         fail(f"unknown type {info['type']!r}; known: {', '.join(_OPTIMIZERS)}")
     if not isinstance(state, dict) or not isinstance(state.get("param_groups"), list):
@@ -520,7 +549,7 @@ def _build_optimizer(path, info, state, params):
     try:
         opt = cls(groups, lr=groups[0].get("lr"))  # lr: SGD's one required argument
         opt.load_state_dict(state)
-    except (TypeError, ValueError, KeyError) as e:
+    except (TypeError, ValueError, KeyError, OverflowError) as e:
         fail(str(e))
     return opt
 
@@ -561,13 +590,15 @@ def load_model(path, with_optimizer=False):
         raise ValueError(f"{path!r}: key 'model' (the weights) is missing")
     extra = set(tree) - {"model", "optimizer"}
     if extra or (("optimizer" in tree) != (header["optimizer"] is not None)):
-        raise ValueError(f"{path!r}: unexpected or missing top-level entries {sorted(tree)}")
+        raise ValueError(f"{path!r}: unexpected or missing top-level entries "
+                         f"{sorted(tree, key=repr)}")
     # Weight init draws from pydl's generator; restore it so loading leaves the random streams
     # where they were.
     gen = _random.generator()
     rng_state = gen.bit_generator.state
+    weights = tree["model"] if isinstance(tree["model"], dict) else {}
     try:
-        model = _build(header["architecture"], path)
+        model = _build(header["architecture"], path, weights)
     finally:
         gen.bit_generator.state = rng_state
     _check_weights(path, model, tree["model"])

@@ -3,8 +3,8 @@
 Every function validates its arguments once, releases the GIL and runs a compiled kernel chosen for
 this CPU (see ``pydl.cpu_info()``). Errors follow one rule: a non-array or a wrong dtype raises
 ``TypeError``; a wrong ndim, mismatched shapes or an unusable ``out`` array (wrong shape, read-only,
-not C-contiguous) raise ``ValueError`` naming both shapes. Inputs may be any strided view; ``out``
-arrays are written in place and never replaced by a copy.
+not C-contiguous, misaligned) raise ``ValueError`` naming both shapes. Inputs may be any strided
+(or misaligned) view; ``out`` arrays are written in place and never replaced by a copy.
 """
 
 from . import _core

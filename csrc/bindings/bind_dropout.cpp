@@ -28,12 +28,17 @@ std::string type_name(py::handle obj) {
 
 // The object as a Python int: anything with __index__ (numpy integers too) except bool.
 py::int_ int_arg(py::handle obj, const char* op, const char* what) {
-  if (py::isinstance<py::bool_>(obj) || !PyIndex_Check(obj.ptr())) {
+  // PyNumber_Index can still fail after PyIndex_Check: ndarray has __index__ but only 0-d integer
+  // arrays convert; report that as this argument's TypeError, not numpy's anonymous one.
+  PyObject* v = nullptr;
+  if (!py::isinstance<py::bool_>(obj) && PyIndex_Check(obj.ptr())) {
+    v = PyNumber_Index(obj.ptr());
+    if (!v) PyErr_Clear();
+  }
+  if (!v) {
     throw py::type_error(std::string(op) + ": " + what + " must be an int, got " + type_name(obj));
   }
-  py::int_ v = py::reinterpret_steal<py::int_>(PyNumber_Index(obj.ptr()));
-  if (!v) throw py::error_already_set();
-  return v;
+  return py::reinterpret_steal<py::int_>(v);
 }
 
 // An int in [0, 2**bits) (bits is 32 or 64): TypeError / ValueError naming it.
@@ -233,14 +238,19 @@ py::array dropout_mask(py::handle shape_obj, double p, py::handle seed, py::hand
 
 // A sequence of exactly `len` ints, each in [0, 2^32).
 void u32_words(py::handle obj, uint32_t* words, size_t len, const char* op, const char* what) {
-  if (!py::isinstance<py::sequence>(obj) || py::isinstance<py::str>(obj)) {
+  // PySequence_Size fails for sequences without a length, e.g. a 0-d ndarray.
+  const Py_ssize_t size = py::isinstance<py::sequence>(obj) && !py::isinstance<py::str>(obj)
+                              ? PySequence_Size(obj.ptr())
+                              : -1;
+  if (size < 0) {
+    PyErr_Clear();
     throw py::type_error(std::string(op) + ": " + what + " must be a sequence of " +
                          std::to_string(len) + " ints, got " + type_name(obj));
   }
   py::sequence seq = py::reinterpret_borrow<py::sequence>(obj);
-  if (seq.size() != len) {
+  if (static_cast<size_t>(size) != len) {
     throw py::value_error(std::string(op) + ": " + what + " must have " + std::to_string(len) +
-                          " words, got " + std::to_string(seq.size()));
+                          " words, got " + std::to_string(size));
   }
   for (size_t i = 0; i < len; ++i) {
     words[i] = static_cast<uint32_t>(uint_arg(seq[i], 32, op, what));

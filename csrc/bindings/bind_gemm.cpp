@@ -13,15 +13,13 @@ namespace py = pybind11;
 
 const char* bool_str(bool v) { return v ? "True" : "False"; }
 
-constexpr int kAligned = py::detail::npy_api::NPY_ARRAY_ALIGNED_;
-
 // Element strides of a 2-D input, read in place. The rare views whose elements are not aligned
 // (byte offsets or strides that are not whole elements) are copied to aligned contiguous memory.
 py::array strided_input(const py::array& a, int64_t& s0, int64_t& s1) {
   py::array r = a;
   if (!(a.flags() & kAligned) || a.strides(0) % a.itemsize() != 0 ||
       a.strides(1) % a.itemsize() != 0) {
-    r = py::array::ensure(a, py::array::c_style | kAligned);
+    r = aligned_contiguous_copy(a);
   }
   s0 = r.strides(0) / r.itemsize();
   s1 = r.strides(1) / r.itemsize();
@@ -141,7 +139,7 @@ void linear_typed(const KernelTable& kt, const py::array& x, const py::array& w,
   g.ldc = g.n;
   py::array bv;
   if (bias) {
-    bv = py::array::ensure(*bias, py::array::c_style | kAligned);
+    bv = aligned_contiguous_copy(*bias);
     g.bias = cptr<T>(bv);
   }
   g.act = act;

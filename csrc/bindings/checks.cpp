@@ -87,9 +87,21 @@ int64_t checked_numel(const Shape& shape, int64_t itemsize, const char* op) {
   return n;
 }
 
+py::array aligned_contiguous_copy(const py::array& a) {
+  // Not py::array::ensure: when the copy cannot be allocated it returns a null array and clears
+  // numpy's MemoryError, and the caller would then dereference null.
+  PyObject* r = py::detail::npy_api::get().PyArray_FromAny_(
+      a.ptr(), nullptr, 0, 0,
+      py::detail::npy_api::NPY_ARRAY_ENSUREARRAY_ | py::array::c_style | kAligned, nullptr);
+  if (!r) throw py::error_already_set();
+  return py::reinterpret_steal<py::array>(r);
+}
+
 py::array contiguous(const py::array& a) {
-  if (a.flags() & py::array::c_style) return a;
-  return py::array::ensure(a, py::array::c_style);
+  // A misaligned view (e.g. of a byte buffer at an odd offset) is copied too: the kernels
+  // dereference T* and load with aligned-element assumptions.
+  if ((a.flags() & py::array::c_style) && (a.flags() & kAligned)) return a;
+  return aligned_contiguous_copy(a);
 }
 
 py::array output(py::handle out, const Shape& shape, DType dt, const char* op, const char* arg) {
@@ -123,6 +135,11 @@ void require_writable_buffer(const py::array& a, const Shape& shape, const char*
   if (!(a.flags() & py::array::c_style)) {
     throw py::value_error(std::string(op) + ": " + arg +
                           " must be C-contiguous; pass numpy.ascontiguousarray(...) or None");
+  }
+  if (!(a.flags() & kAligned)) {
+    throw py::value_error(std::string(op) + ": " + arg +
+                          " is not aligned to its item size (a view at an odd byte offset); "
+                          "pass an aligned array (e.g. a .copy()) or None");
   }
 }
 

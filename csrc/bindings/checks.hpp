@@ -40,8 +40,14 @@ void require_same_shape(const py::array& a, const py::array& b, const char* op, 
 // Number of elements of `shape`, or ValueError if it (or its size in bytes) overflows.
 int64_t checked_numel(const Shape& shape, int64_t itemsize, const char* op);
 
-// C-contiguous version of an input (the same array when it already is).
+// NPY_ARRAY_ALIGNED: every element's address is a multiple of its alignment.
+constexpr int kAligned = py::detail::npy_api::NPY_ARRAY_ALIGNED_;
+
+// C-contiguous, aligned version of an input (the same array when it already is).
 py::array contiguous(const py::array& a);
+// A C-contiguous, aligned copy of `a` (or `a` itself if it already is one); MemoryError (a Python
+// exception, never a null array) when the copy cannot be allocated.
+py::array aligned_contiguous_copy(const py::array& a);
 
 // The output array: a new C-contiguous array when `out` is None; otherwise `out` itself, which must
 // be an ndarray of exactly dtype `dt` (TypeError), shape `shape`, writeable and C-contiguous
@@ -49,8 +55,8 @@ py::array contiguous(const py::array& a);
 py::array output(py::handle out, const Shape& shape, DType dt, const char* op,
                  const char* arg = "out");
 
-// ValueError unless `a` has shape `shape` and is writeable and C-contiguous: the rules every
-// array a kernel writes into must meet (dtype is checked separately by the caller).
+// ValueError unless `a` has shape `shape` and is writeable, C-contiguous and aligned: the rules
+// every array a kernel writes into must meet (dtype is checked separately by the caller).
 void require_writable_buffer(const py::array& a, const Shape& shape, const char* op,
                              const char* arg);
 

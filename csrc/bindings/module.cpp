@@ -24,10 +24,12 @@ PYBIND11_MODULE(_core, m) {
         if (!py::isinstance<py::int_>(n) || py::isinstance<py::bool_>(n))
           throw py::type_error("set_num_threads: n must be an int, got " +
                                std::string(py::str(py::type::handle_of(n).attr("__name__"))));
-        long long v = n.cast<long long>();
-        if (v < 1 || v > 1024)
+        // Not n.cast<long long>(): an int beyond 64 bits would surface as pybind11's RuntimeError.
+        int overflow = 0;
+        long long v = PyLong_AsLongLongAndOverflow(n.ptr(), &overflow);
+        if (overflow != 0 || v < 1 || v > 1024)
           throw py::value_error("set_num_threads: n must be in [1, 1024], got " +
-                                std::to_string(v));
+                                std::string(py::str(n)));
         pydl::set_num_threads(static_cast<int>(v));
       },
       py::arg("n"), "Set the number of threads kernels may use (>= 1).");

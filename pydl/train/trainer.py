@@ -18,7 +18,7 @@ __all__ = ["NonFiniteLossError", "Trainer"]
 
 
 class NonFiniteLossError(RuntimeError):
-    """Raised by ``Trainer.fit`` when a training batch's loss is NaN or infinite.
+    """Raised by ``Trainer.fit`` when a training batch's loss or gradient is NaN or infinite.
 
     The step that produced it updated nothing, so the model holds the weights of the last good
     step.
@@ -113,8 +113,9 @@ class Trainer:
 
     Each training step: zero the gradients, forward in train mode, loss (+ the regularizer's
     penalty), backward, the regularizer's gradient added in place (``add_gradients``, no graph
-    node), ``optimizer.step()``. The loss is checked BEFORE the update: a NaN/Inf loss raises
-    :class:`NonFiniteLossError` and the weights stay those of the last good step.
+    node), ``optimizer.step()``. The loss and the gradients are checked BEFORE the update: a
+    NaN/Inf loss or gradient raises :class:`NonFiniteLossError` and the weights and optimizer
+    state stay those of the last good step.
 
     Speed: when the model is a plain ``nn.Sequential`` of ``Linear`` (optionally followed by a
     fusable activation), and ``Dropout`` layers, the loss is ``CrossEntropyLoss`` and the labels
@@ -286,8 +287,9 @@ class Trainer:
                 validation_split outside [0, 1) or leaving an empty training or validation set,
                 x and y (or the validation pair) of different lengths (both named), empty x,
                 verbose not 0/1/2.
-            NonFiniteLossError: a training loss was NaN or infinite (weights of the last good
-                step kept; ``.history`` holds the finished epochs).
+            NonFiniteLossError: a training loss or gradient was NaN or infinite (weights and
+                optimizer state of the last good step kept; ``.history`` holds the finished
+                epochs).
         """
         epochs = _check_int("fit", "epochs", epochs, 0)
         batch_size = _check_int("fit", "batch_size", batch_size, 1)
@@ -467,5 +469,15 @@ class Trainer:
         loss.backward()
         if reg is not None:
             reg.add_gradients(model)
+        # A finite loss can still have a NaN/Inf gradient (e.g. sqrt or log at 0): updating with
+        # it would poison every weight and the optimizer state before the next loss noticed.
+        for name, p in model.named_parameters():
+            if p.grad is not None and not np.isfinite(p.grad).all():
+                raise NonFiniteLossError(
+                    f"fit: the gradient of {name!r} became non-finite at epoch {epoch} "
+                    f"(0-based), batch {batch}, although the loss {value} is finite; training "
+                    f"stopped before updating, so the model and optimizer keep the state of the "
+                    f"last good step. Look for an operation with an infinite derivative (sqrt "
+                    f"or log at 0) or lower the learning rate.", history, epoch, batch)
         self.optimizer.step()
         return value, (out.data.copy() if self.metrics else None)
