@@ -479,3 +479,13 @@ def test_sgd_update_multi_overlap_rules():
     bufs = [np.empty(4, np.float32), np.empty(4, np.float32)]
     with pytest.raises(ValueError, match="items 0 and 1 share memory|items 1 and 0 share memory"):
         K.sgd_update_multi([a, b], [g, g], [bufs[0], a], lr=0.1, momentum=0.9)
+
+
+def test_sgd_update_multi_rejects_an_empty_buffer_list_with_momentum():
+    # Found by tests/test_fuzz.py: an empty tuple of buffers used to pass the length check and
+    # the kernel then read a momentum buffer that did not exist (a segfault).
+    p = [np.ones(3, np.float32)]
+    g = [np.ones(3, np.float32)]
+    with pytest.raises(ValueError, match="sgd_update_multi: params, grads and momentum_buffers"):
+        K.sgd_update_multi(p, g, (), lr=0.1, momentum=0.9)
+    np.testing.assert_array_equal(p[0], np.ones(3, np.float32))
