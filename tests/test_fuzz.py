@@ -519,6 +519,17 @@ def test_mixed_key_types_at_the_top_level_are_a_value_error(originals, tmp_path)
         pydl.load_model(edited(originals, tmp_path, add_int_key))
 
 
+def test_int_key_among_the_weights_is_a_value_error(originals, tmp_path):
+    # Was TypeError ("can only concatenate str") while naming the unexpected key.
+    def add_int_weight(h):
+        model_node = dict(h["tree"]["items"])["model"]
+        model_node["items"].append([7, {"type": "none"}])
+        return h
+
+    with pytest.raises(ValueError, match=r"unexpected key\(s\) \['model.7'\]"):
+        pydl.load_model(edited(originals, tmp_path, add_int_weight))
+
+
 @pytest.mark.parametrize("name", ["training", "_modules", "__class__", "forward", "", "a.b"])
 def test_layer_names_that_would_clobber_the_module_are_a_value_error(originals, tmp_path, name):
     # "_modules"/"__class__" were TypeErrors; "training"/"forward" silently replaced attributes.
