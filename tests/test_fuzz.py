@@ -23,7 +23,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import pydl
-from pydl import _core, nn, optim
+from pydl import nn, optim
 from pydl import kernels as K
 
 KERNEL_ERRORS = (TypeError, ValueError, MemoryError)
