@@ -41,6 +41,18 @@ def sgd_update(
     weight_decay: float = 0.0,
     first_step: bool = False,
 ) -> None: ...
+def sgd_update_multi(
+    params: Sequence[np.ndarray],
+    grads: Sequence[np.ndarray],
+    momentum_buffers: Optional[Sequence[np.ndarray]] = None,
+    *,
+    lr: float,
+    momentum: float = 0.0,
+    dampening: float = 0.0,
+    nesterov: bool = False,
+    weight_decay: float = 0.0,
+    first_step: bool = False,
+) -> None: ...
 def adam_update(
     param: np.ndarray,
     grad: np.ndarray,

@@ -25,9 +25,10 @@ from ._core import (
     adam_update,
     adamw_update,
     sgd_update,
+    sgd_update_multi,
 )
 
-__all__ += ["sgd_update", "adam_update", "adamw_update"]
+__all__ += ["sgd_update", "sgd_update_multi", "adam_update", "adamw_update"]
 
 # --- gemm ---
 from ._core import linear, matmul

@@ -351,3 +351,35 @@ def test_repr_lists_hyper_parameters(rng):
     text = repr(Adam(make_params(rng, np.float32), lr=0.5))
     assert "Adam" in text and "lr: 0.5" in text and "betas" in text
     assert math.isclose(Adam(make_params(rng, np.float32)).lr, 1e-3)
+
+
+@pytest.mark.parametrize("kw", [dict(lr=0.1), dict(lr=0.05, momentum=0.9, weight_decay=5e-4),
+                                dict(lr=0.05, momentum=0.9, nesterov=True)])
+def test_sgd_fused_step_matches_per_parameter_updates(rng, kw):
+    # SGD.step updates each group with one sgd_update_multi call; the per-parameter loop of
+    # Optimizer.step (one sgd_update each) is the reference, bit for bit, over several steps with
+    # two groups, a frozen parameter and a parameter whose gradient appears only later.
+    shapes = [(256, 40), (256,), (10, 256), (10,), (7,)]
+    init = [rng.standard_normal(s).astype(np.float32) for s in shapes]
+    runs = []
+    for fused in (True, False):
+        ps = [pydl.nn.Parameter(a.copy()) for a in init]
+        ps[3].requires_grad = False
+        opt = pydl.optim.SGD([{"params": ps[:2]}, {"params": ps[2:], "lr": 0.2}], **kw)
+        grad_rng = np.random.default_rng(3)
+        for step in range(4):
+            for i, p in enumerate(ps):
+                g = grad_rng.standard_normal(p.data.shape).astype(np.float32)
+                p.grad = None if (i == 4 and step < 2) else g
+            if fused:
+                opt.step()
+            else:
+                pydl.optim.Optimizer.step(opt)
+        runs.append((ps, opt.state_dict()))
+    (fused_ps, fused_state), (ref_ps, ref_state) = runs
+    for a, b in zip(fused_ps, ref_ps):
+        np.testing.assert_array_equal(a.data, b.data)
+    assert fused_state["state"].keys() == ref_state["state"].keys()
+    for k, s in ref_state["state"].items():
+        for name, v in s.items():
+            np.testing.assert_array_equal(fused_state["state"][k][name], v)

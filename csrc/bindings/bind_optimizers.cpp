@@ -3,6 +3,7 @@
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <sstream>
@@ -19,8 +20,9 @@
 namespace pydl::bind {
 namespace {
 
-// Elements per task: each element streams 3-4 arrays, so 32K elements amortise a pool dispatch.
-constexpr int64_t kGrain = int64_t{1} << 15;
+// Elements per task (~15 us of streaming 3-4 arrays): smaller tasks made a small model's update
+// slower with 2 threads than with 1 on a busy machine, where the worker may need waking.
+constexpr int64_t kGrain = int64_t{1} << 17;
 
 void require_nonnegative(double v, const char* op, const char* what) {
   if (!(v >= 0.0 && std::isfinite(v))) {
@@ -70,10 +72,9 @@ Operands check_operands(const char* op, py::handle param_obj, py::handle grad_ob
   return o;
 }
 
-void sgd_update(py::handle param, py::handle grad, py::handle momentum_buffer, double lr,
-                double momentum, double dampening, bool nesterov, double weight_decay,
-                bool first_step) {
-  const char* op = "sgd_update";
+// Validates SGD's hyper-parameters (ValueError naming the bad one) and returns the kernel scalars.
+SgdScalars sgd_scalars(const char* op, double lr, double momentum, double dampening,
+                       bool nesterov, double weight_decay, bool first_step) {
   require_nonnegative(lr, op, "lr");
   require_nonnegative(momentum, op, "momentum");
   require_range(dampening, 0.0, 1.0, op, "dampening");
@@ -84,6 +85,22 @@ void sgd_update(py::handle param, py::handle grad, py::handle momentum_buffer, d
        << momentum << ", dampening=" << dampening;
     throw py::value_error(os.str());
   }
+  SgdScalars s;
+  s.lr = lr;
+  s.momentum = momentum;
+  s.dampening = dampening;
+  s.weight_decay = weight_decay;
+  s.nesterov = nesterov;
+  s.first_step = first_step;
+  return s;
+}
+
+void sgd_update(py::handle param, py::handle grad, py::handle momentum_buffer, double lr,
+                double momentum, double dampening, bool nesterov, double weight_decay,
+                bool first_step) {
+  const char* op = "sgd_update";
+  const SgdScalars s =
+      sgd_scalars(op, lr, momentum, dampening, nesterov, weight_decay, first_step);
   if (momentum != 0.0 && momentum_buffer.is_none()) {
     throw py::value_error(std::string(op) +
                           ": momentum_buffer is required when momentum != 0; pass "
@@ -93,13 +110,6 @@ void sgd_update(py::handle param, py::handle grad, py::handle momentum_buffer, d
   if (!momentum_buffer.is_none()) state.emplace_back(momentum_buffer, "momentum_buffer");
   Operands o = check_operands(op, param, grad, state);
 
-  SgdScalars s;
-  s.lr = lr;
-  s.momentum = momentum;
-  s.dampening = dampening;
-  s.weight_decay = weight_decay;
-  s.nesterov = nesterov;
-  s.first_step = first_step;
   const int64_t n = o.param.size();
   auto run = [&](const auto& fns, auto* p) {
     using T = std::remove_pointer_t<decltype(p)>;
@@ -113,6 +123,131 @@ void sgd_update(py::handle param, py::handle grad, py::handle momentum_buffer, d
   const OptimTable& t = kernels().optim;
   if (o.dt == DType::kF32) run(t.f32, ptr<float>(o.param));
   else run(t.f64, ptr<double>(o.param));
+}
+
+// The items of a list argument of sgd_update_multi: a list or tuple (not an array).
+std::vector<py::handle> items_of(py::handle seq, const char* op, const char* arg) {
+  if (!py::isinstance<py::list>(seq) && !py::isinstance<py::tuple>(seq)) {
+    throw py::type_error(std::string(op) + ": " + arg + " must be a list or tuple of arrays, got " +
+                         std::string(py::str(py::type::handle_of(seq).attr("__name__"))));
+  }
+  std::vector<py::handle> out;
+  for (py::handle h : seq) out.push_back(h);
+  return out;
+}
+
+// One update over many parameters: every item is checked as sgd_update checks its arguments, the
+// items share one dtype and no written array overlaps any other array. The elements of all items
+// form one index range that parallel_chunks splits, so one pool dispatch serves every parameter;
+// each element gets exactly the arithmetic of sgd_update (the kernels are element-wise).
+void sgd_update_multi(py::handle params, py::handle grads, py::handle momentum_buffers, double lr,
+                      double momentum, double dampening, bool nesterov, double weight_decay,
+                      bool first_step) {
+  const char* op = "sgd_update_multi";
+  const SgdScalars s =
+      sgd_scalars(op, lr, momentum, dampening, nesterov, weight_decay, first_step);
+  const std::vector<py::handle> ps = items_of(params, op, "params");
+  const std::vector<py::handle> gs = items_of(grads, op, "grads");
+  std::vector<py::handle> bs;
+  if (momentum != 0.0) {
+    if (momentum_buffers.is_none()) {
+      throw py::value_error(std::string(op) +
+                            ": momentum_buffers is required when momentum != 0 (one buffer per "
+                            "parameter; use first_step=True on their first step)");
+    }
+    bs = items_of(momentum_buffers, op, "momentum_buffers");
+  } else if (!momentum_buffers.is_none()) {
+    bs = items_of(momentum_buffers, op, "momentum_buffers");
+  }
+  if (gs.size() != ps.size() || (!bs.empty() && bs.size() != ps.size())) {
+    std::ostringstream os;
+    os << op << ": params, grads and momentum_buffers must have the same length, got "
+       << ps.size() << ", " << gs.size() << " and "
+       << (momentum_buffers.is_none() ? std::string("None") : std::to_string(bs.size()));
+    throw py::value_error(os.str());
+  }
+  std::vector<Operands> items;
+  items.reserve(ps.size());
+  for (size_t i = 0; i < ps.size(); ++i) {
+    // The item's index goes into the message only when a check fails (building it for every
+    // item would cost more than the checks).
+    const auto where = [&] { return std::string(op) + " (item " + std::to_string(i) + ")"; };
+    std::vector<std::pair<py::handle, const char*>> state;
+    if (!bs.empty()) state.emplace_back(bs[i], "momentum_buffer");
+    try {
+      items.push_back(check_operands(op, ps[i], gs[i], state));
+    } catch (const py::type_error& e) {
+      throw py::type_error(where() + std::string(e.what()).substr(std::string(op).size()));
+    } catch (const py::value_error& e) {
+      throw py::value_error(where() + std::string(e.what()).substr(std::string(op).size()));
+    }
+    if (items.back().dt != items.front().dt) {
+      throw py::type_error(where() + ": all parameters must share one dtype, got " +
+                           dtype_name(items.front().dt) + " and " + dtype_name(items.back().dt));
+    }
+  }
+  // No written array (a parameter or buffer) may overlap any other array: sort the byte ranges
+  // (all C-contiguous here; a strided gradient was copied) and sweep them once, remembering how
+  // far the ranges seen so far reach (any, and written ones).
+  struct Span {
+    uintptr_t lo, hi;
+    bool written;
+    size_t item;
+  };
+  std::vector<Span> spans;
+  auto add = [&](const py::array& a, bool written, size_t item) {
+    if (a.size() == 0) return;
+    const auto lo = reinterpret_cast<uintptr_t>(a.data());
+    spans.push_back({lo, lo + static_cast<uintptr_t>(a.nbytes()), written, item});
+  };
+  for (size_t i = 0; i < items.size(); ++i) {
+    add(items[i].param, true, i);
+    add(items[i].grad, false, i);
+    for (const auto& a : items[i].state) add(a, true, i);
+  }
+  std::sort(spans.begin(), spans.end(), [](const Span& a, const Span& b) { return a.lo < b.lo; });
+  const Span* reach_any = nullptr;
+  const Span* reach_written = nullptr;
+  for (const Span& sp : spans) {
+    const Span* hit = sp.written ? reach_any : reach_written;
+    if (hit && sp.lo < hit->hi) {
+      throw py::value_error(std::string(op) + ": items " + std::to_string(hit->item) + " and " +
+                            std::to_string(sp.item) + " share memory");
+    }
+    if (!reach_any || sp.hi > reach_any->hi) reach_any = &sp;
+    if (sp.written && (!reach_written || sp.hi > reach_written->hi)) reach_written = &sp;
+  }
+  if (items.empty()) return;
+  std::vector<int64_t> start(items.size() + 1, 0);
+  for (size_t i = 0; i < items.size(); ++i) start[i + 1] = start[i] + items[i].param.size();
+
+  auto run = [&](const auto& fns, auto tag) {
+    using T = decltype(tag);
+    struct Seg {
+      T* p;
+      T* buf;
+      const T* g;
+    };
+    std::vector<Seg> segs;
+    for (auto& o : items)
+      segs.push_back({ptr<T>(o.param), momentum != 0.0 ? ptr<T>(o.state[0]) : nullptr,
+                      cptr<T>(o.grad)});
+    py::gil_scoped_release release;
+    parallel_chunks(start.back(), kGrain, [&](int64_t b, int64_t e) {
+      // The items overlapping [b, e), each from its own offset.
+      for (size_t i = 0; i < segs.size(); ++i) {
+        const int64_t lo = b > start[i] ? b : start[i];
+        const int64_t hi = e < start[i + 1] ? e : start[i + 1];
+        if (lo >= hi) continue;
+        const int64_t off = lo - start[i];
+        const Seg& sg = segs[i];
+        fns.sgd(sg.p + off, sg.buf ? sg.buf + off : nullptr, sg.g + off, hi - lo, s);
+      }
+    });
+  };
+  const OptimTable& t = kernels().optim;
+  if (items.front().dt == DType::kF32) run(t.f32, float{});
+  else run(t.f64, double{});
 }
 
 void adam_like_update(const char* op, bool decoupled, py::handle param, py::handle grad,
@@ -194,6 +329,43 @@ Raises:
     ValueError: shapes differ (both are named); param or momentum_buffer read-only or not
         C-contiguous; arrays sharing memory; momentum_buffer missing; a negative, infinite or NaN
         hyper-parameter (named); nesterov without momentum or with dampening.
+)doc")
+            .c_str());
+
+  m.def("sgd_update_multi", &sgd_update_multi, py::arg("params"), py::arg("grads"),
+        py::arg("momentum_buffers") = py::none(), py::kw_only(), py::arg("lr"),
+        py::arg("momentum") = 0.0, py::arg("dampening") = 0.0, py::arg("nesterov") = false,
+        py::arg("weight_decay") = 0.0, py::arg("first_step") = false,
+        (std::string(R"doc(Apply one torch.optim.SGD step to many parameters in place, in one call.
+
+Each parameter gets exactly the update of sgd_update (same bits); one call instead of one per
+parameter saves the per-call overhead and uses the thread pool once for all of them.
+Item i of each list belongs together; the arrays of one item follow sgd_update's rules:)doc") +
+         kStateRules + R"doc( Items may have different shapes but share one dtype, and no
+parameter or buffer may share memory with any other array.
+
+Args:
+    params: list or tuple of parameters, updated in place.
+    grads: list or tuple of their gradients, same length.
+    momentum_buffers: list or tuple of momentum states, updated in place; required when
+        momentum != 0. Default None.
+    lr: learning rate >= 0 (required, keyword-only).
+    momentum: momentum factor >= 0. Default 0.0.
+    dampening: dampening in [0, 1]. Default 0.0.
+    nesterov: Nesterov momentum (needs momentum > 0 and dampening == 0). Default False.
+    weight_decay: L2 penalty >= 0 added to the gradient. Default 0.0.
+    first_step: initialise every momentum buffer with d (PyTorch's first step). Default False.
+
+Returns:
+    None.
+
+Raises:
+    TypeError: a list argument that is not a list/tuple, a non-array item, a dtype mismatch
+        within an item or between items.
+    ValueError: lists of different lengths; an item's shapes differ (both named, with the item
+        index); a read-only or non-C-contiguous parameter or buffer; arrays sharing memory;
+        momentum_buffers missing; a negative, infinite or NaN hyper-parameter (named); nesterov
+        without momentum or with dampening.
 )doc")
             .c_str());
 

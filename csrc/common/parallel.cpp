@@ -32,9 +32,12 @@ int default_threads() {
 
 std::atomic<int> g_num_threads{0};  // 0 = not yet read from the environment
 
-// Workers spin this many pause-iterations after a job before sleeping: back-to-back kernel calls
-// of a training step (a few microseconds apart) then start without a futex wake-up.
-constexpr int kSpinIterations = 1 << 14;
+// Workers spin this many pause-iterations (~25 us here: a pause is ~25 ns) after a job before
+// sleeping: back-to-back kernel calls of a training step (a few microseconds apart) then start
+// without a futex wake-up. Not longer: a spinning worker competes with the caller for a core when
+// the machine is oversubscribed (measured with 2^14, ~0.4 ms: a 2-thread MLP step ran up to 1.7x
+// slower than a 1-thread one on a busy 2-core machine; with 2^10 it ran as fast).
+constexpr int kSpinIterations = 1 << 10;
 
 // Spins briefly, then yields: when the machine is oversubscribed the thread we wait for may need
 // this core to finish its task.

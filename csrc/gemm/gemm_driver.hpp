@@ -37,9 +37,15 @@ inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 inline int64_t round_up(int64_t a, int64_t b) { return ceil_div(a, b) * b; }
 inline int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
 
-// Below this many multiply-adds per thread, waking a second thread costs more than it saves
-// (measured: the pool hand-off is a few microseconds, ~1e5 multiply-adds on one core).
-constexpr int64_t kMinMacsPerThread = int64_t{1} << 17;
+// Below this many multiply-adds per thread (~10 us on one core), a second thread costs more than it
+// saves. The hand-off alone is a few microseconds on an idle machine, but on a busy one the worker
+// may be descheduled while the caller waits for its task: measured on a loaded 2-core machine, 2^17
+// made a batch-32 MLP step (32x256x256 GEMMs) 2x slower with 2 threads than with 1; with 2^21 a
+// GEMM splits only when each thread gets enough work to absorb that (e.g. 32x784x512 does).
+constexpr int64_t kMinMacsPerThread = int64_t{1} << 21;
+
+// B is read in place (not packed) when C has at most this many MR-row panels (see gemm_block).
+constexpr int64_t kDirectBMaxPanels = 4;
 
 // 8x8 (float) / 4x4 (double) in-register transposes used when packing reads rows that are
 // contiguous along k (A not transposed, B transposed): dst[q * ldd + r] = src[r * lds + q].
@@ -114,11 +120,31 @@ void pack_panel(T* dst, const T* src, int64_t s_r, int64_t s_p, int64_t rows, in
   }
 }
 
-// c (M x NR, row stride ldc) = [c +] a (packed, kc x MR) @ b (packed, kc x NR).
+// How an mc-row block is cut into micro-panels of at most MR rows: as few as possible, with row
+// counts differing by at most one (m = 32 with MR = 14 gives 11, 11, 10 rather than 14, 14, 4,
+// whose 4-row micro-kernel keeps few accumulators busy). Panel t holds rows(t) rows from
+// start(t) and is packed MR wide (zero-padded) at t * MR * kc. Results do not depend on the cut:
+// every element of C is still summed over p = 0..kc-1 in order.
+struct RowPanels {
+  int64_t count = 0, base = 0, extra = 0;  // the first `extra` panels have base + 1 rows
+  int64_t start(int64_t t) const { return t * base + min64(t, extra); }
+  int64_t rows(int64_t t) const { return base + (t < extra ? 1 : 0); }
+};
+
+inline RowPanels row_panels(int64_t mc, int64_t mr) {
+  RowPanels p;
+  p.count = ceil_div(mc, mr);
+  p.base = mc / p.count;
+  p.extra = mc % p.count;
+  return p;
+}
+
+// c (M x NR, row stride ldc) = [c +] a (packed, kc x MR) @ b (kc x NR, row stride ldb: NR when
+// packed, or B's own row stride when read in place).
 // noinline keeps each row-count instantiation a separate function with its own register plan.
 template <class K, int M>
 __attribute__((noinline)) void micro_kernel(int64_t kc, const typename K::T* __restrict a,
-                                            const typename K::T* __restrict b,
+                                            const typename K::T* __restrict b, int64_t ldb,
                                             typename K::T* __restrict c, int64_t ldc,
                                             bool load_c) {
   using V = typename K::V;
@@ -132,7 +158,7 @@ __attribute__((noinline)) void micro_kernel(int64_t kc, const typename K::T* __r
   for (int64_t p = 0; p < kc; ++p) {
     R bv[NV];
 #pragma GCC unroll 8
-    for (int v = 0; v < NV; ++v) bv[v] = V::load(b + v * V::kLanes);
+    for (int v = 0; v < NV; ++v) bv[v] = V::loadu(b + v * V::kLanes);
 #pragma GCC unroll 16
     for (int r = 0; r < M; ++r) {
       const R ar = V::bcast(a + r);
@@ -140,7 +166,7 @@ __attribute__((noinline)) void micro_kernel(int64_t kc, const typename K::T* __r
       for (int v = 0; v < NV; ++v) acc[r][v] = V::fma(ar, bv[v], acc[r][v]);
     }
     a += K::MR;
-    b += K::NR;
+    b += ldb;
   }
 #pragma GCC unroll 16
   for (int r = 0; r < M; ++r) {
@@ -155,37 +181,42 @@ __attribute__((noinline)) void micro_kernel(int64_t kc, const typename K::T* __r
 // Runs the micro-kernel instantiated for exactly `rows` rows (1 <= rows <= M).
 template <class K, int M>
 inline void micro_kernel_rows(int64_t rows, int64_t kc, const typename K::T* a,
-                              const typename K::T* b, typename K::T* c, int64_t ldc,
+                              const typename K::T* b, int64_t ldb, typename K::T* c, int64_t ldc,
                               bool load_c) {
   if constexpr (M > 1) {
     if (rows < M) {
-      micro_kernel_rows<K, M - 1>(rows, kc, a, b, c, ldc, load_c);
+      micro_kernel_rows<K, M - 1>(rows, kc, a, b, ldb, c, ldc, load_c);
       return;
     }
   }
-  micro_kernel<K, M>(kc, a, b, c, ldc, load_c);
+  micro_kernel<K, M>(kc, a, b, ldb, c, ldc, load_c);
 }
 
-// C[ic:ic+mc, jc:jc+nc] (+)= packed A block (mc x kc) @ packed B block (kc x nc); on the last
-// k block, each tile gets the epilogue while it is still in L1.
+// C[ic:ic+mc, jc:jc+nc] (+)= packed A block (mc x kc) @ B block (kc x nc); on the last k block,
+// each tile gets the epilogue while it is still in L1. The B block is packed in pb, except that
+// when b_direct is given, full NR-wide panels are read in place from b_direct (row stride ldb).
 template <class K>
 void macro_kernel(const GemmArgs<typename K::T>& g, const typename K::T* pa,
-                  const typename K::T* pb, int64_t ic, int64_t mc, int64_t jc, int64_t nc,
-                  int64_t kc, bool load_c, bool last) {
+                  const typename K::T* pb, const typename K::T* b_direct, int64_t ldb,
+                  int64_t ic, int64_t mc, int64_t jc, int64_t nc, int64_t kc, bool load_c,
+                  bool last) {
   using T = typename K::T;
   alignas(64) T tile[K::MR * K::NR];
   const bool epilogue = last && has_epilogue(g);
+  const RowPanels panels = row_panels(mc, K::MR);
   for (int64_t jr = 0; jr < nc; jr += K::NR) {
     const int64_t nr = min64(K::NR, nc - jr);
-    const T* b = pb + jr * kc;
-    for (int64_t ir = 0; ir < mc; ir += K::MR) {
-      const int64_t mr = min64(K::MR, mc - ir);
-      const T* a = pa + ir * kc;
+    const bool in_place = b_direct != nullptr && nr == K::NR;
+    const T* b = in_place ? b_direct + jr : pb + jr * kc;
+    const int64_t ldb_panel = in_place ? ldb : K::NR;
+    for (int64_t t = 0; t < panels.count; ++t) {
+      const int64_t ir = panels.start(t), mr = panels.rows(t);
+      const T* a = pa + t * K::MR * kc;
       T* c = g.c + (ic + ir) * g.ldc + jc + jr;
       if (nr == K::NR) {
-        micro_kernel_rows<K, K::MR>(mr, kc, a, b, c, g.ldc, load_c);
+        micro_kernel_rows<K, K::MR>(mr, kc, a, b, ldb_panel, c, g.ldc, load_c);
       } else {
-        micro_kernel_rows<K, K::MR>(mr, kc, a, b, tile, K::NR, false);
+        micro_kernel_rows<K, K::MR>(mr, kc, a, b, ldb_panel, tile, K::NR, false);
         for (int64_t r = 0; r < mr; ++r) {
           T* cr = c + r * g.ldc;
           const T* tr = tile + r * K::NR;
@@ -210,21 +241,31 @@ void gemm_block(const GemmArgs<typename K::T>& g, int64_t kc_block, int64_t i0, 
   const int64_t mc_max = round_up(min64(K::MC, i1 - i0), K::MR);
   T* pa = static_cast<T*>(thread_workspace(WorkspaceSlot::kPackA, mc_max * kc_block * sizeof(T)));
   T* pb = static_cast<T*>(thread_workspace(WorkspaceSlot::kPackB, nc_max * kc_block * sizeof(T)));
+  // With few rows of C, each B element is used by only a few micro-kernel calls, so copying B
+  // into panels costs about as much as the multiply-adds (m = 32: W of 512 x 784 takes ~60 us to
+  // pack, the product ~115 us). When B's rows are contiguous (a plain, not transposed, B) its
+  // full panels are then read in place instead; the arithmetic, and so the result, is the same.
+  const bool direct_b = g.cs_b == 1 && g.m <= kDirectBMaxPanels * K::MR;
   for (int64_t jc = j0; jc < j1; jc += K::NC) {
     const int64_t nc = min64(K::NC, j1 - jc);
     for (int64_t pc = 0; pc < g.k; pc += kc_block) {
       const int64_t kc = min64(kc_block, g.k - pc);
       const bool load_c = g.accumulate || pc > 0;
       const bool last = pc + kc == g.k;
-      for (int64_t jr = 0; jr < nc; jr += K::NR)
+      for (int64_t jr = 0; jr < nc; jr += K::NR) {
+        if (direct_b && nc - jr >= K::NR) continue;  // read in place by the micro-kernel
         pack_panel<T, K::NR>(pb + jr * kc, g.b + pc * g.rs_b + (jc + jr) * g.cs_b, g.cs_b, g.rs_b,
                              min64(K::NR, nc - jr), kc);
+      }
+      const T* b_direct = direct_b ? g.b + pc * g.rs_b + jc : nullptr;
       for (int64_t ic = i0; ic < i1; ic += K::MC) {
         const int64_t mc = min64(K::MC, i1 - ic);
-        for (int64_t ir = 0; ir < mc; ir += K::MR)
-          pack_panel<T, K::MR>(pa + ir * kc, g.a + (ic + ir) * g.rs_a + pc * g.cs_a, g.rs_a,
-                               g.cs_a, min64(K::MR, mc - ir), kc);
-        macro_kernel<K>(g, pa, pb, ic, mc, jc, nc, kc, load_c, last);
+        const RowPanels panels = row_panels(mc, K::MR);
+        for (int64_t t = 0; t < panels.count; ++t)
+          pack_panel<T, K::MR>(pa + t * K::MR * kc,
+                               g.a + (ic + panels.start(t)) * g.rs_a + pc * g.cs_a, g.rs_a,
+                               g.cs_a, panels.rows(t), kc);
+        macro_kernel<K>(g, pa, pb, b_direct, g.rs_b, ic, mc, jc, nc, kc, load_c, last);
       }
     }
   }

@@ -307,6 +307,58 @@ class SGD(Optimizer):
             raise ValueError("nesterov=True needs momentum > 0 and dampening == 0, got "
                              f"momentum={group['momentum']}, dampening={group['dampening']}")
 
+    def step(self, closure=None):
+        """Update every parameter that has a gradient and is not frozen.
+
+        All parameters of a group go through one ``kernels.sgd_update_multi`` call (two on the
+        step that creates momentum buffers for some of them), which gives each parameter exactly
+        the bits of a ``kernels.sgd_update`` call of its own.
+
+        Args:
+            closure: Optional callable that re-evaluates the model and returns the loss.
+                Default None.
+
+        Returns:
+            The closure's loss, or None.
+        """
+        if type(self)._update is not SGD._update:  # a subclass with its own per-parameter rule
+            return super().step(closure)
+        loss = closure() if closure is not None else None
+        state = self.state
+        i = 0
+        for group in self.param_groups:
+            params, grads, bufs = [], [], []
+            new_params, new_grads, new_bufs = [], [], []
+            use_momentum = group["momentum"] != 0.0
+            for p in group["params"]:
+                grad = p.grad
+                if grad is not None and p.requires_grad:
+                    s = state.get(i)
+                    if s is None:
+                        s = state[i] = {}
+                    if not use_momentum:
+                        params.append(p.data)
+                        grads.append(grad)
+                    else:
+                        buf = s.get("momentum_buffer")
+                        if buf is None:
+                            new_params.append(p.data)
+                            new_grads.append(grad)
+                            new_bufs.append(np.empty_like(p.data))
+                            s["momentum_buffer"] = new_bufs[-1]
+                        else:
+                            params.append(p.data)
+                            grads.append(grad)
+                            bufs.append(buf)
+                i += 1
+            kw = dict(lr=group["lr"], momentum=group["momentum"], dampening=group["dampening"],
+                      nesterov=group["nesterov"], weight_decay=group["weight_decay"])
+            if params:
+                kernels.sgd_update_multi(params, grads, bufs if use_momentum else None, **kw)
+            if new_params:
+                kernels.sgd_update_multi(new_params, new_grads, new_bufs, first_step=True, **kw)
+        return loss
+
     def _update(self, param, grad, state, group):
         momentum = group["momentum"]
         if momentum == 0.0:

@@ -10,6 +10,7 @@ import numpy as np
 from .. import random as _random
 from ..metrics import accuracy_score
 from ..tensor import Tensor, no_grad
+from ._fast_step import SequentialStep
 from .callbacks import Callback
 from .history import History
 
@@ -92,6 +93,11 @@ def _check_int(who, name, value, low):
     return int(value)
 
 
+def _overrides(callback, hook):
+    """Return whether callback's `hook` is anything but the base class's no-op."""
+    return getattr(getattr(callback, hook), "__func__", None) is not getattr(Callback, hook)
+
+
 def _fmt(logs):
     return " - ".join(f"{k}: {v:.4f}" if isinstance(v, float) else f"{k}: {v}"
                       for k, v in logs.items())
@@ -110,6 +116,13 @@ class Trainer:
     node), ``optimizer.step()``. The loss and the gradients are checked BEFORE the update: a
     NaN/Inf loss or gradient raises :class:`NonFiniteLossError` and the weights and optimizer
     state stay those of the last good step.
+
+    Speed: when the model is a plain ``nn.Sequential`` of ``Linear`` (optionally followed by a
+    fusable activation), and ``Dropout`` layers, the loss is ``CrossEntropyLoss`` and the labels
+    are int32/int64, ``fit`` runs each step as a recorded sequence of the same kernel calls the
+    autograd graph would make (bit-identical results, much less Python per batch). Its
+    gradient arrays are reused: ``p.grad`` after a step is overwritten by the next step, so copy
+    it if you keep it (e.g. in a callback). Anything else runs through the graph.
 
     Logged values (``History.history``, callback logs): ``loss`` is the size-weighted mean over
     the epoch's batches of the batch loss plus the penalty at that step; each metric is computed
@@ -335,6 +348,21 @@ class Trainer:
         for cb in callbacks:
             getattr(cb, hook)(*args)
 
+    def _fast_step(self, x, y):
+        """Return a SequentialStep for this epoch, or None to use the autograd graph."""
+        groups = getattr(self.optimizer, "param_groups", None)
+        if groups is None:
+            return None
+        step = SequentialStep.build(self.model, self.loss, x, y)
+        if step is None:
+            return None
+        # The step overwrites the gradients of the model's parameters instead of zeroing them:
+        # an optimizer parameter outside the model would keep a stale gradient.
+        own = {id(p) for p in self.model.parameters()}
+        if any(id(p) not in own for group in groups for p in group["params"]):
+            return None
+        return step
+
     def _fit_epoch(self, epoch, epochs, x, y, x_val, y_val, batch_size, shuffle, callbacks,
                    verbose, history):
         n = len(x)
@@ -351,27 +379,42 @@ class Trainer:
         start = time.perf_counter()
         total = 0.0
         outs = []
+        # Only callbacks that override a batch hook are called per batch (the base ones are no-ops).
+        begin_cbs = [cb for cb in callbacks if _overrides(cb, "on_batch_begin")]
+        end_cbs = [cb for cb in callbacks if _overrides(cb, "on_batch_end")]
         try:
             self.model.train()
+            fast = self._fast_step(x, y)
+            out_all = None
+            if fast is not None and self.metrics:
+                # The step writes each batch's logits straight into the epoch's output array.
+                out_all = np.empty((n, fast.ops[-1].layer.out_features), x.dtype)
             for b in range(n_batches):
-                sl = slice(b * batch_size, (b + 1) * batch_size)
-                idx = order[sl] if shuffle else sl
+                lo = b * batch_size
+                hi = min(n, lo + batch_size)
+                idx = order[lo:hi] if shuffle else slice(lo, hi)
                 xb, yb = x[idx], y[idx]
-                batch_logs = {"batch": b, "size": len(yb)}
-                self._call(callbacks, "on_batch_begin", b, batch_logs)
-                value, out = self._step(xb, yb, epoch, b, history)
-                if self.metrics:
-                    outs.append(out)
-                total += value * len(yb)
+                batch_logs = {"batch": b, "size": hi - lo}
+                if begin_cbs:
+                    self._call(begin_cbs, "on_batch_begin", b, batch_logs)
+                if fast is not None:
+                    value = self._fast_batch(fast, xb, yb, epoch, b, history,
+                                             None if out_all is None else out_all[lo:hi])
+                else:
+                    value, out = self._step(xb, yb, epoch, b, history)
+                    if self.metrics:
+                        outs.append(out)
+                total += value * (hi - lo)
                 batch_logs["loss"] = value
-                self._call(callbacks, "on_batch_end", b, batch_logs)
+                if end_cbs:
+                    self._call(end_cbs, "on_batch_end", b, batch_logs)
                 if bar is not None:
                     bar.update(1)
-                    bar.set_postfix_str(f"loss: {total / min(n, (b + 1) * batch_size):.4f}",
-                                        refresh=False)
+                    bar.set_postfix_str(f"loss: {total / hi:.4f}", refresh=False)
             logs = {"loss": total / n}
             if self.metrics:
-                out_all = np.concatenate(outs, axis=0)
+                if out_all is None:
+                    out_all = np.concatenate(outs, axis=0)
                 y_seen = y[order] if shuffle else y
                 for name, fn in self.metrics:
                     logs[name] = float(fn(y_seen, out_all))
@@ -389,6 +432,28 @@ class Trainer:
                   f"{_fmt(logs)}", file=sys.stdout, flush=True)
         return logs
 
+    def _fast_batch(self, fast, xb, yb, epoch, batch, history, out):
+        """The step of ``_step`` through a SequentialStep (same results); return the loss value."""
+        reg = self.regularizer
+        value = fast.forward(xb, yb, out)
+        if reg is not None:
+            value += reg.penalty(self.model)
+        if not math.isfinite(value):
+            self._non_finite(value, epoch, batch, history)
+        fast.backward()
+        if reg is not None:
+            reg.add_gradients(self.model)
+        self.optimizer.step()
+        return value
+
+    def _non_finite(self, value, epoch, batch, history):
+        raise NonFiniteLossError(
+            f"fit: the training loss became {value} at epoch {epoch} (0-based), batch "
+            f"{batch}; training stopped before updating, so the model keeps the weights of "
+            f"the last good step, and the finished epochs are in the error's .history and "
+            f"trainer.history. Try a lower learning rate, check the data for NaN/Inf, or "
+            f"clip the inputs.", history, epoch, batch)
+
     def _step(self, xb, yb, epoch, batch, history):
         """One optimisation step; return (loss value incl. penalty, detached outputs)."""
         model, reg = self.model, self.regularizer
@@ -400,12 +465,7 @@ class Trainer:
         if reg is not None:
             value += reg.penalty(model)
         if not math.isfinite(value):
-            raise NonFiniteLossError(
-                f"fit: the training loss became {value} at epoch {epoch} (0-based), batch "
-                f"{batch}; training stopped before updating, so the model keeps the weights of "
-                f"the last good step, and the finished epochs are in the error's .history and "
-                f"trainer.history. Try a lower learning rate, check the data for NaN/Inf, or "
-                f"clip the inputs.", history, epoch, batch)
+            self._non_finite(value, epoch, batch, history)
         loss.backward()
         if reg is not None:
             reg.add_gradients(model)

@@ -200,6 +200,27 @@ def test_product_equals_transposed_product_exactly(isa, threads, dtype, rng):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
+def test_few_rows_read_b_in_place_with_the_same_bits(isa, threads, dtype, rng):
+    # With few rows of C a plain B is read in place instead of packed; each element's arithmetic
+    # must not change, so the first rows of a tall product (B packed) are the oracle, bit for bit.
+    base_b = rng.standard_normal((600, 700)).astype(dtype)
+    a_tall = rng.standard_normal((300, 600)).astype(dtype)
+    views = [base_b[:300, :100], base_b[:300, 5:610], base_b[::-1][:300, :77], base_b[::2, 3:40],
+             base_b[:513, :4200 // 7]]
+    for b in views:
+        k = b.shape[0]
+        tall = matmul(a_tall[:, :k], b)
+        for m in (1, 13, 32, 56, 57):
+            np.testing.assert_array_equal(matmul(a_tall[:m, :k], b), tall[:m])
+            c = rng.standard_normal((m, b.shape[1])).astype(dtype)
+            c_tall = np.concatenate([c, np.zeros((300 - m, b.shape[1]), dtype)])
+            matmul(a_tall[:m, :k], b, out=c, accumulate=True)
+            matmul(a_tall[:, :k], b, out=c_tall, accumulate=True)
+            np.testing.assert_array_equal(c, c_tall[:m])
+    check_matmul(a_tall[:32, :300], base_b[::-1][:300, :77])
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
 def test_one_and_two_threads_bit_identical(isa, dtype, rng):
     previous = pydl.get_num_threads()
     shapes = [(32, 512, 784), (600, 70, 500), (129, 257, 65), (700, 650, 300)]

@@ -396,3 +396,86 @@ def test_against_torch(rng):
                 fn(p, g, *state, step=step, lr=kw["lr"], beta1=b1, beta2=b2,
                    weight_decay=kw["weight_decay"])
         np.testing.assert_allclose(p, tp.detach().numpy(), rtol=1e-12, atol=1e-14)
+
+
+# ---------------------------------------------------------------------------------------------
+# sgd_update_multi: every parameter must get exactly the bits of its own sgd_update call.
+# ---------------------------------------------------------------------------------------------
+
+MULTI_SHAPES = [(7,), (1029, 917), (3, 5), (256, 40), (1,), (40000,), (0,), (812,)]
+MULTI_CONFIGS = [dict(lr=0.05), dict(lr=0.01, momentum=0.9, weight_decay=5e-4),
+                 dict(lr=0.02, momentum=0.9, nesterov=True),
+                 dict(lr=0.1, momentum=0.5, dampening=0.3, weight_decay=1e-2)]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("cfg", MULTI_CONFIGS, ids=config_id)
+def test_sgd_update_multi_matches_single_calls_bitwise(isa, threads, rng, dtype, cfg):
+    params = [rng.standard_normal(s).astype(dtype) for s in MULTI_SHAPES]
+    ref = [p.copy() for p in params]
+    momentum = cfg.get("momentum", 0.0) != 0.0
+    bufs = [np.empty_like(p) for p in params] if momentum else None
+    ref_bufs = [np.empty_like(p) for p in params] if momentum else [None] * len(params)
+    for step in range(3):
+        gs = [rng.standard_normal(s).astype(dtype) for s in MULTI_SHAPES]
+        gs[1] = np.asfortranarray(gs[1])  # a strided gradient is read through a copy
+        K.sgd_update_multi(params, gs, bufs, first_step=step == 0, **cfg)
+        for p, g, b in zip(ref, gs, ref_bufs):
+            K.sgd_update(p, g, b, first_step=step == 0, **cfg)
+    for got, want in zip(params, ref):
+        np.testing.assert_array_equal(got, want)
+    if momentum:
+        for got, want in zip(bufs, ref_bufs):
+            np.testing.assert_array_equal(got, want)
+
+
+def test_sgd_update_multi_empty_and_tuple():
+    K.sgd_update_multi([], [], lr=0.1)
+    p = np.ones(3, np.float32)
+    K.sgd_update_multi((p,), (np.ones(3, np.float32),), lr=0.5)
+    np.testing.assert_array_equal(p, np.full(3, 0.5, np.float32))
+
+
+def test_sgd_update_multi_errors():
+    p = [np.ones(4, np.float32), np.ones((2, 3), np.float32)]
+    g = [np.ones(4, np.float32), np.ones((2, 3), np.float32)]
+    with pytest.raises(TypeError, match="params must be a list or tuple"):
+        K.sgd_update_multi(p[0], g[0], lr=0.1)
+    with pytest.raises(ValueError, match="same length"):
+        K.sgd_update_multi(p, g[:1], lr=0.1)
+    with pytest.raises(ValueError, match=r"item 1.*\(2, 3\).*\(3, 2\)|item 1.*\(3, 2\).*\(2, 3\)"):
+        K.sgd_update_multi(p, [g[0], np.ones((3, 2), np.float32)], lr=0.1)
+    with pytest.raises(TypeError, match="item 1"):
+        K.sgd_update_multi(p, [g[0], np.ones((2, 3), np.float64)], lr=0.1)
+    with pytest.raises(TypeError, match="one dtype"):
+        K.sgd_update_multi([p[0], np.ones(3)], [g[0], np.ones(3)], lr=0.1)
+    with pytest.raises(TypeError, match="item 0"):
+        K.sgd_update_multi([[1.0, 2.0]], [g[0]], lr=0.1)
+    with pytest.raises(ValueError, match="momentum_buffers is required"):
+        K.sgd_update_multi(p, g, lr=0.1, momentum=0.9)
+    with pytest.raises(ValueError, match="lr"):
+        K.sgd_update_multi(p, g, lr=float("nan"))
+    with pytest.raises(ValueError, match="nesterov"):
+        K.sgd_update_multi(p, g, [np.ones(4, np.float32), np.ones((2, 3), np.float32)], lr=0.1,
+                           nesterov=True)
+    ro = np.ones(4, np.float32)
+    ro.flags.writeable = False
+    with pytest.raises(ValueError, match="item 0"):
+        K.sgd_update_multi([ro], [g[0]], lr=0.1)
+    base = np.ones(8, np.float32)
+    with pytest.raises(ValueError, match="share memory"):
+        K.sgd_update_multi([base[:5], base[4:]], [np.ones(5, np.float32), np.ones(4, np.float32)],
+                           lr=0.1)
+    with pytest.raises(ValueError, match="share memory"):  # item 1 reads item 0's parameter
+        K.sgd_update_multi([p[0], np.ones(4, np.float32)], [g[0], p[0]], lr=0.1)
+
+
+def test_sgd_update_multi_overlap_rules():
+    a, b = np.ones(4, np.float32), np.ones(4, np.float32)
+    g = np.full(4, 2.0, np.float32)
+    K.sgd_update_multi([a, b], [g, g], lr=0.5)  # gradients may be shared (they are only read)
+    np.testing.assert_array_equal(a, np.zeros(4, np.float32))
+    np.testing.assert_array_equal(b, np.zeros(4, np.float32))
+    bufs = [np.empty(4, np.float32), np.empty(4, np.float32)]
+    with pytest.raises(ValueError, match="items 0 and 1 share memory|items 1 and 0 share memory"):
+        K.sgd_update_multi([a, b], [g, g], [bufs[0], a], lr=0.1, momentum=0.9)

@@ -1,0 +1,218 @@
+"""End-to-end training throughput: one epoch of an MLP, pydl's Trainer.fit beside numpy and PyTorch.
+
+Workloads (synthetic data: fixed-seed standard normal inputs, random labels, float32):
+- "mnist1d": 40 -> 256 -> 256 -> 10, 4,000 samples;
+- "mnist":   784 -> 512 -> 256 -> 10, 20,000 samples;
+both with ReLU and Dropout(0.2) after each hidden layer, mean softmax cross-entropy and SGD with
+momentum 0.9 and weight decay 5e-4 (PyTorch's rule), on shuffled mini-batches of 32, 128 and 512.
+
+Each implementation trains one warm-up epoch, then the timed rounds are one full epoch each
+(PYDL_BENCH_ROUNDS, default 1). extra_info["samples"] holds the samples per round, so
+``python benches/report.py benches/bench_training.py`` prints samples/s and the ratios.
+
+- "pydl": the user path, ``pydl.train.Trainer(model, CrossEntropyLoss(), SGD(...)).fit(x, y,
+  epochs=1, batch_size=b, verbose=0)`` with the default metrics (accuracy);
+- "numpy": the same step written by hand (in place where numpy allows, flat parameter buffers
+  so the update is a few whole-buffer operations);
+- "torch": the usual PyTorch loop (randperm, index, zero_grad, forward, loss, backward, step),
+  with ``torch.set_num_threads`` set to the thread count; skipped when torch is not installed.
+"""
+
+import os
+
+import numpy as np
+import pytest
+
+import pydl
+from pydl import nn
+
+WORKLOADS = {
+    "mnist1d": ((40, 256, 256, 10), 4000),
+    "mnist": ((784, 512, 256, 10), 20000),
+}
+P_DROP = 0.2
+LR, MOMENTUM, WEIGHT_DECAY = 0.01, 0.9, 5e-4
+ROUNDS = int(os.environ.get("PYDL_BENCH_ROUNDS", "1"))
+
+_DATA = {}
+
+
+def dataset(workload):
+    """Return the (x, y) of a workload: standard normal float32 inputs, random int64 labels."""
+    if workload not in _DATA:
+        sizes, n = WORKLOADS[workload]
+        rng = np.random.default_rng(0)
+        x = rng.standard_normal((n, sizes[0]), dtype=np.float32)
+        y = rng.integers(0, sizes[-1], n)
+        _DATA[workload] = (x, y)
+    return _DATA[workload]
+
+
+def flops_per_sample(sizes):
+    """GEMM flops per sample, forward + backward: 2*in*out for y, dx and dW (no dx at layer 0)."""
+    total = 0
+    for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
+        total += 2 * a * b * (2 if i == 0 else 3)
+    return total
+
+
+def pydl_epoch_fn(sizes, x, y, batch):
+    pydl.manual_seed(0)
+    layers = []
+    for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
+        layers.append(nn.Linear(a, b))
+        if i < len(sizes) - 2:
+            layers += [nn.ReLU(), nn.Dropout(P_DROP)]
+    model = nn.Sequential(*layers)
+    opt = pydl.optim.SGD(model.parameters(), lr=LR, momentum=MOMENTUM, weight_decay=WEIGHT_DECAY)
+    trainer = pydl.train.Trainer(model, pydl.losses.CrossEntropyLoss(), opt)
+
+    def epoch():
+        trainer.fit(x, y, epochs=1, batch_size=batch, verbose=0)
+
+    return epoch
+
+
+class NumpyMLP:
+    """The same MLP, step and shuffling in plain numpy."""
+
+    def __init__(self, sizes, batch):
+        rng = np.random.default_rng(0)
+        self.rng = rng
+        self.batch = batch
+        layers = list(zip(sizes[:-1], sizes[1:]))
+        total = sum(b * a + b for a, b in layers)
+        # All parameters (and their gradients and momentum buffers) live in one flat buffer each,
+        # so the SGD update is a handful of whole-buffer operations.
+        self.flat = np.empty(total, np.float32)
+        self.gflat = np.empty(total, np.float32)
+        self.vflat = np.zeros(total, np.float32)
+        self.params, self.grads = [], []
+        offset = 0
+        for a, b in layers:
+            bound = 1.0 / np.sqrt(a)
+            for shape in ((b, a), (b,)):
+                size = int(np.prod(shape))
+                p = self.flat[offset:offset + size].reshape(shape)
+                p[...] = rng.uniform(-bound, bound, shape)
+                self.params.append(p)
+                self.grads.append(self.gflat[offset:offset + size].reshape(shape))
+                offset += size
+        self.first = True
+        self.scale = np.float32(1.0 / (1.0 - P_DROP))
+
+    def epoch(self, x, y):
+        n = len(x)
+        order = self.rng.permutation(n)
+        total = 0.0
+        for start in range(0, n, self.batch):
+            idx = order[start:start + self.batch]
+            total += self.step(x[idx], y[idx]) * len(idx)
+        return total / n
+
+    def step(self, x, y):
+        n = x.shape[0]
+        ws, bs = self.params[0::2], self.params[1::2]
+        gws, gbs = self.grads[0::2], self.grads[1::2]
+        last = len(ws) - 1
+        # forward: hidden layers are relu then dropout, in place
+        acts = [x]
+        h = x
+        for i, (w, b) in enumerate(zip(ws, bs)):
+            z = h @ w.T
+            z += b
+            if i < last:
+                np.maximum(z, 0, out=z)
+                z *= self.rng.random(z.shape, dtype=np.float32) >= P_DROP
+                z *= self.scale
+                acts.append(z)
+            h = z
+        # mean softmax cross-entropy; its gradient overwrites the probabilities
+        h -= h.max(axis=1, keepdims=True)
+        np.exp(h, out=h)
+        h /= h.sum(axis=1, keepdims=True)
+        rows = np.arange(n)
+        loss = -np.log(h[rows, y]).mean()
+        h[rows, y] -= 1.0
+        h *= np.float32(1.0 / n)
+        d = h
+        # backward: after dropout a unit is nonzero exactly when relu and the mask both kept it,
+        # so one comparison gives both masks; dW goes straight into the flat gradient buffer
+        for i in range(last, -1, -1):
+            np.matmul(d.T, acts[i], out=gws[i])
+            np.sum(d, axis=0, out=gbs[i])
+            if i > 0:
+                d = d @ ws[i]
+                d *= acts[i] > 0
+                d *= self.scale
+        # SGD, momentum 0.9, coupled weight decay, PyTorch's rule (first buffer = the gradient)
+        g = self.gflat
+        g += WEIGHT_DECAY * self.flat
+        if self.first:
+            self.vflat[...] = g
+            self.first = False
+        else:
+            self.vflat *= MOMENTUM
+            self.vflat += g
+        self.flat -= LR * self.vflat
+        return float(loss)
+
+
+def torch_epoch_fn(torch, sizes, x, y, batch):
+    torch.manual_seed(0)
+    layers = []
+    for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
+        layers.append(torch.nn.Linear(a, b))
+        if i < len(sizes) - 2:
+            layers += [torch.nn.ReLU(), torch.nn.Dropout(P_DROP)]
+    model = torch.nn.Sequential(*layers)
+    model.train()
+    opt = torch.optim.SGD(model.parameters(), lr=LR, momentum=MOMENTUM,
+                          weight_decay=WEIGHT_DECAY)
+    xt, yt = torch.from_numpy(x), torch.from_numpy(y)
+    cross_entropy = torch.nn.functional.cross_entropy
+    n = len(x)
+
+    def epoch():
+        order = torch.randperm(n)
+        total = 0.0
+        for start in range(0, n, batch):
+            idx = order[start:start + batch]
+            xb, yb = xt[idx], yt[idx]
+            opt.zero_grad()
+            loss = cross_entropy(model(xb), yb)
+            loss.backward()
+            opt.step()
+            total += loss.item() * len(idx)
+        return total / n
+
+    return epoch
+
+
+@pytest.mark.parametrize("impl", ["pydl", "numpy", "torch"])
+@pytest.mark.parametrize("batch", [32, 128, 512])
+@pytest.mark.parametrize("workload", ["mnist1d", "mnist"])
+def test_train_epoch(benchmark, threads, workload, batch, impl):
+    sizes, n = WORKLOADS[workload]
+    x, y = dataset(workload)
+    benchmark.group = f"train-{workload}-b{batch}[{threads}t]"
+    benchmark.extra_info["samples"] = n
+    benchmark.extra_info["flops"] = n * flops_per_sample(sizes)
+    if impl == "pydl":
+        epoch = pydl_epoch_fn(sizes, x, y, batch)
+    elif impl == "numpy":
+        mlp = NumpyMLP(sizes, batch)
+
+        def epoch():
+            mlp.epoch(x, y)
+    else:
+        torch = pytest.importorskip("torch")
+        previous = torch.get_num_threads()
+        torch.set_num_threads(threads)
+        try:
+            epoch = torch_epoch_fn(torch, sizes, x, y, batch)
+            benchmark.pedantic(epoch, rounds=ROUNDS, iterations=1, warmup_rounds=1)
+        finally:
+            torch.set_num_threads(previous)
+        return
+    benchmark.pedantic(epoch, rounds=ROUNDS, iterations=1, warmup_rounds=1)
