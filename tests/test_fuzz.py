@@ -80,6 +80,10 @@ def valid_calls():
                                    momentum=0.9, dampening=0.0, nesterov=True, weight_decay=0.01,
                                    first_step=True),
     }
+    calls["sgd_update_multi"] = lambda: dict(
+        params=[f32(4, 5), f32(3)], grads=[f32(4, 5, seed=1), f32(3, seed=1)],
+        momentum_buffers=[np.zeros((4, 5), np.float32), np.zeros(3, np.float32)], lr=0.1,
+        momentum=0.9, dampening=0.0, nesterov=False, weight_decay=0.01, first_step=True)
     for name in ("adam_update", "adamw_update"):
         calls[name] = lambda: dict(param=f32(4, 5), grad=f32(4, 5, seed=1),
                                    exp_avg=np.zeros((4, 5), np.float32),
@@ -129,6 +133,11 @@ def bad_values(like):
         ro = like.copy()
         ro.flags.writeable = False
         values.append(ro)
+    elif isinstance(like, list) and like and isinstance(like[0], np.ndarray):
+        # Lists of arrays (sgd_update_multi): each bad array as the first item, wrong lengths,
+        # the same array twice, a tuple instead of a list.
+        values += [[bad] + like[1:] for bad in bad_values(like[0])]
+        values += [like[:1], like + like[:1], [like[0], like[0]], tuple(like), [], [None] * 2]
     return values
 
 
@@ -241,6 +250,21 @@ def test_philox_counter_without_a_length_names_the_argument():
         K.philox4x32_10(np.array(3), [0, 0])
     assert K.philox4x32_10(np.zeros(4, np.int64), np.zeros(2, np.uint32)) == \
         K.philox4x32_10([0] * 4, [0, 0])
+
+
+@pytest.mark.parametrize("buffers", [[], ()])
+def test_sgd_update_multi_with_an_empty_buffer_list_is_a_value_error(buffers):
+    # Was a segfault: the length check skipped empty buffer lists and the update read a buffer
+    # that did not exist.
+    params = [f32(4), f32(3)]
+    with pytest.raises(ValueError, match="must have the same length, got 2, 2 and 0"):
+        K.sgd_update_multi(params, [f32(4), f32(3)], buffers, lr=0.1, momentum=0.9)
+    before = [p.copy() for p in params]
+    with pytest.raises(ValueError, match="same length"):
+        K.sgd_update_multi(params, [f32(4), f32(3)], buffers, lr=0.1)  # no momentum either
+    for p, b in zip(params, before):
+        np.testing.assert_array_equal(p, b)
+    K.sgd_update_multi([], [], buffers, lr=0.1, momentum=0.9)  # nothing to update: fine
 
 
 def test_misaligned_outputs_are_rejected():
