@@ -511,8 +511,8 @@ def _check_weights(path, model, weights):
     extra = [k for k in weights if k not in own]
     if missing or extra:
         raise ValueError(f"{path!r}: weights do not match the architecture: missing key(s) "
-                         f"{['model.' + k for k in missing]}, unexpected key(s) "
-                         f"{['model.' + k for k in extra]}")
+                         f"{[f'model.{k}' for k in missing]}, unexpected key(s) "
+                         f"{[f'model.{k}' for k in extra]}")
     for k, ref in own.items():
         w = weights[k]
         if not isinstance(w, np.ndarray) or w.shape != ref.shape or w.dtype != ref.dtype:

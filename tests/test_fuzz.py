@@ -23,7 +23,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import pydl
-from pydl import _core, nn, optim
+from pydl import nn, optim
 from pydl import kernels as K
 
 KERNEL_ERRORS = (TypeError, ValueError, MemoryError)
@@ -86,6 +86,10 @@ def valid_calls():
                                    momentum=0.9, dampening=0.0, nesterov=True, weight_decay=0.01,
                                    first_step=True),
     }
+    calls["sgd_update_multi"] = lambda: dict(
+        params=[f32(4, 5), f32(3)], grads=[f32(4, 5, seed=1), f32(3, seed=1)],
+        momentum_buffers=[np.zeros((4, 5), np.float32), np.zeros(3, np.float32)], lr=0.1,
+        momentum=0.9, dampening=0.0, nesterov=False, weight_decay=0.01, first_step=True)
     for name in ("adam_update", "adamw_update"):
         calls[name] = lambda: dict(param=f32(4, 5), grad=f32(4, 5, seed=1),
                                    exp_avg=np.zeros((4, 5), np.float32),
@@ -135,6 +139,11 @@ def bad_values(like):
         ro = like.copy()
         ro.flags.writeable = False
         values.append(ro)
+    elif isinstance(like, list) and like and isinstance(like[0], np.ndarray):
+        # Lists of arrays (sgd_update_multi): each bad array as the first item, wrong lengths,
+        # the same array twice, a tuple instead of a list.
+        values += [[bad] + like[1:] for bad in bad_values(like[0])]
+        values += [like[:1], like + like[:1], [like[0], like[0]], tuple(like), [], [None] * 2]
     return values
 
 
@@ -247,6 +256,21 @@ def test_philox_counter_without_a_length_names_the_argument():
         K.philox4x32_10(np.array(3), [0, 0])
     assert K.philox4x32_10(np.zeros(4, np.int64), np.zeros(2, np.uint32)) == \
         K.philox4x32_10([0] * 4, [0, 0])
+
+
+@pytest.mark.parametrize("buffers", [[], ()])
+def test_sgd_update_multi_with_an_empty_buffer_list_is_a_value_error(buffers):
+    # Was a segfault: the length check skipped empty buffer lists and the update read a buffer
+    # that did not exist.
+    params = [f32(4), f32(3)]
+    with pytest.raises(ValueError, match="must have the same length, got 2, 2 and 0"):
+        K.sgd_update_multi(params, [f32(4), f32(3)], buffers, lr=0.1, momentum=0.9)
+    before = [p.copy() for p in params]
+    with pytest.raises(ValueError, match="same length"):
+        K.sgd_update_multi(params, [f32(4), f32(3)], buffers, lr=0.1)  # no momentum either
+    for p, b in zip(params, before):
+        np.testing.assert_array_equal(p, b)
+    K.sgd_update_multi([], [], buffers, lr=0.1, momentum=0.9)  # nothing to update: fine
 
 
 def test_misaligned_outputs_are_rejected():
@@ -523,6 +547,17 @@ def test_mixed_key_types_at_the_top_level_are_a_value_error(originals, tmp_path)
 
     with pytest.raises(ValueError, match="unexpected or missing top-level entries"):
         pydl.load_model(edited(originals, tmp_path, add_int_key))
+
+
+def test_int_key_among_the_weights_is_a_value_error(originals, tmp_path):
+    # Was TypeError ("can only concatenate str") while naming the unexpected key.
+    def add_int_weight(h):
+        model_node = dict(h["tree"]["items"])["model"]
+        model_node["items"].append([7, {"type": "none"}])
+        return h
+
+    with pytest.raises(ValueError, match=r"unexpected key\(s\) \['model.7'\]"):
+        pydl.load_model(edited(originals, tmp_path, add_int_weight))
 
 
 @pytest.mark.parametrize("name", ["training", "_modules", "__class__", "forward", "", "a.b"])

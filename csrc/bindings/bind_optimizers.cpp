@@ -159,10 +159,10 @@ void sgd_update_multi(py::handle params, py::handle grads, py::handle momentum_b
   } else if (!momentum_buffers.is_none()) {
     bs = items_of(momentum_buffers, op, "momentum_buffers");
   }
-  // Compared whenever buffers were passed: an empty list with momentum != 0 must fail here, not
-  // leave the items without the momentum state the kernel then reads.
-  const bool has_buffers = !momentum_buffers.is_none();
-  if (gs.size() != ps.size() || (has_buffers && bs.size() != ps.size())) {
+  // Compare against None, not bs.empty(): an empty buffer list for non-empty params must fail
+  // here, or the update below would read state[0] of items that have no buffer.
+  const bool have_buffers = !momentum_buffers.is_none();
+  if (gs.size() != ps.size() || (have_buffers && bs.size() != ps.size())) {
     std::ostringstream os;
     os << op << ": params, grads and momentum_buffers must have the same length, got "
        << ps.size() << ", " << gs.size() << " and "
@@ -176,7 +176,7 @@ void sgd_update_multi(py::handle params, py::handle grads, py::handle momentum_b
     // item would cost more than the checks).
     const auto where = [&] { return std::string(op) + " (item " + std::to_string(i) + ")"; };
     std::vector<std::pair<py::handle, const char*>> state;
-    if (has_buffers) state.emplace_back(bs[i], "momentum_buffer");
+    if (have_buffers) state.emplace_back(bs[i], "momentum_buffer");
     try {
       items.push_back(check_operands(op, ps[i], gs[i], state));
     } catch (const py::type_error& e) {
