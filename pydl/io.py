@@ -195,7 +195,7 @@ def _read_npz(path):
         zf = zipfile.ZipFile(path)
     except (FileNotFoundError, IsADirectoryError, PermissionError):
         raise
-    except Exception as e:  # BadZipFile, and the "unsupported" error zipfile raises for corrupt version fields
+    except Exception as e:  # BadZipFile, or zipfile rejecting a corrupt version field
         raise ValueError(f"{path!r} is not a valid .npz file (truncated or corrupt?): "
                          f"{e}") from None
     arrays = {}
