@@ -353,11 +353,32 @@ def test_repr_lists_hyper_parameters(rng):
     assert math.isclose(Adam(make_params(rng, np.float32)).lr, 1e-3)
 
 
+def per_parameter_sgd(opt):
+    """SGD.step as one kernels.sgd_update call per parameter (the reference of the fused step)."""
+    i = 0
+    for group in opt.param_groups:
+        for p in group["params"]:
+            if p.grad is not None and p.requires_grad:
+                kw = dict(lr=group["lr"], weight_decay=group["weight_decay"])
+                if group["momentum"] == 0.0:
+                    pydl.kernels.sgd_update(p.data, p.grad, **kw)
+                else:
+                    s = opt.state.setdefault(i, {})
+                    first = "momentum_buffer" not in s
+                    if first:
+                        s["momentum_buffer"] = np.empty_like(p.data)
+                    pydl.kernels.sgd_update(p.data, p.grad, s["momentum_buffer"],
+                                            momentum=group["momentum"],
+                                            dampening=group["dampening"],
+                                            nesterov=group["nesterov"], first_step=first, **kw)
+            i += 1
+
+
 @pytest.mark.parametrize("kw", [dict(lr=0.1), dict(lr=0.05, momentum=0.9, weight_decay=5e-4),
                                 dict(lr=0.05, momentum=0.9, nesterov=True)])
 def test_sgd_fused_step_matches_per_parameter_updates(rng, kw):
-    # SGD.step updates each group with one sgd_update_multi call; the per-parameter loop of
-    # Optimizer.step (one sgd_update each) is the reference, bit for bit, over several steps with
+    # SGD.step updates all groups with one sgd_update_multi call; a hand-written loop of one
+    # kernels.sgd_update per parameter is the reference, bit for bit, over several steps with
     # two groups, a frozen parameter and a parameter whose gradient appears only later.
     shapes = [(256, 40), (256,), (10, 256), (10,), (7,)]
     init = [rng.standard_normal(s).astype(np.float32) for s in shapes]
@@ -374,7 +395,7 @@ def test_sgd_fused_step_matches_per_parameter_updates(rng, kw):
             if fused:
                 opt.step()
             else:
-                pydl.optim.Optimizer.step(opt)
+                per_parameter_sgd(opt)
         runs.append((ps, opt.state_dict()))
     (fused_ps, fused_state), (ref_ps, ref_state) = runs
     for a, b in zip(fused_ps, ref_ps):
