@@ -154,7 +154,8 @@ def test_every_sample_used_once_per_epoch_in_shuffled_batches():
         np.testing.assert_array_equal(seen, expected[epoch])
     model.calls.clear()
     trainer.fit(x, y, epochs=1, batch_size=bs, shuffle=False, verbose=0)
-    seen = np.concatenate([c for _, c in model.calls])[:, 0]
+    # (fit also runs the model once in eval mode on x[:1] to check the inputs up front)
+    seen = np.concatenate([c for t, c in model.calls if t])[:, 0]
     np.testing.assert_array_equal(seen, np.arange(n))
 
 
@@ -170,7 +171,9 @@ def test_validation_split_holds_out_the_last_fraction_in_eval_mode():
     train_rows = {int(v) for t, c in model.calls if t for v in c[:, 0]}
     val_rows = [c[:, 0].astype(int).tolist() for t, c in model.calls if not t]
     assert train_rows == set(range(15))
-    assert val_rows == [[15, 16, 17, 18, 19]] * 2
+    # Before training, fit runs the model once in eval mode on the first training and the first
+    # validation sample (the up-front input check); then each epoch validates on all five.
+    assert val_rows == [[0], [15]] + [[15, 16, 17, 18, 19]] * 2
     assert set(history.history) == {"loss", "accuracy", "val_loss", "val_accuracy", "lr"}
     # validation_data wins over validation_split; all of x trains
     model.calls.clear()
@@ -178,7 +181,7 @@ def test_validation_split_holds_out_the_last_fraction_in_eval_mode():
     trainer.fit(x, y, epochs=1, validation_split=0.5, validation_data=(xv, np.zeros(3, int)),
                 verbose=0)
     assert {int(v) for t, c in model.calls if t for v in c[:, 0]} == set(range(n))
-    assert [c[:, 0].tolist() for t, c in model.calls if not t] == [[100.0] * 3]
+    assert [c[:, 0].tolist() for t, c in model.calls if not t] == [[0.0], [100.0], [100.0] * 3]
 
 
 def test_validation_scores_equal_evaluate_after_the_epoch():
