@@ -16,10 +16,20 @@ str or int keys, lists, tuples, None, bools, ints, floats, strings) and each mem
 shape; :func:`load` rebuilds the structure and checks every member against it. Model files
 (:func:`save_model`) add the architecture and, optionally, the optimizer's type.
 
-Reading never unpickles: members are read with ``allow_pickle=False``, so an object array is
-rejected with ``ValueError`` and nothing in the file is executed. Writing is atomic: the data go to
-a temporary file in the target's directory, which is flushed, fsync'ed and then renamed over the
-target (``os.replace``), so a crash mid-save leaves the previous file intact.
+Reading never unpickles: an object array is rejected with ``ValueError`` and nothing in the file
+is executed. Reading checks before it inflates: the path must be a regular file (a FIFO or a
+device fails at once), the header is read first, every member must be one the header describes,
+members must be stored uncompressed (as pydl writes them), and each member's npy header must give
+the header's dtype and shape and fill exactly its size in the zip directory; only then is its
+data read. So memory stays near the file's size whatever a crafted file claims.
+
+Writing is atomic: the data go to a short-named temporary file in the target's directory, which is
+flushed, fsync'ed and then renamed over the target (``os.replace``), so a crash mid-save leaves the
+previous file intact. Rules for an existing target: a regular file keeps its permission bits (and
+owner/group where the process may set them); a symbolic link is followed (its target is replaced,
+the link stays); a hard-linked file is replaced by a new file, so its other links keep the old
+contents; a FIFO, device or socket is refused with ``ValueError``. Paths may be ``str``, ``bytes``
+or ``os.PathLike``.
 
 Example:
     >>> pydl.save({"model": model, "optimizer": opt, "epoch": 3}, "ckpt.npz")
@@ -125,21 +135,44 @@ def _header_array(header):
 
 
 def _write_npz(path, arrays):
-    """Write ``arrays`` (name -> ndarray) as an uncompressed .npz at ``path``, atomically."""
-    path = os.fspath(path)
-    directory, base = os.path.split(os.path.abspath(path))
-    tmp = os.path.join(directory, f".{base}.{secrets.token_hex(6)}.tmp")
-    # os.open with 0o666 lets the umask decide the permissions, as a plain open() would.
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    """Write ``arrays`` (name -> ndarray) as an uncompressed .npz at ``path``, atomically.
+
+    A symbolic link at ``path`` is followed (the file it points to is replaced, the link stays).
+    An existing file keeps its permission bits, and its owner and group where the process may
+    set them; the new file is a new inode, so other hard links keep the old contents. A FIFO,
+    device or socket at ``path`` is refused rather than replaced.
+    """
+    target = os.path.realpath(path)
+    try:
+        st = os.stat(target)
+    except FileNotFoundError:
+        st = None
+    if st is not None and stat.S_ISDIR(st.st_mode):
+        raise IsADirectoryError(errno.EISDIR, "save: the target is a directory", path)
+    if st is not None and not stat.S_ISREG(st.st_mode):
+        raise ValueError(f"save: {path!r} exists and is not a regular file (a FIFO, device or "
+                         f"socket); pydl only replaces regular files")
+    directory = os.path.dirname(target)
+    # A short temporary name, so a target name of up to 255 bytes (the usual limit) still works.
+    tmp = os.path.join(directory, f".pydl-{secrets.token_hex(6)}.tmp")
+    try:
+        # os.open with 0o666 lets the umask decide the permissions of a new file, as open() would.
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0),
+                     0o666)
+    except OSError as e:
+        raise OSError(e.errno, f"save: cannot create a temporary file next to {path!r}: "
+                               f"{e.strerror}", tmp) from e
     try:
         with os.fdopen(fd, "wb") as f:
+            if st is not None:
+                _copy_owner_and_mode(f.fileno(), st)
             with zipfile.ZipFile(f, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as zf:
                 for name, arr in arrays.items():
                     with zf.open(name + ".npy", "w", force_zip64=True) as member:
                         np.lib.format.write_array(member, np.asanyarray(arr), allow_pickle=False)
             f.flush()
             os.fsync(f.fileno())
-        os.replace(tmp, path)
+        os.replace(tmp, target)
     except BaseException:
         try:
             os.unlink(tmp)
@@ -147,6 +180,20 @@ def _write_npz(path, arrays):
             pass
         raise
     _fsync_directory(directory)
+
+
+def _copy_owner_and_mode(fd, st):
+    """Give the open temporary file the replaced file's owner/group (where allowed) and mode."""
+    if hasattr(os, "fchown") and (st.st_uid, st.st_gid) != (os.geteuid(), os.getegid()):
+        try:
+            os.fchown(fd, st.st_uid, st.st_gid)
+        except OSError:  # only root may give a file away; then the group alone may still work
+            try:
+                os.fchown(fd, -1, st.st_gid)
+            except OSError:
+                pass
+    if hasattr(os, "fchmod"):
+        os.fchmod(fd, stat.S_IMODE(st.st_mode))  # after fchown, which may clear set-id bits
 
 
 def _fsync_directory(directory):
@@ -164,6 +211,7 @@ def _fsync_directory(directory):
 
 
 def _save(path, tree, header):
+    path = _path_str(path)
     arrays = {}
     header = dict(header, format="pydl", version=FORMAT_VERSION, tree=_encode(tree, "", arrays))
     arrays = {HEADER_KEY: _header_array(header), **arrays}
@@ -178,13 +226,16 @@ def save(obj, path):
             a ``pydl.optim.Optimizer`` (its ``state_dict()``), or a dict nesting these with
             Tensors, arrays, lists, tuples, str, int, float, bool and None, e.g.
             ``{"model": model, "optimizer": opt, "epoch": 3}``.
-        path: File name (str or path-like); the name is used as given (``.npz`` is recommended).
+        path: File name (str, bytes or os.PathLike); the name is used as given (``.npz`` is
+            recommended). See the module docstring for existing files and links.
 
     Raises:
         TypeError: ``obj`` is not a dict/Module/Optimizer, or holds an unsupported value (e.g.
             an object array); the message names its key.
-        ValueError: Two entries map to the same dotted key, or an int does not fit in 64 bits.
-        OSError: The file cannot be written; any previous file at ``path`` is left untouched.
+        ValueError: Two entries map to the same dotted key, an int does not fit in 64 bits, or
+            ``path`` is a FIFO, device or socket.
+        OSError: The file cannot be written (the message names it); any previous file at
+            ``path`` is left untouched.
 
     Example:
         >>> pydl.save(model, "weights.npz")
@@ -449,7 +500,7 @@ def load(path):
     returned unless the whole file is valid, so a failed load never half-updates anything.
 
     Args:
-        path: The file name.
+        path: The file name (str, bytes or os.PathLike).
 
     Returns:
         The saved structure, e.g. ``{"0.weight": array, ...}`` or ``{"model": {...},
@@ -458,9 +509,10 @@ def load(path):
 
     Raises:
         FileNotFoundError: No file at ``path``.
-        ValueError: The file is not an .npz written by pydl, is truncated or corrupt, contains an
-            object array, or a key is missing, extra, or has a dtype/shape differing from the
-            header; the message names the key.
+        ValueError: ``path`` is not a regular file; the file is not an .npz written by pydl, is
+            truncated or corrupt, contains an object array or a compressed member, or a key is
+            missing, extra, or has a dtype/shape/size differing from the header; the message
+            names the key.
 
     Example:
         >>> model.load_state_dict(pydl.load("weights.npz"))
