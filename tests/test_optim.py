@@ -404,3 +404,106 @@ def test_sgd_fused_step_matches_per_parameter_updates(rng, kw):
     for k, s in ref_state["state"].items():
         for name, v in s.items():
             np.testing.assert_array_equal(fused_state["state"][k][name], v)
+
+
+# --- step() is all or nothing (issue 15, items 3 and 8) ----------------------------------------
+
+def snapshot(opt):
+    """Parameters and the full state_dict, as deep copies."""
+    params = [p.data.copy() for g in opt.param_groups for p in g["params"]]
+    return params, copy.deepcopy(opt.state_dict())
+
+
+def assert_unchanged(opt, snap):
+    params, state = snap
+    for p, want in zip([p for g in opt.param_groups for p in g["params"]], params):
+        np.testing.assert_array_equal(p.data, want)
+    now = opt.state_dict()
+    assert now["param_groups"] == state["param_groups"]
+    assert now["state"].keys() == state["state"].keys()
+    for k, s in state["state"].items():
+        assert now["state"][k].keys() == s.keys()
+        for name, v in s.items():
+            np.testing.assert_array_equal(now["state"][k][name], v)
+
+
+@pytest.mark.parametrize("make", [lambda ps: SGD(ps, lr=0.1, momentum=0.9),
+                                  lambda ps: SGD(ps, lr=0.1),
+                                  lambda ps: Adam(ps, lr=0.01),
+                                  lambda ps: AdamW(ps, lr=0.01)])
+@pytest.mark.parametrize("steps_before", [0, 2])
+def test_a_nan_gradient_refuses_the_step_and_names_the_parameter(rng, make, steps_before):
+    params = make_params(rng, np.float32, shapes=((4, 3), (3,), (5,)))
+    opt = make(params)
+    for _ in range(steps_before):
+        for p in params:
+            p.grad = rng.standard_normal(p.data.shape).astype(np.float32)
+        opt.step()
+    for p in params:
+        p.grad = rng.standard_normal(p.data.shape).astype(np.float32)
+    params[2].grad[4] = np.nan  # the LAST parameter: the others come first in any loop
+    snap = snapshot(opt)
+    with pytest.raises(pydl.optim.NonFiniteUpdateError, match=r"step: parameter 2 \(shape \(5,\)\)"
+                       r".*NaN or Inf.*nothing was updated") as err:
+        opt.step()
+    assert isinstance(err.value, FloatingPointError)
+    assert err.value.index == 2 and err.value.param is params[2] and err.value.what == "grad"
+    assert_unchanged(opt, snap)  # also: no state created on a refused first step
+    params[2].grad[4] = 0.5
+    opt.step()  # the same optimizer carries on
+
+
+def test_adam_state_overflow_is_refused_with_weights_and_state_kept(rng):
+    # Issue 15, item 8: a finite gradient of 1e25 squares to Inf in float32; the old step wrote
+    # exp_avg_sq = Inf and that weight never moved again.
+    params = make_params(rng, np.float32)
+    opt = Adam(params, lr=0.01)
+    for p in params:
+        p.grad = rng.standard_normal(p.data.shape).astype(np.float32)
+    opt.step()
+    params[0].grad[1, 2] = np.float32(1e25)
+    snap = snapshot(opt)
+    with pytest.raises(pydl.optim.NonFiniteUpdateError, match="parameter 0.*exp_avg_sq infinite"
+                       ) as err:
+        opt.step()
+    assert err.value.what == "state"
+    assert_unchanged(opt, snap)
+    assert all(np.isfinite(s["exp_avg_sq"]).all() for s in opt.state.values())
+
+
+def test_one_kernel_call_updates_every_group(rng, monkeypatch):
+    params = make_params(rng, np.float64, shapes=((4, 3), (3,), (2, 2)))
+    opt = Adam([{"params": params[:2]}, {"params": params[2:], "lr": 0.1, "betas": (0.8, 0.9)}],
+               lr=0.01)
+    calls = []
+    real = pydl.kernels.adam_update_multi
+    monkeypatch.setattr(Adam, "_kernel", staticmethod(
+        lambda *a, **kw: calls.append(1) or real(*a, **kw)))
+    ref = [(p.data.copy(), np.zeros_like(p.data), np.zeros_like(p.data)) for p in params]
+    for step in range(1, 4):
+        for p in params:
+            p.grad = rng.standard_normal(p.data.shape)
+        params[1].grad = None if step == 1 else params[1].grad  # joins at step 2
+        opt.step()
+        for i, (p, (w, m, v)) in enumerate(zip(params, ref)):
+            if p.grad is None:
+                continue
+            lr, (b1, b2) = (0.01, (0.9, 0.999)) if i < 2 else (0.1, (0.8, 0.9))
+            pydl.kernels.adam_update(w, p.grad, m, v, step=step - (i == 1), lr=lr, beta1=b1,
+                                     beta2=b2)
+    assert len(calls) == 3
+    for p, (w, _, _) in zip(params, ref):
+        np.testing.assert_array_equal(p.data, w)
+    assert [opt.state[i]["step"] for i in range(3)] == [3, 2, 3]
+
+
+def test_load_state_dict_refuses_non_finite_moments(rng):
+    params = make_params(rng, np.float32)
+    opt = Adam(params)
+    for p in params:
+        p.grad = np.ones_like(p.data)
+    opt.step()
+    sd = opt.state_dict()
+    sd["state"][0]["exp_avg_sq"][0, 0] = np.inf
+    with pytest.raises(ValueError, match=r"state\[0\]\['exp_avg_sq'\] holds NaN or Inf"):
+        opt.load_state_dict(sd)

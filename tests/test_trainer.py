@@ -391,3 +391,87 @@ def test_history_plot(tmp_path, monkeypatch):
     monkeypatch.setitem(__import__("sys").modules, "matplotlib.figure", None)
     with pytest.raises(ImportError, match=r'pip install "pydl\[plot\]"'):
         history.plot()
+
+
+# --- inputs checked up front (issue 15, items 6, 7 and 10) --------------------------------------
+
+def weights(model):
+    return [p.data.copy() for p in model.parameters()]
+
+
+def assert_weights(model, before):
+    for p, w in zip(model.parameters(), before):
+        np.testing.assert_array_equal(p.data, w)
+
+
+@pytest.mark.parametrize("make_val, error, match", [
+    (lambda x, y: (x[:, :3], y), ValueError, r"validation x of shape \(20, 3\) does not fit"),
+    (lambda x, y: (x, np.where(np.arange(20) == 13, 3, y)), ValueError,
+     r"validation y\[13\] = 3 is not a class label.*\[0, 3\)"),
+    (lambda x, y: (x, y.astype(np.float64)), TypeError, "validation y must hold integer"),
+    (lambda x, y: (x, y[:, None]), ValueError, r"shape \(20, 1\); pass validation y.ravel"),
+])
+def test_bad_validation_data_fails_before_the_first_update(make_val, error, match):
+    x, y = blobs()
+    trainer = make_trainer()
+    before = weights(trainer.model)
+    with pytest.raises(error, match=match):
+        trainer.fit(x, y, epochs=2, validation_data=make_val(x[:20], y[:20]), verbose=0)
+    assert_weights(trainer.model, before)
+    assert trainer.optimizer.state == {}
+
+
+@pytest.mark.parametrize("fast", [True, False])
+def test_a_bad_training_label_is_named_by_its_index_in_y(fast):
+    x, y = blobs()
+    y = y.copy()
+    y[5] = 7
+    model = classifier() if fast else Recorder(classifier())  # Recorder: the graph path
+    trainer = make_trainer(model)
+    before = weights(trainer.model)
+    with pytest.raises(ValueError, match=r"fit: y\[5\] = 7 is not a class label of this model: "
+                                         r"its 3 outputs take labels in \[0, 3\)"):
+        trainer.fit(x, y, epochs=1, batch_size=8, verbose=0)
+    assert_weights(trainer.model, before)
+    with pytest.raises(ValueError, match=r"evaluate: y\[5\] = 7"):
+        trainer.evaluate(x, y)
+
+
+def test_label_messages_print_uint64_and_shape_problems_plainly():
+    x, y = blobs()
+    trainer = make_trainer()
+    big = y.astype(np.uint64)
+    big[9] = 2 ** 63
+    with pytest.raises(ValueError, match=r"y\[9\] = 9223372036854775808 is not"):
+        trainer.fit(x, big, epochs=1, verbose=0)
+    with pytest.raises(ValueError, match=r"shape \(96,\) for CrossEntropyLoss, got shape \(96, 1\)"
+                                         r"; pass y.ravel\(\)"):
+        trainer.fit(x, y[:, None], epochs=1, batch_size=32, verbose=0)
+    with pytest.raises(TypeError, match="y must hold integer class labels.*float32"):
+        trainer.fit(x, y.astype(np.float32), epochs=1, verbose=0)
+    with pytest.raises(ValueError, match=r"x of shape \(96, 5\) does not fit the model"):
+        trainer.fit(np.ones((96, 5), np.float32), y, epochs=1, verbose=0)
+
+
+def test_predict_on_zero_samples_gives_zero_rows_of_outputs():
+    trainer = make_trainer()
+    out = trainer.predict(np.zeros((0, 4), np.float32))
+    assert out.shape == (0, 3) and out.dtype == np.float32
+    with pytest.raises(ValueError, match=r"predict: x of shape \(0, 3\) does not fit the model.*"
+                                         r"4 features"):
+        trainer.predict(np.zeros((0, 3), np.float32))
+    with pytest.raises(ValueError, match=r"predict: x of shape \(2, 3\) does not fit"):
+        trainer.predict(np.zeros((2, 3), np.float32))
+
+
+def test_a_callback_may_evaluate_during_fit_in_the_same_thread():
+    x, y = blobs()
+    trainer = make_trainer()
+    scores = []
+
+    class Evaluate(Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            scores.append(self.trainer.evaluate(x, y)["loss"])
+
+    trainer.fit(x, y, epochs=2, callbacks=[Evaluate()], verbose=0)
+    assert len(scores) == 2
