@@ -30,6 +30,13 @@ import math
 import signal
 import threading
 
+try:
+    # The C functions behind signal.signal/getsignal: the public wrappers convert handlers to
+    # enums through a failing lookup that costs ~10 us per call, twice per step.
+    import _signal as _sig
+except ImportError:  # pragma: no cover - not CPython
+    _sig = signal
+
 import numpy as np
 
 from .. import kernels
@@ -64,9 +71,9 @@ class _HoldInterrupt:
         self.previous = None
         self.pending = False
         if threading.current_thread() is threading.main_thread():
-            previous = signal.getsignal(signal.SIGINT)
+            previous = _sig.getsignal(signal.SIGINT)
             if previous is not None:
-                signal.signal(signal.SIGINT, self._hold)
+                _sig.signal(signal.SIGINT, self._hold)
                 self.previous = previous
         return self
 
@@ -75,7 +82,7 @@ class _HoldInterrupt:
 
     def __exit__(self, *exc_info):
         if self.previous is not None:
-            signal.signal(signal.SIGINT, self.previous)
+            _sig.signal(signal.SIGINT, self.previous)
             if self.pending:
                 signal.raise_signal(signal.SIGINT)  # now handled as it would have been
         return False
@@ -246,6 +253,13 @@ class Optimizer(abc.ABC):
             f"scale the inputs or the loss, or clip the gradients.")
         new.item, new.what, new.index, new.param = err.item, err.what, index, param
         return new
+
+    def _hyper(self, items, key):
+        """Hyper-parameter ``key`` for a *_multi kernel: one value, or one per item of ``items``."""
+        groups = self.param_groups
+        if len(groups) == 1:
+            return groups[0][key]
+        return _per_item([group[key] for _, group, _, _ in items])
 
     @abc.abstractmethod
     def _apply(self, items):
@@ -426,27 +440,23 @@ class SGD(Optimizer):
         # a new buffer (first_step=True), stored only once the kernel has accepted the step.
         state = self.state
         params, grads, bufs, firsts, new = [], [], [], [], []
-        lr, momentum, dampening, nesterov, wd = [], [], [], [], []
         for i, group, p, grad in items:
             params.append(p.data)
             grads.append(grad)
-            mom = group["momentum"]
-            buf = state.get(i, {}).get("momentum_buffer") if mom != 0.0 else None
-            first = mom != 0.0 and buf is None
-            if first:
-                buf = np.empty_like(p.data)
-                new.append((i, buf))
+            buf, first = None, False
+            if group["momentum"] != 0.0:
+                s = state.get(i)
+                buf = s.get("momentum_buffer") if s is not None else None
+                if buf is None:
+                    buf, first = np.empty_like(p.data), True
+                    new.append((i, buf))
             bufs.append(buf)
             firsts.append(first)
-            lr.append(group["lr"])
-            momentum.append(mom)
-            dampening.append(group["dampening"])
-            nesterov.append(group["nesterov"])
-            wd.append(group["weight_decay"])
         kernels.sgd_update_multi(
             params, grads, bufs if any(b is not None for b in bufs) else None,
-            lr=_per_item(lr), momentum=_per_item(momentum), dampening=_per_item(dampening),
-            nesterov=_per_item(nesterov), weight_decay=_per_item(wd), first_step=_per_item(firsts))
+            first_step=_per_item(firsts),
+            **{k: self._hyper(items, k)
+               for k in ("lr", "momentum", "dampening", "nesterov", "weight_decay")})
         for i, buf in new:
             state[i] = {"momentum_buffer": buf}
 
@@ -495,8 +505,7 @@ class Adam(Optimizer):
         # (and every step count advanced) only once the kernel has accepted the step.
         state = self.state
         params, grads, ms, vs, steps, new = [], [], [], [], [], []
-        lr, beta1, beta2, eps, wd = [], [], [], [], []
-        for i, group, p, grad in items:
+        for i, _, p, grad in items:
             s = state.get(i)
             if s is None:
                 s = {"step": 0, "exp_avg": np.zeros_like(p.data),
@@ -507,15 +516,12 @@ class Adam(Optimizer):
             ms.append(s["exp_avg"])
             vs.append(s["exp_avg_sq"])
             steps.append(s["step"] + 1)
-            b1, b2 = group["betas"]
-            lr.append(group["lr"])
-            beta1.append(b1)
-            beta2.append(b2)
-            eps.append(group["eps"])
-            wd.append(group["weight_decay"])
-        self._kernel(params, grads, ms, vs, steps=_per_item(steps), lr=_per_item(lr),
-                     beta1=_per_item(beta1), beta2=_per_item(beta2), eps=_per_item(eps),
-                     weight_decay=_per_item(wd))
+        betas = self._hyper(items, "betas")
+        beta1, beta2 = betas if isinstance(betas, tuple) else ([b[0] for b in betas],
+                                                                [b[1] for b in betas])
+        self._kernel(params, grads, ms, vs, steps=_per_item(steps), lr=self._hyper(items, "lr"),
+                     beta1=beta1, beta2=beta2, eps=self._hyper(items, "eps"),
+                     weight_decay=self._hyper(items, "weight_decay"))
         for i, s in new:
             state[i] = s
         for i, _, _, _ in items:
