@@ -413,6 +413,8 @@ class SGD(Optimizer):
     Raises:
         ValueError: A negative, NaN or out-of-range hyper-parameter (named), or nesterov without
             momentum or with dampening.
+        NonFiniteUpdateError: From ``step()``, when a gradient holds NaN or Inf; nothing is
+            updated (see the module docstring for the whole contract of ``step()``).
 
     Example:
         >>> opt = pydl.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, nesterov=True)
@@ -477,6 +479,8 @@ class Adam(Optimizer):
 
     Raises:
         ValueError: A negative, NaN or out-of-range hyper-parameter (named).
+        NonFiniteUpdateError: From ``step()``, when a gradient holds NaN or Inf or the step would
+            make exp_avg/exp_avg_sq infinite; nothing is updated (see the module docstring).
 
     Example:
         >>> opt = pydl.optim.Adam(model.parameters(), lr=3e-4)
@@ -558,6 +562,8 @@ class AdamW(Adam):
 
     Raises:
         ValueError: A negative, NaN or out-of-range hyper-parameter (named).
+        NonFiniteUpdateError: From ``step()``, when a gradient holds NaN or Inf or the step would
+            make exp_avg/exp_avg_sq infinite; nothing is updated (see the module docstring).
     """
 
     _kernel = staticmethod(kernels.adamw_update_multi)

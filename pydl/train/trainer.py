@@ -102,6 +102,11 @@ def _overrides(callback, hook):
     return getattr(getattr(callback, hook), "__func__", None) is not getattr(Callback, hook)
 
 
+def _same_kind(err):
+    """TypeError or ValueError, whichever ``err`` is (to re-raise it with more context)."""
+    return TypeError if isinstance(err, TypeError) else ValueError
+
+
 def _fmt(logs):
     return " - ".join(f"{k}: {v:.4f}" if isinstance(v, float) else f"{k}: {v}"
                       for k, v in logs.items())
@@ -209,8 +214,8 @@ class Trainer:
                 try:
                     out = self.model(Tensor(x[:1])).data
                 except (ValueError, TypeError) as e:
-                    raise type(e)(f"{who}: {xname} of shape {x.shape} does not fit the model: "
-                                  f"{e}") from e
+                    raise _same_kind(e)(f"{who}: {xname} of shape {x.shape} does not fit the "
+                                        f"model: {e}") from e
                 if y is None or len(x) == 0:
                     return out
                 if type(self.loss) is CrossEntropyLoss:
@@ -220,8 +225,8 @@ class Trainer:
                 try:
                     self.loss(Tensor(out), y[:1])
                 except (ValueError, TypeError) as e:
-                    raise type(e)(f"{who}: {yname} does not fit the model's outputs and the "
-                                  f"loss: {e}") from e
+                    raise _same_kind(e)(f"{who}: {yname} does not fit the model's outputs and "
+                                        f"the loss: {e}") from e
         finally:
             self.model.train(was_training)
         return out
