@@ -576,14 +576,19 @@ def average_gradients(optimizer):
     averager.average(_trainable(optimizer))
 
 
+def _interleave(per_rank):
+    """Undo :func:`shard_indices`: from a (W, m, ...) stack of the ranks' arrays, return the
+    (W * m, ...) array in the padded epoch order (entry j of rank r is position j * W + r)."""
+    world, m = per_rank.shape[:2]
+    return np.swapaxes(per_rank, 0, 1).reshape((world * m,) + per_rank.shape[2:])
+
+
 def _gather_interleaved(local):
-    """Allgather equal-length per-rank arrays back into the epoch's padded order (entry j of
-    rank r is position j * W + r)."""
+    """Allgather equal-length per-rank arrays back into the epoch's padded order."""
     local = np.ascontiguousarray(local)
-    world = _comm.Get_size()
-    out = np.empty((world,) + local.shape, local.dtype)
+    out = np.empty((_comm.Get_size(),) + local.shape, local.dtype)
     _comm.Allgather(local, out)
-    return np.swapaxes(out, 0, 1).reshape((world * len(local),) + local.shape[1:])
+    return _interleave(out)
 
 
 def reduce_epoch(model, total, count, y_seen, outputs, n):
@@ -606,14 +611,21 @@ def reduce_epoch(model, total, count, y_seen, outputs, n):
     return float(sums[0]), float(sums[1]), y_seen, outputs
 
 
+def _row_counts(n, world):
+    """Return the rows of each rank when n rows are split into contiguous, near-equal shares
+    (the first n % world ranks take one more)."""
+    base, extra = divmod(n, world)
+    return [base + (r < extra) for r in range(world)]
+
+
 def row_range(n):
     """Return (lo, hi): this rank's contiguous share of n rows for sharded inference."""
     if not _active():
         return 0, n
-    world, r = _comm.Get_size(), _comm.Get_rank()
-    base, extra = divmod(n, world)
-    lo = r * base + min(r, extra)
-    return lo, lo + base + (r < extra)
+    counts = _row_counts(n, _comm.Get_size())
+    r = _comm.Get_rank()
+    lo = sum(counts[:r])
+    return lo, lo + counts[r]
 
 
 def gather_rows(local, n):
@@ -626,8 +638,7 @@ def gather_rows(local, n):
     if len(local) == 0:
         local = np.empty((0,) + tuple(row_shape), np.dtype(dtype))
     row = int(np.prod(row_shape, dtype=np.int64))
-    base, extra = divmod(n, world)
-    counts = [(base + (r < extra)) * row for r in range(world)]
+    counts = [c * row for c in _row_counts(n, world)]
     out = np.empty((n,) + tuple(row_shape), np.dtype(dtype))
     _comm.Allgatherv(np.ascontiguousarray(local), [out, counts])
     return out
