@@ -206,5 +206,12 @@ def scenario_crash(out):
     trainer.fit(x, y, epochs=1000, batch_size=4, callbacks=[Fail()], verbose=0)
 
 
+def scenario_example(out):
+    """examples/distributed_mnist.py, writing its checkpoint into ``out``."""
+    import runpy
+
+    runpy.run_path(os.environ["PYDL_EXAMPLE"])["main"](out)
+
+
 if __name__ == "__main__":
     globals()[f"scenario_{sys.argv[1]}"](sys.argv[2])

@@ -307,3 +307,13 @@ def test_bucket_plan_keeps_order_dtype_and_size():
     for a, b in zip(plan, plan[1:]):  # greedy: the next parameter did not fit
         assert a[0].data.dtype != b[0].data.dtype or \
             sum(p.data.nbytes for p in a) + b[0].data.nbytes > limit
+
+
+def test_distributed_example_trains_and_checkpoints_from_rank_0(tmp_path):
+    example = os.path.join(ROOT, "examples", "distributed_mnist.py")
+    rc, stdout, stderr, _ = run_mpi(2, "example", tmp_path, env={"PYDL_EXAMPLE": example})
+    assert rc == 0, f"stdout:\n{stdout}\nstderr:\n{stderr}"
+    accuracy = float(stdout.split("test accuracy ")[1].split(",")[0])
+    assert accuracy > 0.9
+    assert stdout.count("test accuracy") == 1
+    assert os.path.exists(os.path.join(tmp_path, "digits_distributed.npz"))
