@@ -15,7 +15,10 @@ slower rank) is accumulated in place; afterwards the bare Allreduce of the gradi
 
     python benches/bench_distributed.py [--repeats 3] [--steps 20]
 
-prints a Markdown table. ``python -m pytest benches`` runs a smoke test (2 processes, 2 steps).
+prints a Markdown table, then the expected multi-node scaling of a node like this one (one
+process x 2 threads) from the ring-allreduce formula (``--paper MS128 MS512`` prints only that,
+for other per-step compute times). ``python -m pytest benches`` runs a smoke test (2 processes,
+2 steps).
 """
 
 import argparse
@@ -131,6 +134,42 @@ def main(repeats, steps, epochs):
                   f"{r['bare_allreduce_ms']:.2f} | {r['samples_per_s'] / one:.2f}x "
                   f"(efficiency {100 * r['samples_per_s'] / (one * procs * threads):.0f}%) | "
                   f"{r['samples_per_s'] / two_threads:.2f}x |")
+    print()
+    paper_table({b: best[(b, 1, 2)]["step_ms"] for b in (128, 512)})
+
+
+GRADIENT_BYTES = 4 * 535818  # the MLP's float32 gradients
+LATENCY_S = 10e-6  # per message of the ring (a typical MPI-over-Ethernet latency)
+
+
+def ring_allreduce_s(world, bandwidth_gbit):
+    """Ring allreduce time: 2(W-1)/W * bytes / bandwidth, plus 2(W-1) message latencies."""
+    return (2 * (world - 1) / world * GRADIENT_BYTES / (bandwidth_gbit * 1e9 / 8)
+            + 2 * (world - 1) * LATENCY_S)
+
+
+def paper_table(step_ms):
+    """Print expected weak-scaling efficiency (each node keeps its batch) for 2/8/64 nodes.
+
+    Args:
+        step_ms: {global batch of one node: its compute time per step in ms}.
+
+    Without overlap a step costs compute + allreduce; with per-bucket Iallreduce overlapped with
+    backward (about 2/3 of the step), only the part of the allreduce longer than backward shows.
+    """
+    print("| node batch (compute/step) | Gbit/s | allreduce 2 / 8 / 64 nodes (ms) | "
+          "efficiency 2 / 8 / 64 | with overlap 2 / 8 / 64 |")
+    print("|---|---|---|---|---|")
+    for batch, ms in step_ms.items():
+        compute = ms / 1e3
+        for gbit in (10, 25, 100):
+            times = [ring_allreduce_s(w, gbit) for w in (2, 8, 64)]
+            plain = [compute / (compute + t) for t in times]
+            overlap = [compute / (compute + max(0.0, t - 2 * compute / 3)) for t in times]
+            print(f"| {batch} ({ms:.2f} ms) | {gbit} | "
+                  + " / ".join(f"{1e3 * t:.2f}" for t in times) + " | "
+                  + " / ".join(f"{100 * e:.0f}%" for e in plain) + " | "
+                  + " / ".join(f"{100 * e:.0f}%" for e in overlap) + " |")
 
 
 def test_distributed_training_smoke():
@@ -147,8 +186,12 @@ if __name__ == "__main__":
     parser.add_argument("--steps", type=int, default=20, help="steps per epoch")
     parser.add_argument("--epochs", type=int, default=3, help="timed epochs per run")
     parser.add_argument("--repeats", type=int, default=3, help="alternating rounds (best kept)")
+    parser.add_argument("--paper", nargs=2, type=float, metavar=("MS128", "MS512"),
+                        help="only print the scaling table for these per-step compute times")
     args = parser.parse_args()
-    if args.worker:
+    if args.paper:
+        paper_table({128: args.paper[0], 512: args.paper[1]})
+    elif args.worker:
         worker(args.batch, args.steps, args.epochs)
     else:
         main(args.repeats, args.steps, args.epochs)
