@@ -274,7 +274,8 @@ class Trainer:
             x: Training inputs, (N, ...) array or Tensor.
             y: Training targets, length N (class labels for CrossEntropyLoss).
             epochs: Passes over the data, int >= 0. Default 10.
-            batch_size: Samples per step, int >= 1. Default 32.
+            batch_size: Samples per step, int >= 1 (per rank after ``pydl.distributed.init()``,
+                which makes ``fit`` data-parallel). Default 32.
             shuffle: Reshuffle the training samples every epoch. Default True.
             validation_split: Fraction in [0, 1) of the data held out for validation. Default 0.
             validation_data: ``(x_val, y_val)``; overrides validation_split. Default None.
