@@ -268,22 +268,24 @@ def _broadcast_extra(model, extra, root):
     model.load_state_dict(values, strict=False)
 
 
+class _ArraySlot:
+    """Stands for one optimizer-state array in the pickled structure; the data follows by Bcast."""
+
+    def __init__(self, array):
+        self.shape, self.dtype = array.shape, array.dtype.str
+
+
 def _broadcast_optimizer_state(optimizer, root=0):
     """Give every rank ``root``'s optimizer state: structure pickled once, arrays by Bcast."""
     is_root = _comm.Get_rank() == root
-    arrays = []
-
-    def strip(value):
-        if isinstance(value, np.ndarray):
-            arrays.append(value)
-            return ("__array__", value.shape, value.dtype.str)
-        return value
-
-    saved = optimizer.state_dict() if is_root else None
-    meta = None
+    meta = arrays = None
     if is_root:
-        meta = {"param_groups": saved["param_groups"],
-                "state": {i: {k: strip(v) for k, v in s.items()} for i, s in saved["state"].items()}}
+        saved = optimizer.state_dict()
+        arrays = [v for s in saved["state"].values() for v in s.values()
+                  if isinstance(v, np.ndarray)]
+        state = {i: {k: _ArraySlot(v) if isinstance(v, np.ndarray) else v for k, v in s.items()}
+                 for i, s in saved["state"].items()}
+        meta = {"param_groups": saved["param_groups"], "state": state}
     meta = _comm.bcast(meta, root=root)
     if is_root:
         for a in arrays:
@@ -294,8 +296,8 @@ def _broadcast_optimizer_state(optimizer, root=0):
     for i, s in meta["state"].items():
         entry = {}
         for k, v in s.items():
-            if isinstance(v, tuple) and len(v) == 3 and v[0] == "__array__":
-                v = np.empty(v[1], np.dtype(v[2]))
+            if isinstance(v, _ArraySlot):
+                v = np.empty(v.shape, np.dtype(v.dtype))
                 _comm.Bcast(v, root=root)
             entry[k] = v
         state[i] = entry
