@@ -317,3 +317,33 @@ def test_distributed_example_trains_and_checkpoints_from_rank_0(tmp_path):
     assert accuracy > 0.9
     assert stdout.count("test accuracy") == 1
     assert os.path.exists(os.path.join(tmp_path, "digits_distributed.npz"))
+
+
+def test_a_world_of_one_process_trains_as_without_init():
+    """Without mpiexec, init() makes a world of one: everything works and nothing changes."""
+    code = """if True:
+        import numpy as np, pydl, pydl.distributed as dist
+        from pydl import nn
+        def run():
+            pydl.manual_seed(3)
+            model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 3))
+            opt = pydl.optim.Adam(model.parameters(), lr=0.01)
+            x = np.random.default_rng(0).normal(size=(50, 4)).astype(np.float32)
+            y = np.arange(50) % 3
+            h = pydl.train.Trainer(model, pydl.losses.CrossEntropyLoss(), opt).fit(
+                x, y, epochs=3, batch_size=8, verbose=0)
+            return model.state_dict(), h.history
+        before = run()
+        dist.init()
+        assert (dist.rank(), dist.world_size()) == (0, 1)
+        dist.barrier()
+        a = np.arange(3.0)
+        assert dist.allreduce_(a) is a and a.tolist() == [0.0, 1.0, 2.0]
+        after = run()
+        assert after[1] == before[1]
+        assert all(np.array_equal(after[0][k], v) for k, v in before[0].items())
+        print("ok")
+    """
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr
