@@ -200,17 +200,18 @@ class Trainer:
     # --- evaluation -----------------------------------------------------------------------
     def _forward_all(self, x, batch_size):
         """Return the eval-mode outputs for all of x, computed in batches without a graph."""
+        n = len(x)
+        x = x[slice(*_dist.row_range(n))]  # data-parallel: this rank's rows (else all)
         was_training = self.model.training
         self.model.eval()
-        lo, hi = _dist.row_range(len(x))  # data-parallel: this rank's rows (else all)
         try:
             with no_grad():
-                outs = [np.asarray(self.model(Tensor(x[i:min(i + batch_size, hi)])).data)
-                        for i in range(lo, hi, batch_size)]
+                outs = [np.asarray(self.model(Tensor(x[i:i + batch_size])).data)
+                        for i in range(0, len(x), batch_size)]
         finally:
             self.model.train(was_training)
-        out = np.concatenate(outs, axis=0) if outs else np.empty((0,), x.dtype)
-        return _dist.gather_rows(out, len(x))
+        return _dist.gather_rows(np.concatenate(outs, axis=0) if outs else
+                                 np.empty((0,), x.dtype), n)
 
     def _scores(self, x, y, batch_size, prefix=""):
         out = self._forward_all(x, batch_size)
