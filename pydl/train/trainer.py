@@ -9,6 +9,7 @@ import time
 
 import numpy as np
 
+from .. import distributed as _dist
 from .. import random as _random
 from ..losses import CrossEntropyLoss
 from ..metrics import accuracy_score
@@ -280,6 +281,8 @@ class Trainer:
     # --- evaluation -----------------------------------------------------------------------
     def _forward_all(self, x, batch_size):
         """Return the eval-mode outputs for all of x, computed in batches without a graph."""
+        n = len(x)
+        x = x[slice(*_dist.row_range(n))]  # data-parallel: this rank's rows (else all)
         was_training = self.model.training
         self.model.eval()
         try:
@@ -289,7 +292,7 @@ class Trainer:
                         for i in range(0, max(len(x), 1), batch_size)]
         finally:
             self.model.train(was_training)
-        return outs[0] if len(outs) == 1 else np.concatenate(outs, axis=0)
+        return _dist.gather_rows(outs[0] if len(outs) == 1 else np.concatenate(outs, axis=0), n)
 
     def _scores(self, x, y, batch_size, prefix=""):
         out = self._forward_all(x, batch_size)
@@ -367,7 +370,8 @@ class Trainer:
             x: Training inputs, (N, ...) array or Tensor.
             y: Training targets, length N (class labels for CrossEntropyLoss).
             epochs: Passes over the data, int >= 0. Default 10.
-            batch_size: Samples per step, int >= 1. Default 32.
+            batch_size: Samples per step, int >= 1 (per rank after ``pydl.distributed.init()``,
+                which makes ``fit`` data-parallel). Default 32.
             shuffle: Reshuffle the training samples every epoch. Default True.
             validation_split: Fraction in [0, 1) of the data held out for validation. Default 0.
             validation_data: ``(x_val, y_val)``; overrides validation_split. Default None.
@@ -406,6 +410,7 @@ class Trainer:
         if not 0.0 <= split < 1.0:
             raise ValueError(f"fit: validation_split must be in [0, 1), got {validation_split!r}")
         x, y = self._pair("fit", x, y)
+        verbose = verbose if _dist.is_root() else 0  # data-parallel: progress from rank 0 only
         if validation_data is not None:
             if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
                 raise ValueError("fit: validation_data must be a pair (x_val, y_val)")
@@ -441,6 +446,7 @@ class Trainer:
         self.stop_training = False
         was_training = self.model.training
         logs = {}
+        _dist.fit_begin(self.model, self.optimizer, len(x))
         try:
             self._call(callbacks, "on_train_begin", logs)
             for epoch in range(epochs):
@@ -477,6 +483,8 @@ class Trainer:
                    verbose, history):
         n = len(x)
         order = _random.shuffle_generator().permutation(n) if shuffle else None
+        order = _dist.shard_order(order, n)  # data-parallel: this rank's share (else unchanged)
+        n_all, n = n, (n if order is None else len(order))
         self._call(callbacks, "on_epoch_begin", epoch, {})
         lr = float(self.optimizer.lr)
         n_batches = -(-n // batch_size)
@@ -502,7 +510,7 @@ class Trainer:
             for b in range(n_batches):
                 lo = b * batch_size
                 hi = min(n, lo + batch_size)
-                idx = order[lo:hi] if shuffle else slice(lo, hi)
+                idx = order[lo:hi] if order is not None else slice(lo, hi)
                 xb, yb = x[idx], y[idx]
                 batch_logs = {"batch": b, "size": hi - lo}
                 if begin_cbs:
@@ -521,13 +529,17 @@ class Trainer:
                 if bar is not None:
                     bar.update(1)
                     bar.set_postfix_str(f"loss: {total / hi:.4f}", refresh=False)
-            logs = {"loss": total / n}
+            y_seen = None
             if self.metrics:
                 if out_all is None:
                     out_all = np.concatenate(outs, axis=0)
-                y_seen = y[order] if shuffle else y
-                for name, fn in self.metrics:
-                    logs[name] = float(fn(y_seen, out_all))
+                y_seen = y[order] if order is not None else y
+            # Data-parallel: sums over all ranks, outputs gathered (else unchanged).
+            total, n, y_seen, out_all = _dist.reduce_epoch(self.model, total, n, y_seen,
+                                                           out_all, n_all)
+            logs = {"loss": total / n}
+            for name, fn in self.metrics:
+                logs[name] = float(fn(y_seen, out_all))
             if x_val is not None:
                 logs.update(self._scores(x_val, y_val, 256, prefix="val_"))
             logs["lr"] = lr
@@ -548,11 +560,13 @@ class Trainer:
         value = fast.forward(xb, yb, out)
         if reg is not None:
             value += reg.penalty(self.model)
+        value = _dist.agree_finite(value)  # data-parallel: NaN on any rank stops every rank
         if not math.isfinite(value):
             self._non_finite(value, epoch, batch, history)
         fast.backward()
         if reg is not None:
             reg.add_gradients(self.model)
+        _dist.average_gradients(self.optimizer)  # data-parallel: before the finiteness check
         self._optimizer_step(value, epoch, batch, history)
         return value
 
@@ -574,11 +588,13 @@ class Trainer:
         value = float(loss.item())
         if reg is not None:
             value += reg.penalty(model)
+        value = _dist.agree_finite(value)  # data-parallel: NaN on any rank stops every rank
         if not math.isfinite(value):
             self._non_finite(value, epoch, batch, history)
         loss.backward()
         if reg is not None:
             reg.add_gradients(model)
+        _dist.average_gradients(self.optimizer)  # data-parallel: before the finiteness check
         self._optimizer_step(value, epoch, batch, history)
         return value, (out.data.copy() if self.metrics else None)
 
