@@ -299,8 +299,10 @@ def test_cross_entropy_bad_input():
         F.cross_entropy(z, np.array([0, 1, 2]))
     with pytest.raises(ValueError):
         F.cross_entropy(z, np.array([0, 3]))
-    with pytest.raises(ValueError, match="reduction must be 'mean' or 'sum'"):
-        F.cross_entropy(z, np.array([0, 1]), reduction="none")
+    with pytest.raises(ValueError, match="reduction must be 'mean', 'sum' or 'none'"):
+        F.cross_entropy(z, np.array([0, 1]), reduction="avg")
+    with pytest.raises(ValueError, match=r"target\[1\] = 3 is outside"):
+        F.cross_entropy(z, np.array([0, 3]), reduction="none")
     with pytest.raises(ValueError, match="label_smoothing"):
         F.cross_entropy(z, np.array([0, 1]), label_smoothing=1.5)
     with pytest.raises(ValueError, match=r"\(N, C\)"):
@@ -394,7 +396,7 @@ def test_elementwise_loss_errors(fn):
     with pytest.raises(ValueError, match=r"\(2, 3\).*\(3,\)"):
         fn(p, np.zeros(3))
     with pytest.raises(ValueError, match="reduction"):
-        fn(p, np.zeros((2, 3)), reduction="none")
+        fn(p, np.zeros((2, 3)), reduction="avg")
 
 
 @pytest.mark.parametrize("delta", [0.0, -1.0, float("nan"), float("inf")])
