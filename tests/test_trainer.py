@@ -120,20 +120,26 @@ def test_steps_match_numpy_sgd_with_l2_penalty():
     trainer = Trainer(model, pydl.losses.MSELoss(), pydl.optim.SGD(model.parameters(), lr=lr),
                       regularizer=pydl.regularizers.L2(wd), metrics=())
     history = trainer.fit(x, y, epochs=2, batch_size=6, shuffle=False, verbose=0)
-    losses = []
+    losses, penalties = [], []
     for _ in range(2):
         total = 0.0
         for sl in (slice(0, 6), slice(6, 10)):
             xb, yb = x[sl], y[sl]
             err = xb @ w.T + b - yb
-            total += (np.mean(err ** 2) + wd * np.sum(w ** 2)) * len(xb)
+            total += np.mean(err ** 2) * len(xb)  # logged: the data loss alone
             g = 2 * err / err.size
             w = w - lr * (g.T @ xb + 2 * wd * w)  # the penalty's gradient, on the weight only
             b = b - lr * g.sum(axis=0)
         losses.append(total / 10)
+        penalties.append(wd * np.sum(w ** 2))  # logged separately, after the epoch
     np.testing.assert_allclose(model.weight.data, w, rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(model.bias.data, b, rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(history.history["loss"], losses, rtol=1e-12)
+    np.testing.assert_allclose(history.history["penalty"], penalties, rtol=1e-12)
+    # evaluate: data loss, penalty apart (unlike Keras)
+    scores = trainer.evaluate(x, y)
+    np.testing.assert_allclose(scores["loss"], np.mean((x @ w.T + b - y) ** 2), rtol=1e-12)
+    np.testing.assert_allclose(scores["penalty"], penalties[-1], rtol=1e-12)
     assert history.history["lr"] == [lr, lr] and history.epoch == [0, 1]
 
 
