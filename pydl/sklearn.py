@@ -154,9 +154,6 @@ class _BaseMLP(BaseEstimator):
         w = None
         if sample_weight is not None:
             w = _check_sample_weight(sample_weight, X, dtype=np.float64, ensure_non_negative=True)
-            if not w.any():
-                raise ValueError("sample_weight: all sample weights are zero; at least one "
-                                 "must be > 0")
         cw = self._class_weights(y_enc)
         if cw is not None:
             w = cw if w is None else w * cw
