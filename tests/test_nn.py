@@ -389,7 +389,7 @@ def test_non_strict_load_reports_keys_but_checks_shapes():
 
 
 def test_loads_a_pytorch_sequential_and_gives_the_same_outputs(rng):
-    torch = pytest.importorskip("torch")
+    import torch
     tnn = torch.nn
     torch.manual_seed(0)
     tmodel = tnn.Sequential(tnn.Linear(5, 16), tnn.ReLU(), tnn.Dropout(0.2), tnn.Linear(16, 8),
@@ -416,7 +416,7 @@ def test_loads_a_pytorch_sequential_and_gives_the_same_outputs(rng):
 
 
 def test_pydl_weights_load_into_pytorch(rng):
-    torch = pytest.importorskip("torch")
+    import torch
     model = make_mlp(F64).eval()
     tmodel = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.ReLU(), torch.nn.Dropout(0.5),
                                  torch.nn.Linear(8, 6), torch.nn.Tanh(),
