@@ -279,6 +279,9 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
             each sample's loss, as in scikit-learn's linear models. Default None.
         optimizer: "adam" (default), "adamw" or "sgd" (momentum 0.9, Nesterov).
 
+    The network's dtype follows X: float32 input trains a float32 network (pydl's fastest
+    path), anything else float64 (as scikit-learn's MLP does).
+
     Attributes:
         classes_: The class labels (any type scikit-learn accepts, strings too).
         model_: The trained ``pydl.nn.Sequential`` (its outputs are logits).

@@ -59,7 +59,8 @@ def split(x, y, task, seed):
     strat = y_tr if task == "classification" else None
     x_tr, x_va, y_tr, y_va = train_test_split(x_tr, y_tr, test_size=0.25, random_state=seed,
                                               stratify=strat)
-    mu, sd = x_tr.mean(0), x_tr.std(0) + 1e-8
+    mu, sd = x_tr.mean(0), x_tr.std(0)
+    sd[sd == 0] = 1.0  # constant columns (digits' border pixels) stay 0, as StandardScaler does
     xs = [((a - mu) / sd).astype(np.float32) for a in (x_tr, x_va, x_te)]
     if task == "regression":
         ym, ys = y_tr.mean(), y_tr.std()
