@@ -15,7 +15,7 @@ Each implementation trains one warm-up epoch, then the timed rounds are one full
 - "numpy": the same step written by hand (in place where numpy allows, flat parameter buffers
   so the update is a few whole-buffer operations);
 - "torch": the usual PyTorch loop (randperm, index, zero_grad, forward, loss, backward, step),
-  with ``torch.set_num_threads`` set to the thread count; skipped when torch is not installed.
+  with ``torch.set_num_threads`` set to the thread count; torch comes with the test extra.
 """
 
 import os
@@ -206,7 +206,7 @@ def test_train_epoch(benchmark, threads, workload, batch, impl):
         def epoch():
             mlp.epoch(x, y)
     else:
-        torch = pytest.importorskip("torch")
+        import torch
         previous = torch.get_num_threads()
         torch.set_num_threads(threads)
         try:

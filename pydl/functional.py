@@ -32,8 +32,47 @@ def _tensor(x):
 
 
 def _check_reduction(name, reduction):
-    if reduction not in ("mean", "sum"):
-        raise ValueError(f"{name}: reduction must be 'mean' or 'sum', got {reduction!r}")
+    if reduction not in ("mean", "sum", "none"):
+        raise ValueError(f"{name}: reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
+
+
+def _reduced(pred, values, dvalues, reduction, denom):
+    """Return the loss Tensor from per-element ``values`` and their derivatives ``dvalues``.
+
+    ``values`` has pred's shape (elementwise losses) or pred's leading dimensions (one value per
+    row, e.g. cross-entropy); ``dvalues[i]`` is d values[i] / d pred[i], shaped like pred.
+    "mean" divides the sum by ``denom`` (NaN when it is 0, as PyTorch), "sum" sums, "none"
+    returns ``values`` with a backward that scales each row by its upstream gradient.
+    """
+    dtype = pred.data.dtype
+    if reduction == "none":
+        extra = dvalues.ndim - values.ndim
+
+        def backward(g):
+            g = np.asarray(g)
+            return (dvalues * g.reshape(g.shape + (1,) * extra),)
+
+        return Tensor._make(np.asarray(values, dtype=dtype), (pred,), backward)
+    total = float(np.sum(values, dtype=np.float64))
+    if reduction == "sum":
+        scale = 1.0
+    else:
+        scale = 1.0 / denom if denom else math.nan
+    return Tensor._make(np.array(total * scale, dtype=dtype), (pred,),
+                        lambda g: (dvalues * (scale * g),))
+
+
+def _class_vector(name, arg, value, n, dtype):
+    """Validate a per-class weight vector (``weight`` or ``pos_weight``) of length n."""
+    if value is None:
+        return None
+    w = value.data if isinstance(value, Tensor) else np.asarray(value)
+    if w.dtype.kind not in "biuf":
+        raise TypeError(f"{name}: {arg} must be numeric, got dtype {w.dtype}")
+    if w.shape != (n,) and not (arg != "weight" and w.ndim <= 1 and w.size == 1):
+        raise ValueError(f"{name}: {arg} must have shape ({n},) (one entry per class), got "
+                         f"{w.shape}")
+    return w.astype(dtype)
 
 
 def linear(x, weight, bias=None, activation=None, *, negative_slope=0.01, alpha=1.0):
@@ -182,50 +221,85 @@ def _labels(name, target, n):
     return labels
 
 
-def cross_entropy(logits, target, reduction="mean", label_smoothing=0.0):
+def cross_entropy(logits, target, reduction="mean", label_smoothing=0.0, weight=None):
     """Return the softmax cross-entropy of logits against integer class labels.
 
-    Same value as ``torch.nn.functional.cross_entropy`` with class-index targets.
+    Same values as ``torch.nn.functional.cross_entropy`` with class-index targets: with
+    ``weight``, sample i counts ``weight[target[i]]`` times and "mean" divides by the sum of
+    those weights; label smoothing weights each class's share by ``weight[c]``.
 
     Args:
         logits: (N, C) Tensor of unnormalized scores (or (C,) for one sample).
         target: (N,) integer class labels in [0, C), numpy array or Tensor.
-        reduction: "mean" (default) or "sum".
+        reduction: "mean" (default), "sum" or "none" (an (N,) Tensor of per-sample losses).
         label_smoothing: In [0, 1]; mixes the one-hot target with the uniform one. Default 0.0.
+        weight: Optional (C,) per-class weights. Default None.
 
     Returns:
-        A scalar Tensor.
+        A scalar Tensor ((N,) for reduction="none").
 
     Raises:
         TypeError: target is not integer.
-        ValueError: a label outside [0, C), a shape mismatch, label_smoothing outside [0, 1] or
-            an unknown reduction.
+        ValueError: a label outside [0, C), a shape mismatch, a weight not of shape (C,),
+            label_smoothing outside [0, 1] or an unknown reduction.
     """
     _check_reduction("cross_entropy", reduction)
     logits = _tensor(logits)
     ld = logits.data
     if ld.ndim == 1:
-        return cross_entropy(logits.reshape(1, -1), np.reshape(
+        out = cross_entropy(logits.reshape(1, -1), np.reshape(
             target.data if isinstance(target, Tensor) else target, (1,)), reduction,
-            label_smoothing)
+            label_smoothing, weight)
+        return out.reshape(()) if reduction == "none" else out
     if ld.ndim != 2:
         raise ValueError(f"cross_entropy: logits must be (N, C) or (C,), got shape {ld.shape}")
     labels = _labels("cross_entropy", target, ld.shape[0])
-    loss, dlogits = kernels.softmax_cross_entropy(
-        ld, labels, label_smoothing=label_smoothing, reduction=reduction)
-    return Tensor._make(np.array(loss, dtype=ld.dtype), (logits,),
-                        lambda g: (_scaled(dlogits, g),))
+    w = _class_vector("cross_entropy", "weight", weight, ld.shape[1], ld.dtype)
+    if w is None and reduction != "none":
+        loss, dlogits = kernels.softmax_cross_entropy(
+            ld, labels, label_smoothing=label_smoothing, reduction=reduction)
+        return Tensor._make(np.array(loss, dtype=ld.dtype), (logits,),
+                            lambda g: (_scaled(dlogits, g),))
+    return _weighted_cross_entropy(logits, labels, w, reduction, float(label_smoothing))
+
+
+def _weighted_cross_entropy(logits, labels, w, reduction, eps):
+    """Cross-entropy with class weights and/or per-sample values (numpy; see cross_entropy)."""
+    ld = logits.data
+    n, c = ld.shape
+    if not 0.0 <= eps <= 1.0:
+        raise ValueError(f"cross_entropy: label_smoothing must be in [0, 1], got {eps}")
+    if n and (labels.min() < 0 or labels.max() >= c):
+        bad = int(np.flatnonzero((labels < 0) | (labels >= c))[0])
+        raise ValueError(f"cross_entropy: target[{bad}] = {labels[bad]} is outside [0, {c})")
+    logp = kernels.log_softmax(np.ascontiguousarray(ld))
+    prob = np.exp(logp)
+    rows = np.arange(n)
+    if w is None:
+        w = np.ones(c, ld.dtype)
+    wy = w[labels]
+    values = -(1.0 - eps) * wy * logp[rows, labels]
+    dvalues = prob * ((1.0 - eps) * wy)[:, None]
+    dvalues[rows, labels] -= (1.0 - eps) * wy
+    if eps:
+        values -= (eps / c) * (logp @ w)
+        dvalues += (eps / c) * (prob * w.sum() - w)
+    return _reduced(logits, values, dvalues, reduction, float(wy.sum(dtype=np.float64)))
 
 
 def _float_target(name, pred, target):
+    """Return target as an array of pred's dtype and shape; (N,) targets fit (N, 1) outputs."""
     t = target.data if isinstance(target, Tensor) else np.asarray(target)
     if t.dtype != pred.data.dtype:
         if t.dtype.kind not in "biuf":
             raise TypeError(f"{name}: target must be numeric, got dtype {t.dtype}")
         t = t.astype(pred.data.dtype)
-    if t.shape != pred.data.shape:
-        raise ValueError(f"{name}: input shape {pred.data.shape} and target shape {t.shape} "
-                         f"differ")
+    shape = pred.data.shape
+    if t.shape != shape:
+        if len(shape) == 2 and shape[1] == 1 and t.shape == shape[:1]:
+            return t.reshape(shape)  # Keras/scikit-learn habit: y of shape (N,) for one output
+        raise ValueError(f"{name}: input shape {shape} and target shape {t.shape} differ (a "
+                         f"target must have the input's shape, or (N,) for an (N, 1) input)")
     return t
 
 
@@ -238,26 +312,66 @@ def _fused_loss(name, kernel, pred, target, reduction):
                         lambda g: (_scaled(dpred, g),))
 
 
-def binary_cross_entropy_with_logits(logits, target, reduction="mean"):
+def binary_cross_entropy_with_logits(logits, target, reduction="mean", weight=None,
+                                     pos_weight=None):
     """Return binary cross-entropy on logits (sigmoid folded in, stable for large |logits|).
+
+    With ``weight`` w and ``pos_weight`` p the element loss is
+    ``-w * (p * y * log(sigmoid(x)) + (1 - y) * log(1 - sigmoid(x)))``, as PyTorch.
 
     Args:
         logits: Tensor of any shape.
-        target: Probabilities (usually 0/1) of the same shape; numpy array or Tensor.
-        reduction: "mean" (default) or "sum".
+        target: Probabilities (usually 0/1) of the same shape ((N,) for (N, 1) logits); numpy
+            array or Tensor.
+        reduction: "mean" (default), "sum" or "none" (per-element losses, logits' shape).
+        weight: Optional weights broadcastable to the logits' shape. Default None.
+        pos_weight: Optional weight of the positive term, one per class (last dimension) or a
+            scalar. Default None.
 
     Returns:
-        A scalar Tensor, as ``torch.nn.functional.binary_cross_entropy_with_logits``.
+        A scalar Tensor (logits' shape for "none"), as
+        ``torch.nn.functional.binary_cross_entropy_with_logits``.
 
     Raises:
-        ValueError: shapes differ or an unknown reduction.
+        ValueError: shapes differ, weight not broadcastable, pos_weight not one per class, or
+            an unknown reduction.
     """
-    return _fused_loss("binary_cross_entropy_with_logits", kernels.bce_with_logits, logits,
-                       target, reduction)
+    name = "binary_cross_entropy_with_logits"
+    if weight is None and pos_weight is None and reduction != "none":
+        return _fused_loss(name, kernels.bce_with_logits, logits, target, reduction)
+    _check_reduction(name, reduction)
+    logits = _tensor(logits)
+    x = logits.data
+    y = _float_target(name, logits, target)
+    classes = x.shape[-1] if x.ndim else 1
+    pw = _class_vector(name, "pos_weight", pos_weight, classes, x.dtype)
+    w = 1.0
+    if weight is not None:
+        w = (weight.data if isinstance(weight, Tensor) else np.asarray(weight)).astype(x.dtype)
+        try:
+            shape = np.broadcast_shapes(w.shape, x.shape)
+        except ValueError:
+            shape = None
+        if shape != x.shape:
+            raise ValueError(f"{name}: weight of shape {w.shape} does not broadcast to the "
+                             f"logits' shape {x.shape}")
+    sig = kernels.sigmoid(np.ascontiguousarray(x))
+    soft_pos = np.logaddexp(0.0, -x)  # -log(sigmoid(x))
+    soft_neg = np.logaddexp(0.0, x)   # -log(1 - sigmoid(x))
+    pos = y if pw is None else pw * y
+    values = w * (pos * soft_pos + (1.0 - y) * soft_neg)
+    dvalues = w * (pos * (sig - 1.0) + (1.0 - y) * sig)
+    return _reduced(logits, values, np.broadcast_to(dvalues, x.shape), reduction, x.size)
 
 
 def mse_loss(pred, target, reduction="mean"):
-    """Return the mean (or summed) squared error between pred and target (same shape)."""
+    """Return the squared error between pred and target (same shape, or (N,) for (N, 1)).
+
+    ``reduction``: "mean" (default), "sum" or "none" (per-element, pred's shape).
+    """
+    if reduction == "none":
+        return _elementwise_loss("mse_loss", pred, target, reduction,
+                                 lambda d: (d * d, 2.0 * d))
     return _fused_loss("mse_loss", kernels.mse, pred, target, reduction)
 
 
@@ -266,10 +380,7 @@ def _elementwise_loss(name, pred, target, reduction, value_and_grad):
     pred = _tensor(pred)
     diff = pred.data - _float_target(name, pred, target)
     value, grad = value_and_grad(diff)
-    scale = 1.0 / diff.size if reduction == "mean" and diff.size else 1.0
-    loss = value.sum() * scale if diff.size or reduction == "sum" else np.nan
-    return Tensor._make(np.array(loss, dtype=diff.dtype), (pred,),
-                        lambda g: (grad * (scale * g),))
+    return _reduced(pred, value, grad, reduction, diff.size)
 
 
 def l1_loss(pred, target, reduction="mean"):

@@ -12,7 +12,9 @@ kernel call (bias and activation applied in the GEMM epilogue, backward from the
 which gives bit-identical results to running the two layers one after the other.
 """
 
+import importlib
 import math
+import sys
 from collections import OrderedDict, namedtuple
 
 import numpy as np
@@ -21,7 +23,7 @@ from . import functional as F
 from . import random as _random
 from .tensor import Tensor
 
-__all__ = ["ELU", "Dropout", "LeakyReLU", "Linear", "Module", "Parameter", "ReLU", "Sequential",
+__all__ = ["init", "utils", "ELU", "Dropout", "LeakyReLU", "Linear", "Module", "Parameter", "ReLU", "Sequential",
            "Sigmoid", "Softmax", "Tanh"]
 
 
@@ -192,6 +194,73 @@ class Module:
             p.requires_grad = True
         return self
 
+    # --- PyTorch conveniences -------------------------------------------------------------
+    def apply(self, fn):
+        """Call ``fn(module)`` on every sub-module (children first) and on this one; return self.
+
+        Example:
+            >>> model.apply(lambda m: pydl.nn.init.zeros_(m.bias) if hasattr(m, "bias") else None)
+        """
+        for m in self.children():
+            m.apply(fn)
+        fn(self)
+        return self
+
+    def requires_grad_(self, requires_grad=True):
+        """Set ``requires_grad`` on every parameter (False freezes them all); return self."""
+        for p in self.parameters():
+            p.requires_grad = bool(requires_grad)
+        return self
+
+    def num_parameters(self, trainable_only=False):
+        """Return the number of parameter elements (each shared parameter counted once).
+
+        Args:
+            trainable_only: Count only parameters with ``requires_grad=True``. Default False.
+        """
+        return sum(int(p.data.size) for p in self.parameters()
+                   if p.requires_grad or not trainable_only)
+
+    def to(self, dtype):
+        """Cast every parameter (and gradient and floating buffer) to ``dtype`` in place; return self.
+
+        As in PyTorch, an optimizer built before the cast keeps state of the old dtype: build it
+        after casting.
+
+        Args:
+            dtype: float32 or float64 (a numpy dtype, type or name such as ``"float64"``).
+
+        Raises:
+            TypeError: dtype is not float32 or float64.
+        """
+        try:
+            dt = np.dtype(dtype)
+        except TypeError:
+            raise TypeError(f"Module.to: dtype must be float32 or float64, got {dtype!r}") from None
+        if dt not in (np.float32, np.float64):
+            raise TypeError(f"Module.to: dtype must be float32 or float64, got {dt}")
+        for p in self.parameters():
+            if p.data.dtype != dt:
+                p.data = np.ascontiguousarray(p.data, dtype=dt)
+                if p.grad is not None:
+                    p.grad = np.ascontiguousarray(p.grad, dtype=dt)
+        for m in self.modules():
+            buffers = m.__dict__.get("_buffers") or {}
+            for name, b in list(buffers.items()):
+                if isinstance(b, Tensor) and b.data.dtype != dt:
+                    b.data = np.ascontiguousarray(b.data, dtype=dt)
+                elif isinstance(b, np.ndarray) and b.dtype.kind == "f" and b.dtype != dt:
+                    setattr(m, name, np.ascontiguousarray(b, dtype=dt))
+        return self
+
+    def double(self):
+        """Cast parameters and floating buffers to float64; return self."""
+        return self.to(np.float64)
+
+    def float(self):
+        """Cast parameters and floating buffers to float32; return self."""
+        return self.to(np.float32)
+
     # --- state ----------------------------------------------------------------------------
     def state_dict(self):
         """Return an OrderedDict from dotted parameter name to a copy of its array.
@@ -207,8 +276,10 @@ class Module:
         strings or objects are not) and copied in place, so optimizers keep working.
 
         Args:
-            state_dict: A mapping from dotted name to numpy array (or Tensor), e.g. from
-                ``state_dict()`` or ``{k: v.numpy() for k, v in torch_model.state_dict().items()}``.
+            state_dict: A mapping from dotted name to array: a numpy array, a pydl Tensor, or
+                anything with ``__array__`` or ``.numpy()`` such as a torch tensor, so
+                ``model.load_state_dict(torch_model.state_dict())`` works (torch is never
+                imported here).
             strict: True (default) requires exactly this module's keys; False ignores missing
                 and unexpected keys (shapes and dtypes are still checked).
 
@@ -240,12 +311,7 @@ class Module:
         for name, p in own.items():
             if name not in state_dict:
                 continue
-            value = state_dict[name]
-            if isinstance(value, Tensor):
-                value = value.data
-            if not isinstance(value, np.ndarray):
-                raise ValueError(f"load_state_dict: {name!r} must be a numpy array, got "
-                                 f"{type(value).__name__}")
+            value = _state_array(name, state_dict[name])
             if value.shape != p.data.shape:
                 raise ValueError(f"load_state_dict: {name!r} has shape {value.shape}, the model "
                                  f"expects {p.data.shape}")
@@ -271,6 +337,23 @@ class Module:
             return f"{type(self).__name__}({extra})"
         lines = ([extra] if extra else []) + children
         return f"{type(self).__name__}(\n  " + "\n  ".join(lines) + "\n)"
+
+
+def _state_array(name, value):
+    """Return a state_dict value as a numpy array (pydl Tensor, ndarray, torch-like tensor)."""
+    if isinstance(value, Tensor):
+        return value.data
+    if isinstance(value, np.ndarray):
+        return value
+    if callable(getattr(value, "detach", None)):  # a torch tensor that requires grad
+        value = value.detach()
+    if hasattr(value, "__array__"):
+        return np.asarray(value)
+    if callable(getattr(value, "numpy", None)):
+        return np.asarray(value.numpy())
+    raise ValueError(f"load_state_dict: {name!r} must be an array (numpy array, Tensor, or an "
+                     f"object with __array__ or .numpy() such as a torch tensor), got "
+                     f"{type(value).__name__}")
 
 
 def _positive_int(name, value):
@@ -557,3 +640,13 @@ class Sequential(Module):
         except TypeError:
             raise TypeError(f"Sequential indices must be ints or slices, got "
                             f"{type(index).__name__}") from None
+
+
+def _register_submodule(name, module):
+    """Expose ``module`` as ``pydl.nn.<name>`` (attribute and importable submodule)."""
+    sys.modules[f"{__name__}.{name}"] = module
+    return module
+
+
+init = _register_submodule("init", importlib.import_module("._nn_init", __package__))
+utils = _register_submodule("utils", importlib.import_module("._nn_utils", __package__))

@@ -1,4 +1,10 @@
-"""Shared fixtures: run kernel tests on every instruction set this CPU has and at 1 and 2 threads."""
+"""Shared fixtures: run kernel tests on every instruction set this CPU has and at 1 and 2 threads.
+
+The oracles the test extra promises (``pip install -e ".[test]"``) must import: a missing one
+fails the run at start-up instead of silently skipping the parity tests that need it.
+"""
+
+import importlib
 
 import numpy as np
 import pytest
@@ -7,6 +13,23 @@ import pydl
 from pydl import _core
 
 ISAS = list(_core.supported_isas())
+
+# Module name -> the requirement in pyproject.toml's test extra that provides it.
+ORACLES = {"torch": "torch==2.13.0", "sklearn": "scikit-learn", "pandas": "pandas",
+           "matplotlib": "matplotlib", "hypothesis": "hypothesis",
+           "threadpoolctl": "threadpoolctl"}
+
+
+def pytest_configure(config):
+    missing = []
+    for module, requirement in ORACLES.items():
+        try:
+            importlib.import_module(module)
+        except ImportError as exc:
+            missing.append(f"{requirement} ({exc})")
+    if missing:
+        raise pytest.UsageError("the test oracles " + ", ".join(missing) + " are missing; "
+                                "install them with: pip install -e \".[test]\"")
 
 
 @pytest.fixture(params=ISAS)

@@ -35,7 +35,7 @@ def test_digits_return_X_y():
 
 
 def test_digits_equal_scikit_learn_exactly():
-    sk = pytest.importorskip("sklearn.datasets")
+    import sklearn.datasets as sk
     ref = sk.load_digits()
     d = datasets.load_digits()
     np.testing.assert_array_equal(d.data, ref.data)
@@ -68,7 +68,7 @@ def test_moons_without_noise_lie_on_the_half_circles(n):
 
 
 def test_moons_match_scikit_learn_without_shuffle():
-    sk = pytest.importorskip("sklearn.datasets")
+    import sklearn.datasets as sk
     for n in (5, 50, (3, 8)):
         X, y = datasets.make_moons(n, shuffle=False)
         X_ref, y_ref = sk.make_moons(n, shuffle=False)
@@ -123,7 +123,7 @@ def test_blobs_counts_given_centers_and_stds():
 
 
 def test_blobs_layout_matches_scikit_learn():
-    sk = pytest.importorskip("sklearn.datasets")
+    import sklearn.datasets as sk
     for n, centers in ((10, None), (11, 4), ([2, 5, 1], None)):
         _, y = datasets.make_blobs(n, centers=centers, shuffle=False, random_state=0)
         _, y_ref = sk.make_blobs(n, centers=centers, shuffle=False, random_state=0)

@@ -127,7 +127,7 @@ def test_adam_first_step_moves_each_weight_by_lr():
                          + [("Adam", c) for c in ADAM_CONFIGS]
                          + [("AdamW", c) for c in ADAM_CONFIGS + [dict(lr=0.01)]])
 def test_optimizers_match_torch(rng, name, kw):
-    torch = pytest.importorskip("torch")
+    import torch
     params = make_params(rng, np.float64)
     tparams = [torch.tensor(p.data.copy(), requires_grad=True) for p in params]
     grads = grads_for(rng, params, 5)

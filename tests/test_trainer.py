@@ -120,20 +120,26 @@ def test_steps_match_numpy_sgd_with_l2_penalty():
     trainer = Trainer(model, pydl.losses.MSELoss(), pydl.optim.SGD(model.parameters(), lr=lr),
                       regularizer=pydl.regularizers.L2(wd), metrics=())
     history = trainer.fit(x, y, epochs=2, batch_size=6, shuffle=False, verbose=0)
-    losses = []
+    losses, penalties = [], []
     for _ in range(2):
         total = 0.0
         for sl in (slice(0, 6), slice(6, 10)):
             xb, yb = x[sl], y[sl]
             err = xb @ w.T + b - yb
-            total += (np.mean(err ** 2) + wd * np.sum(w ** 2)) * len(xb)
+            total += np.mean(err ** 2) * len(xb)  # logged: the data loss alone
             g = 2 * err / err.size
             w = w - lr * (g.T @ xb + 2 * wd * w)  # the penalty's gradient, on the weight only
             b = b - lr * g.sum(axis=0)
         losses.append(total / 10)
+        penalties.append(wd * np.sum(w ** 2))  # logged separately, after the epoch
     np.testing.assert_allclose(model.weight.data, w, rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(model.bias.data, b, rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(history.history["loss"], losses, rtol=1e-12)
+    np.testing.assert_allclose(history.history["penalty"], penalties, rtol=1e-12)
+    # evaluate: data loss, penalty apart (unlike Keras)
+    scores = trainer.evaluate(x, y)
+    np.testing.assert_allclose(scores["loss"], np.mean((x @ w.T + b - y) ** 2), rtol=1e-12)
+    np.testing.assert_allclose(scores["penalty"], penalties[-1], rtol=1e-12)
     assert history.history["lr"] == [lr, lr] and history.epoch == [0, 1]
 
 
@@ -373,7 +379,7 @@ def test_verbose_two_prints_one_line_per_epoch_and_one_shows_a_bar(capsys):
 
 
 def test_history_plot(tmp_path, monkeypatch):
-    pytest.importorskip("matplotlib")
+    import matplotlib  # noqa: F401  (an oracle of the test extra)
     x, y = blobs(n=40)
     history = make_trainer().fit(x, y, epochs=3, validation_split=0.2, verbose=0)
     path = tmp_path / "curves.png"
@@ -475,3 +481,18 @@ def test_a_callback_may_evaluate_during_fit_in_the_same_thread():
 
     trainer.fit(x, y, epochs=2, callbacks=[Evaluate()], verbose=0)
     assert len(scores) == 2
+
+
+def test_trainer_pickles_and_the_copy_trains():
+    # The Trainer holds a lock against use from two threads; a pickled copy gets its own.
+    import pickle
+    pydl.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 3))
+    trainer = Trainer(model, pydl.losses.CrossEntropyLoss(),
+                      pydl.optim.SGD(model.parameters(), lr=0.1))
+    copy = pickle.loads(pickle.dumps(trainer))
+    x = np.random.default_rng(0).standard_normal((8, 4)).astype(np.float32)
+    y = np.arange(8) % 3
+    copy.fit(x, y, epochs=1, verbose=0)
+    np.testing.assert_array_equal(model[0].weight.data, trainer.model[0].weight.data)
+    assert not np.array_equal(copy.model[0].weight.data, model[0].weight.data)

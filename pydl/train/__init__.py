@@ -14,12 +14,13 @@ Example:
     >>> history.plot("curves.png")
 """
 
-from .callbacks import (Callback, CSVLogger, EarlyStopping, LearningRateScheduler,
-                        ModelCheckpoint, ReduceLROnPlateau)
+from .callbacks import (Callback, CSVLogger, EarlyStopping, LambdaCallback,
+                        LearningRateScheduler, ModelCheckpoint, ReduceLROnPlateau)
 from .history import History
 from .trainer import NonFiniteLossError, Trainer, accuracy
 from ..transfer import ProgressiveUnfreezing
 
-__all__ = ["CSVLogger", "Callback", "EarlyStopping", "History", "LearningRateScheduler",
+__all__ = ["CSVLogger", "Callback", "EarlyStopping", "History", "LambdaCallback",
+           "LearningRateScheduler",
            "ModelCheckpoint", "NonFiniteLossError", "ProgressiveUnfreezing", "ReduceLROnPlateau",
            "Trainer", "accuracy"]

@@ -280,30 +280,92 @@ class ReduceLROnPlateau(Callback):
 
 
 class LearningRateScheduler(Callback):
-    """Set the learning rate at the start of each epoch to ``schedule(epoch, lr)``.
+    """Set the learning rate each epoch from a function or a ``pydl.optim.lr_scheduler`` object.
+
+    A callable ``schedule(epoch, lr)`` is called at the start of each epoch, as Keras's. A
+    scheduler object (``StepLR``, ``CosineAnnealingLR``, ``LinearWarmup``, ...) built on the
+    trainer's optimizer is stepped at the END of each epoch, as in a PyTorch loop; a
+    ``lr_scheduler.ReduceLROnPlateau`` object is stepped with the epoch's ``monitor`` value
+    (``"loss"`` when there is no validation data).
 
     Args:
-        schedule: A callable ``(epoch, lr) -> new lr`` (epoch from 0, lr the current one), as
-            Keras's.
+        schedule: A callable ``(epoch, lr) -> new lr`` (epoch from 0, lr the current one), or a
+            ``pydl.optim.lr_scheduler`` object.
+        monitor: The log entry given to a ReduceLROnPlateau object. Default "val_loss".
 
     Raises:
-        TypeError: schedule is not callable.
-        ValueError: (during fit) schedule returned a negative, NaN or non-number value.
+        TypeError: schedule is neither callable nor a scheduler object.
+        ValueError: (during fit) schedule returned a negative, NaN or non-number value, or the
+            scheduler object belongs to another optimizer than the trainer's.
 
     Example:
         >>> halve = pydl.train.LearningRateScheduler(lambda epoch, lr: lr * 0.5 if epoch else lr)
+        >>> cosine = pydl.train.LearningRateScheduler(
+        ...     pydl.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=50))
     """
 
-    def __init__(self, schedule):
-        if not callable(schedule):
-            raise TypeError(f"LearningRateScheduler: schedule must be callable (epoch, lr) -> lr, "
-                            f"got {type(schedule).__name__}")
+    def __init__(self, schedule, monitor="val_loss"):
+        self._object = hasattr(schedule, "step") and hasattr(schedule, "optimizer")
+        if not (self._object or callable(schedule)):
+            raise TypeError(f"LearningRateScheduler: schedule must be callable (epoch, lr) -> lr "
+                            f"or a pydl.optim.lr_scheduler object, got {type(schedule).__name__}")
         self.schedule = schedule
+        self.monitor = monitor
+
+    def on_train_begin(self, logs=None):
+        if self._object and self.schedule.optimizer is not self.trainer.optimizer:
+            raise ValueError("LearningRateScheduler: the scheduler object was built on another "
+                             "optimizer than the trainer's; build it on trainer.optimizer")
 
     def on_epoch_begin(self, epoch, logs=None):
-        optimizer = self.trainer.optimizer
-        lr = self.schedule(epoch, optimizer.lr)
-        optimizer.lr = _check_number("LearningRateScheduler", "the schedule's lr", lr, 0.0)
+        if not self._object:
+            optimizer = self.trainer.optimizer
+            lr = self.schedule(epoch, optimizer.lr)
+            optimizer.lr = _check_number("LearningRateScheduler", "the schedule's lr", lr, 0.0)
+
+    def on_epoch_end(self, epoch, logs=None):
+        if not self._object:
+            return
+        from ..optim.lr_scheduler import ReduceLROnPlateau as _Plateau
+
+        if isinstance(self.schedule, _Plateau):
+            key = self.monitor if self.monitor in logs else "loss"
+            self.schedule.step(_monitored("LearningRateScheduler", key, logs))
+        else:
+            self.schedule.step()
+
+
+class LambdaCallback(Callback):
+    """Make a callback from plain functions, as Keras's ``LambdaCallback``.
+
+    Args:
+        on_epoch_begin, on_epoch_end: Optional ``fn(epoch, logs)``.
+        on_batch_begin, on_batch_end: Optional ``fn(batch, logs)``.
+        on_train_begin, on_train_end: Optional ``fn(logs)``.
+
+    Raises:
+        TypeError: a given hook is not callable.
+
+    Example:
+        >>> log = pydl.train.LambdaCallback(
+        ...     on_epoch_end=lambda epoch, logs: print(epoch, logs["loss"]))
+    """
+
+    _HOOKS = ("on_epoch_begin", "on_epoch_end", "on_batch_begin", "on_batch_end",
+              "on_train_begin", "on_train_end")
+
+    def __init__(self, on_epoch_begin=None, on_epoch_end=None, on_batch_begin=None,
+                 on_batch_end=None, on_train_begin=None, on_train_end=None):
+        given = dict(on_epoch_begin=on_epoch_begin, on_epoch_end=on_epoch_end,
+                     on_batch_begin=on_batch_begin, on_batch_end=on_batch_end,
+                     on_train_begin=on_train_begin, on_train_end=on_train_end)
+        for hook, fn in given.items():
+            if fn is None:
+                continue
+            if not callable(fn):
+                raise TypeError(f"LambdaCallback: {hook} must be callable, got "
+                                f"{type(fn).__name__}")
+            setattr(self, hook, fn)  # an instance attribute shadows the base class's no-op
 
 
 class ModelCheckpoint(Callback):

@@ -10,12 +10,15 @@ import time
 import numpy as np
 
 from .. import distributed as _dist
+from .. import kernels
 from .. import random as _random
+from .._nn_utils import clip_grad_norm_
 from ..losses import CrossEntropyLoss
-from ..metrics import accuracy_score
 from ..optim import NonFiniteUpdateError, Optimizer
 from ..tensor import Tensor, no_grad
+from . import _fit_args as _args
 from ._fast_step import SequentialStep
+from ._fit_args import accuracy  # noqa: F401  (re-exported by pydl.train)
 from .callbacks import Callback
 from .history import History
 
@@ -39,55 +42,6 @@ class NonFiniteLossError(RuntimeError):
         self.history = history
         self.epoch = epoch
         self.batch = batch
-
-
-def _to_labels(logits, y):
-    """Return (predicted, true) class labels for the "accuracy" metric."""
-    logits = np.asarray(logits)
-    y = np.asarray(y)
-    if logits.ndim == 2 and logits.shape[1] > 1:
-        if y.shape == logits.shape:  # one-hot or probability targets
-            y = y.argmax(axis=1)
-        return logits.argmax(axis=1), y.reshape(len(y))
-    # One output per sample: a binary classifier's logit, class 1 when it is > 0.
-    return (logits.reshape(len(logits)) > 0).astype(np.int64), \
-        (y.reshape(len(y)) > 0.5).astype(np.int64)
-
-
-def accuracy(y_true, y_pred):
-    """Return the fraction of samples whose predicted class is the true one.
-
-    ``y_pred`` are model outputs: (N, C) logits -> argmax (``y_true`` integer labels, or one-hot
-    rows); (N,) or (N, 1) binary logits -> class 1 when the logit is > 0 (``y_true`` 0/1).
-    """
-    pred, true = _to_labels(y_pred, y_true)
-    return float(accuracy_score(true, pred))
-
-
-_NAMED_METRICS = {"accuracy": accuracy, "acc": accuracy}
-
-
-def _resolve_metrics(metrics):
-    if metrics is None:
-        return []
-    if isinstance(metrics, str) or callable(metrics):
-        metrics = [metrics]
-    out = []
-    for m in metrics:
-        if isinstance(m, str):
-            if m not in _NAMED_METRICS:
-                raise ValueError(f"Trainer: unknown metric {m!r}; use 'accuracy' or a callable "
-                                 f"(y_true, y_pred) -> float")
-            name, fn = ("accuracy" if m == "acc" else m), _NAMED_METRICS[m]
-        elif callable(m):
-            name, fn = getattr(m, "__name__", type(m).__name__), m
-        else:
-            raise ValueError(f"Trainer: a metric must be a name or a callable, got {m!r}")
-        if name == "loss" or name.startswith("val_") or name == "lr" or \
-                name in [n for n, _ in out]:
-            raise ValueError(f"Trainer: metric name {name!r} is reserved or used twice")
-        out.append((name, fn))
-    return out
 
 
 def _check_int(who, name, value, low):
@@ -135,20 +89,38 @@ class Trainer:
     it if you keep it (e.g. in a callback). Anything else runs through the graph.
 
     Logged values (``History.history``, callback logs): ``loss`` is the size-weighted mean over
-    the epoch's batches of the batch loss plus the penalty at that step; each metric is computed
-    on all training outputs of the epoch (train mode, i.e. with dropout, before each step, as
-    Keras); ``val_loss`` (data loss + penalty) and ``val_<metric>`` are computed after the epoch
-    in eval mode; ``lr`` is the learning rate used during the epoch.
+    the epoch's batches of the batch DATA loss (weighted by sample/class weights when given);
+    each metric is computed on all training outputs of the epoch (train mode, i.e. with
+    dropout, before each step, as Keras); ``val_loss`` and ``val_<metric>`` are computed after
+    the epoch in eval mode, without weights; ``penalty`` is the regularizer's value after the
+    epoch (only with a regularizer); ``lr`` is the learning rate used during the epoch.
+
+    Difference from Keras: Keras adds the regularization penalty into ``loss`` and
+    ``val_loss``; pydl logs the data loss alone and the penalty as ``penalty`` (the
+    optimisation still minimises their sum). So ``EarlyStopping``, ``ReduceLROnPlateau`` and
+    ``ModelCheckpoint`` on ``val_loss`` monitor how well the model fits, not how large its
+    weights are; monitor ``loss`` + ``penalty`` yourself for Keras's number.
 
     Args:
         model: A ``pydl.nn.Module``.
-        loss: A callable ``(output, target) -> scalar Tensor``, e.g.
+        loss: A loss INSTANCE, a callable ``(output, target) -> scalar Tensor``, e.g.
             ``pydl.losses.CrossEntropyLoss()``.
-        optimizer: A ``pydl.optim`` optimizer over the model's parameters.
+        optimizer: A ``pydl.optim`` optimizer over the model's parameters (all trainable ones).
         regularizer: Optional ``pydl.regularizers`` penalty (L1/L2/ElasticNet). Default None.
-        metrics: Names or callables ``(y_true, y_pred) -> float`` (``y_pred`` = model outputs).
-            ``"accuracy"``: argmax of (N, C) logits, or logit > 0 for a single-output binary
-            model. Default ("accuracy",).
+        metrics: ``"auto"`` (default: accuracy for CrossEntropyLoss and BCEWithLogitsLoss, no
+            metric for regression losses), None, or a list of names and callables
+            ``(y_true, y_pred) -> float`` (``y_pred`` = model outputs). Names: ``"accuracy"``
+            (argmax of (N, C) logits, or logit > 0 for a single-output binary model),
+            ``"binary_accuracy"`` (logit > 0 per element), ``"mse"``, ``"mae"``.
+
+    Raises:
+        TypeError: loss is a class instead of an instance, or not callable; optimizer is not a
+            pydl optimizer.
+        ValueError: an unknown metric name.
+
+    Warns:
+        UserWarning: a Sequential model ending in Softmax/Sigmoid with a loss that takes logits
+            (the activation would be applied twice).
 
     Attributes:
         history: The History of the last ``fit`` (also after an error).
@@ -164,10 +136,8 @@ class Trainer:
         {'loss': 0.12, 'accuracy': 0.97}
     """
 
-    def __init__(self, model, loss, optimizer, regularizer=None, metrics=("accuracy",)):
-        if not callable(loss):
-            raise TypeError(f"Trainer: loss must be callable (output, target) -> Tensor, got "
-                            f"{type(loss).__name__}")
+    def __init__(self, model, loss, optimizer, regularizer=None, metrics="auto"):
+        _args.check_loss(loss)
         for name in ("step", "zero_grad"):
             if not callable(getattr(optimizer, name, None)):
                 raise TypeError(f"Trainer: optimizer must be a pydl.optim optimizer, got "
@@ -176,9 +146,20 @@ class Trainer:
         self.loss = loss
         self.optimizer = optimizer
         self.regularizer = regularizer
-        self.metrics = _resolve_metrics(metrics)
+        self.metrics = _args.resolve_metrics(metrics, loss)
         self.history = History()
         self.stop_training = False
+        self._busy = threading.RLock()
+        self._clip_grad_norm = None
+        _args.warn_double_activation(model, loss)
+
+    def __getstate__(self):
+        state = self.__dict__.copy()
+        del state["_busy"]  # a lock cannot be pickled or copied; a copy gets its own
+        return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
         self._busy = threading.RLock()
 
     @contextlib.contextmanager
@@ -301,7 +282,7 @@ class Trainer:
             for i in range(0, len(x), batch_size):
                 yb = y[i:i + batch_size]
                 total += float(self.loss(Tensor(out[i:i + batch_size]), yb).item()) * len(yb)
-        logs = {prefix + "loss": total / len(x) + self._penalty()}
+        logs = {prefix + "loss": total / len(x)}
         for name, fn in self.metrics:
             logs[prefix + name] = float(fn(y, out))
         return logs
@@ -310,7 +291,10 @@ class Trainer:
         return self.regularizer.penalty(self.model) if self.regularizer is not None else 0.0
 
     def evaluate(self, x, y, batch_size=256):
-        """Return the loss (data loss + penalty, as Keras) and metrics on (x, y), in eval mode.
+        """Return the data loss and metrics on (x, y), in eval mode (and ``penalty``, if any).
+
+        Unlike Keras, ``loss`` does not include the regularizer's penalty; it is reported
+        separately as ``penalty`` when the Trainer has a regularizer.
 
         Args:
             x: Inputs, (N, ...) array or Tensor.
@@ -330,7 +314,10 @@ class Trainer:
         x, y = self._pair("evaluate", x, y)
         with self._exclusive("evaluate"):
             self._check_data("evaluate", x, y)
-            return self._scores(x, y, batch_size)
+            logs = self._scores(x, y, batch_size)
+        if self.regularizer is not None:
+            logs["penalty"] = float(self._penalty())
+        return logs
 
     def predict(self, x, batch_size=256):
         """Return the model's outputs for x (eval mode, no graph), computed in batches.
@@ -354,9 +341,36 @@ class Trainer:
             self._check_data("predict", x)
             return self._forward_all(x, batch_size)
 
+    def predict_proba(self, x, batch_size=256):
+        """Return class probabilities: softmax (CrossEntropyLoss) or sigmoid (BCEWithLogitsLoss).
+
+        Args:
+            x: Inputs, (N, ...) array or Tensor.
+            batch_size: Samples per forward pass, int >= 1. Default 256.
+
+        Returns:
+            An np.ndarray shaped like the outputs: rows summing to 1 (softmax), or per-output
+            probabilities of class 1 (sigmoid).
+
+        Raises:
+            ValueError: the loss does not say how its outputs become probabilities (a regression
+                loss or a custom callable).
+        """
+        activation = getattr(self.loss, "output_activation", None)
+        if activation is None:
+            raise ValueError(f"predict_proba: the outputs of a model trained with "
+                             f"{type(self.loss).__name__} are not logits of a known "
+                             f"probability model; use CrossEntropyLoss or BCEWithLogitsLoss, or "
+                             f"predict(x)")
+        out = self.predict(x, batch_size)
+        if activation == "softmax":
+            return kernels.softmax(np.ascontiguousarray(out), axis=-1)
+        return kernels.sigmoid(np.ascontiguousarray(out))
+
     # --- training -------------------------------------------------------------------------
     def fit(self, x, y, epochs=10, batch_size=32, shuffle=True, validation_split=0.0,
-            validation_data=None, callbacks=None, verbose=1):
+            validation_data=None, callbacks=None, verbose=1, class_weight=None,
+            sample_weight=None, initial_epoch=0, clip_grad_norm=None):
         """Train for ``epochs`` passes over (x, y) in mini-batches and return the History.
 
         As Keras: one epoch is one pass over the training samples in mini-batches (the last,
@@ -375,9 +389,21 @@ class Trainer:
             shuffle: Reshuffle the training samples every epoch. Default True.
             validation_split: Fraction in [0, 1) of the data held out for validation. Default 0.
             validation_data: ``(x_val, y_val)``; overrides validation_split. Default None.
-            callbacks: A list of :class:`Callback`. Default None.
-            verbose: 0 silent, 1 a progress bar per epoch (tqdm, on stderr), 2 one line per
-                epoch (stdout). Default 1.
+            callbacks: A list of :class:`Callback` (or a single one). Default None.
+            verbose: 0 or False silent, 1, True or "auto" a progress bar per epoch (tqdm, on
+                stderr), 2 one line per epoch (stdout). Default 1.
+            class_weight: Optional dict {class label: weight} (Keras): each sample's loss is
+                multiplied by the weight of its label (labels from integer y, 0/1 y, or the
+                argmax of one-hot rows); labels not in the dict weigh 1. Default None.
+            sample_weight: Optional (N,) array of finite weights >= 0, one per sample of x
+                (split along with x by validation_split). Default None. With either weight,
+                the batch loss is ``sum(w_i * loss_i) / batch_size`` (Keras), computed from the
+                loss's ``reduction="none"`` values; ``val_loss`` stays unweighted.
+            initial_epoch: The epoch to start at (Keras): epochs ``initial_epoch`` ..
+                ``epochs - 1`` run, and callbacks and History see those indices. Default 0.
+            clip_grad_norm: Optional max norm: after each backward the gradients are scaled so
+                that their joint 2-norm is at most this (``pydl.nn.utils.clip_grad_norm_``).
+                Default None.
 
         Returns:
             A :class:`History` (also kept as ``trainer.history``).
@@ -386,7 +412,10 @@ class Trainer:
             ValueError: an invalid argument: epochs < 0 or not an int, batch_size < 1,
                 validation_split outside [0, 1) or leaving an empty training or validation set,
                 x and y (or the validation pair) of different lengths (both named), empty x,
-                verbose not 0/1/2.
+                verbose not 0/1/2/True/False/"auto", a bad initial_epoch or clip_grad_norm,
+                sample weights that are negative, NaN or of the wrong length, class_weight keys
+                that are not labels of y, or an optimizer that misses some of the model's
+                trainable parameters.
                 All inputs are checked before the first update: x and the validation inputs
                 must fit the model (feature count), the targets the loss; with CrossEntropyLoss
                 every label must be an integer in [0, outputs) (the message names the first bad
@@ -400,8 +429,10 @@ class Trainer:
         """
         epochs = _check_int("fit", "epochs", epochs, 0)
         batch_size = _check_int("fit", "batch_size", batch_size, 1)
-        if verbose not in (0, 1, 2) or isinstance(verbose, bool):
-            raise ValueError(f"fit: verbose must be 0, 1 or 2, got {verbose!r}")
+        initial_epoch = _check_int("fit", "initial_epoch", initial_epoch, 0)
+        verbose = _args.check_verbose(verbose)
+        self._clip_grad_norm = _args.check_clip(clip_grad_norm)
+        _args.check_optimizer_covers(self.model, self.optimizer)
         try:
             split = float(validation_split)
         except (TypeError, ValueError):
@@ -411,6 +442,7 @@ class Trainer:
             raise ValueError(f"fit: validation_split must be in [0, 1), got {validation_split!r}")
         x, y = self._pair("fit", x, y)
         verbose = verbose if _dist.is_root() else 0  # data-parallel: progress from rank 0 only
+        w = _args.sample_weights(y, sample_weight, class_weight, self.loss)
         if validation_data is not None:
             if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
                 raise ValueError("fit: validation_data must be a pair (x_val, y_val)")
@@ -423,21 +455,20 @@ class Trainer:
                                  f"{cut} for training and {len(x) - cut} for validation; both "
                                  f"need at least one")
             x, x_val, y, y_val = x[:cut], x[cut:], y[:cut], y[cut:]
+            w = None if w is None else w[:cut]
         else:
             x_val = y_val = None
-        callbacks = list(callbacks or [])
-        for cb in callbacks:
-            if not isinstance(cb, Callback):
-                raise ValueError(f"fit: callbacks must be pydl.train.Callback instances, got "
-                                 f"{type(cb).__name__}")
+        callbacks = _args.as_callbacks(callbacks)
         with self._exclusive("fit"):
             self._check_data("fit", x, y)
             if x_val is not None:
                 self._check_data("fit", x_val, y_val, "validation x", "validation y",
                                  probe_loss=True)
-            return self._fit(x, y, x_val, y_val, epochs, batch_size, shuffle, callbacks, verbose)
+            return self._fit(x, y, x_val, y_val, epochs, batch_size, shuffle, callbacks, verbose,
+                             initial_epoch, w)
 
-    def _fit(self, x, y, x_val, y_val, epochs, batch_size, shuffle, callbacks, verbose):
+    def _fit(self, x, y, x_val, y_val, epochs, batch_size, shuffle, callbacks, verbose,
+             initial_epoch, w):
         history = History()
         self.history = history
         callbacks.append(history)  # last, so it records what the other callbacks added
@@ -449,9 +480,9 @@ class Trainer:
         _dist.fit_begin(self.model, self.optimizer, len(x))
         try:
             self._call(callbacks, "on_train_begin", logs)
-            for epoch in range(epochs):
+            for epoch in range(initial_epoch, epochs):
                 logs = self._fit_epoch(epoch, epochs, x, y, x_val, y_val, batch_size, shuffle,
-                                       callbacks, verbose, history)
+                                       callbacks, verbose, history, w)
                 if self.stop_training:
                     break
             self._call(callbacks, "on_train_end", logs)
@@ -480,7 +511,7 @@ class Trainer:
         return step
 
     def _fit_epoch(self, epoch, epochs, x, y, x_val, y_val, batch_size, shuffle, callbacks,
-                   verbose, history):
+                   verbose, history, w=None):
         n = len(x)
         order = _random.shuffle_generator().permutation(n) if shuffle else None
         order = _dist.shard_order(order, n)  # data-parallel: this rank's share (else unchanged)
@@ -502,7 +533,7 @@ class Trainer:
         end_cbs = [cb for cb in callbacks if _overrides(cb, "on_batch_end")]
         try:
             self.model.train()
-            fast = self._fast_step(x, y)
+            fast = self._fast_step(x, y) if w is None else None  # weights: via the loss
             out_all = None
             if fast is not None and self.metrics:
                 # The step writes each batch's logits straight into the epoch's output array.
@@ -519,7 +550,8 @@ class Trainer:
                     value = self._fast_batch(fast, xb, yb, epoch, b, history,
                                              None if out_all is None else out_all[lo:hi])
                 else:
-                    value, out = self._step(xb, yb, epoch, b, history)
+                    value, out = self._step(xb, yb, epoch, b, history,
+                                            None if w is None else w[idx])
                     if self.metrics:
                         outs.append(out)
                 total += value * (hi - lo)
@@ -542,6 +574,8 @@ class Trainer:
                 logs[name] = float(fn(y_seen, out_all))
             if x_val is not None:
                 logs.update(self._scores(x_val, y_val, 256, prefix="val_"))
+            if self.regularizer is not None:
+                logs["penalty"] = float(self._penalty())
             logs["lr"] = lr
             if bar is not None:
                 bar.set_postfix_str(_fmt(logs), refresh=True)
@@ -558,15 +592,15 @@ class Trainer:
         """The step of ``_step`` through a SequentialStep (same results); return the loss value."""
         reg = self.regularizer
         value = fast.forward(xb, yb, out)
-        if reg is not None:
-            value += reg.penalty(self.model)
-        value = _dist.agree_finite(value)  # data-parallel: NaN on any rank stops every rank
-        if not math.isfinite(value):
-            self._non_finite(value, epoch, batch, history)
+        total = value + reg.penalty(self.model) if reg is not None else value
+        total = _dist.agree_finite(total)  # data-parallel: NaN on any rank stops every rank
+        if not math.isfinite(total):
+            self._non_finite(total, epoch, batch, history)
         fast.backward()
         if reg is not None:
             reg.add_gradients(self.model)
         _dist.average_gradients(self.optimizer)  # data-parallel: before the finiteness check
+        self._clip_gradients()
         self._optimizer_step(value, epoch, batch, history)
         return value
 
@@ -578,23 +612,27 @@ class Trainer:
             f"trainer.history. Try a lower learning rate, check the data for NaN/Inf, or "
             f"clip the inputs.", history, epoch, batch)
 
-    def _step(self, xb, yb, epoch, batch, history):
-        """One optimisation step; return (loss value incl. penalty, detached outputs)."""
+    def _clip_gradients(self):
+        if self._clip_grad_norm is not None:
+            clip_grad_norm_(self.model.parameters(), self._clip_grad_norm)
+
+    def _step(self, xb, yb, epoch, batch, history, wb=None):
+        """One optimisation step; return (data loss value, detached outputs)."""
         model, reg = self.model, self.regularizer
         self.optimizer.zero_grad()
         model.zero_grad()
         out = model(Tensor(xb))
-        loss = self.loss(out, yb)
+        loss = self.loss(out, yb) if wb is None else _args.weighted_loss(self.loss, out, yb, wb)
         value = float(loss.item())
-        if reg is not None:
-            value += reg.penalty(model)
-        value = _dist.agree_finite(value)  # data-parallel: NaN on any rank stops every rank
-        if not math.isfinite(value):
-            self._non_finite(value, epoch, batch, history)
+        total = value + reg.penalty(model) if reg is not None else value
+        total = _dist.agree_finite(total)  # data-parallel: NaN on any rank stops every rank
+        if not math.isfinite(total):
+            self._non_finite(total, epoch, batch, history)
         loss.backward()
         if reg is not None:
             reg.add_gradients(model)
         _dist.average_gradients(self.optimizer)  # data-parallel: before the finiteness check
+        self._clip_gradients()
         self._optimizer_step(value, epoch, batch, history)
         return value, (out.data.copy() if self.metrics else None)
 
