@@ -375,3 +375,32 @@ def test_weights_with_a_custom_loss_callable_explain_the_fix():
                       pydl.optim.SGD(model.parameters(), lr=0.1))
     with pytest.raises(ValueError, match="need a pydl.losses loss"):
         trainer.fit(x, y, epochs=1, verbose=0, sample_weight=np.ones(len(x)))
+
+
+def test_adam_l2_early_stopping_recipe_matches_pytorch_step_for_step():
+    """The learning-quality recipe with shared randomness (same init, no dropout, no shuffle):
+    pydl's Adam + L2 regularizer + val_loss (data loss) equal a PyTorch loop's."""
+    x, y = blobs(60, seed=4)
+    model, tmodel = twin_models(seed=2)
+    wd = 1e-3
+    trainer = Trainer(model, pydl.losses.CrossEntropyLoss(),
+                      pydl.optim.Adam(model.parameters(), lr=1e-2),
+                      regularizer=pydl.regularizers.L2(wd))
+    history = trainer.fit(x[:45], y[:45], epochs=8, batch_size=8, shuffle=False, verbose=0,
+                          validation_data=(x[45:], y[45:]))
+    opt = torch.optim.Adam(tmodel.parameters(), lr=1e-2)
+    weights = [p for name, p in tmodel.named_parameters() if name.endswith("weight")]
+    xt, yt = torch.tensor(x), torch.tensor(y)
+    val = []
+    for _ in range(8):
+        for lo in range(0, 45, 8):
+            hi = min(lo + 8, 45)
+            opt.zero_grad()
+            loss = torch.nn.functional.cross_entropy(tmodel(xt[lo:hi]), yt[lo:hi]) + \
+                wd * sum((w * w).sum() for w in weights)
+            loss.backward()
+            opt.step()
+        with torch.no_grad():
+            val.append(torch.nn.functional.cross_entropy(tmodel(xt[45:]), yt[45:]).item())
+    np.testing.assert_allclose(history.history["val_loss"], val, rtol=1e-9)
+    assert_same_weights(model, tmodel)
