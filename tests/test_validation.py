@@ -106,7 +106,7 @@ def test_real_bounds_and_messages():
     assert V.real(3, "lr", "SGD") == 3.0
     with pytest.raises(ValueError, match=r"^SGD: lr must be in \(0, inf\], got 0$"):
         V.real(0.0, "lr", "SGD", low=0.0, low_open=True)
-    with pytest.raises(ValueError, match=r"^SGD: lr must be a finite number in \[0, inf\], got inf$"):
+    with pytest.raises(ValueError, match=r"^SGD: lr must be a finite number in \[0, inf\], got inf"):
         V.real(float("inf"), "lr", "SGD", low=0.0, finite=True)
     with pytest.raises(ValueError, match="got nan"):
         V.real(float("nan"), "momentum", "SGD", low=0.0)

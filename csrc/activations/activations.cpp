@@ -28,7 +28,8 @@ void by_rows(int64_t rows, int64_t cols, F&& row_kernel) {
 template <typename T>
 void forward(Act act, T param, const T* x, T* y, int64_t n) {
   const ActFns<T>& f = fns<T>();
-  parallel_chunks(n, kGrain, [&](int64_t b, int64_t e) { f.forward(act, param, x + b, y + b, e - b); });
+  parallel_chunks(n, kGrain,
+                  [&](int64_t b, int64_t e) { f.forward(act, param, x + b, y + b, e - b); });
 }
 
 template <typename T>

@@ -3,7 +3,7 @@
 // Shapes: forward/backward take n contiguous elements; softmax takes rows x cols contiguous, the
 // reduction running along each row (the last axis).
 // Dtypes: float32 and float64.
-// Backward of relu .. tanh is written in terms of the forward OUTPUT y, so autograd keeps one array:
+// Backward of relu .. tanh is written in terms of the forward OUTPUT y (autograd keeps one array):
 //   relu:       dx = dy * (y > 0)                    (relu'(0) = 0)
 //   leaky_relu: dx = dy * (y > 0 ? 1 : slope)        (needs slope >= 0, checked by the bindings)
 //   elu:        dx = dy * (y > 0 ? 1 : y + alpha)    (needs alpha >= 0)

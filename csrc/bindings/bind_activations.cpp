@@ -149,7 +149,7 @@ struct ActEntry {
   const char* bwd_summary;
   const char* bwd_notes;
   const char* param_doc;  // its Args line(s), indented by 4
-  const char* param_raise;  // ValueError clause for it
+  const char* param_raise;  // ValueError clause for it (ends with a comma)
 };
 
 const ActEntry kActs[] = {
@@ -162,15 +162,15 @@ const ActEntry kActs[] = {
      "Apply the leaky ReLU x if x > 0 else negative_slope * x element-wise.", "",
      "Return the leaky ReLU input gradient dy * (1 if y > 0 else negative_slope) from y.", "",
      "    negative_slope: Slope for x <= 0, finite and >= 0. Default 0.01.\n",
-     "negative_slope is negative, infinite or NaN (the backward is computed from the output, "
-     "which\n        needs a non-negative slope), "},
+     "negative_slope is negative, infinite or NaN (the backward is\n        computed from the "
+     "output, which needs a non-negative slope),"},
     {"elu", Act::kElu, Param::kReal, "alpha", 1.0,
      "Apply the ELU x if x > 0 else alpha * (exp(x) - 1) element-wise.",
      "x = 0 takes the alpha branch (value 0, derivative alpha), as in PyTorch.",
      "Return the ELU input gradient dy * (1 if y > 0 else y + alpha) from the output y.", "",
      "    alpha: Scale of the negative branch, finite and >= 0. Default 1.0.\n",
-     "alpha is negative, infinite or NaN (the backward is computed from the output, which needs "
-     "a\n        non-negative alpha), "},
+     "alpha is negative, infinite or NaN (the backward is computed\n        from the output, "
+     "which needs a non-negative alpha),"},
     {"sigmoid", Act::kSigmoid, Param::kNone, "", 0.0,
      "Apply the logistic sigmoid 1 / (1 + exp(-x)) element-wise.",
      "Accurate relative to the result for large negative x; sigmoid(+inf) = 1, sigmoid(-inf) = 0.",
@@ -191,7 +191,7 @@ const ActEntry kActs[] = {
      "``preact``). The\nderivative is Phi(x) + x phi(x) (exact) or the derivative of the tanh "
      "form; it is 0 at -inf and 1\nat +inf (PyTorch gives NaN there).",
      "    approximate: \"none\" (exact) or \"tanh\", as in the forward. Default \"none\".\n",
-     "approximate is not \"none\" or \"tanh\", "},
+     "approximate is not \"none\" or \"tanh\","},
     {"silu", Act::kSilu, Param::kNone, "", 0.0,
      "Apply the sigmoid linear unit (swish) x * sigmoid(x) element-wise.",
      "Matches torch.nn.functional.silu; silu(-inf) = -0 (PyTorch gives NaN), silu(+inf) = +inf.",
@@ -213,11 +213,11 @@ std::string paragraph(const char* text) {
   return *text ? std::string(text) + "\n\n" : std::string();
 }
 
-// ", or <param> is not ..." for the TypeError line.
+// ", or <param> is not ..." for the TypeError line (on a line of its own).
 std::string param_type_clause(const ActEntry& e) {
   if (e.param == Param::kNone) return "";
-  if (e.param == Param::kApproximate) return ", or approximate is not a str";
-  return std::string(", or ") + e.pname + " is not a real number";
+  if (e.param == Param::kApproximate) return ",\n        or approximate is not a str";
+  return std::string(",\n        or ") + e.pname + " is not a real number";
 }
 
 const char* forward_doc(const ActEntry& e) {
@@ -227,7 +227,8 @@ const char* forward_doc(const ActEntry& e) {
               "Default None.\n\nReturns:\n    The result array (``out`` when given). NaN stays "
               "NaN.\n\nRaises:\n    TypeError: x is not a float32/float64 ndarray, out has another "
               "dtype" + param_type_clause(e) + ".\n    ValueError: " + e.param_raise +
-              "or out is unusable (wrong shape, read-only, not C-contiguous).\n");
+              (*e.param_raise ? "\n        or " : "") +
+              "out is unusable (wrong shape, read-only, not C-contiguous).\n");
 }
 
 const char* backward_doc(const ActEntry& e) {
@@ -241,7 +242,7 @@ const char* backward_doc(const ActEntry& e) {
               s + ").\n        Default None.\n\nReturns:\n    dx, the gradient with respect to x "
               "(``out`` when given).\n\nRaises:\n    TypeError: dy or " + s +
               " is not a float32/float64 ndarray, or their dtypes differ" + param_type_clause(e) +
-              ".\n    ValueError: " + e.param_raise + "dy and " + s +
+              ".\n    ValueError: " + e.param_raise + (*e.param_raise ? " " : "") + "dy and " + s +
               " differ in shape, or out is unusable.\n");
 }
 

@@ -89,15 +89,15 @@ std::string args_doc(bool grad, bool free_ratio) {
                : "\nReturns:\n    The penalty as a Python float (0.0 for an empty w).\n");
 }
 
-std::string raises_doc(bool grad) {
+std::string raises_doc(bool grad, bool free_ratio) {
+  const std::string hyper = free_ratio ? "wd or l1_ratio" : "wd";
+  const std::string ratio = free_ratio ? ", or l1_ratio is outside [0, 1] or NaN" : "";
   return grad ? "\nRaises:\n    TypeError: w is not a float32/float64 ndarray, grad is not an "
-                "ndarray of w's dtype, or wd or\n        l1_ratio is not a real number.\n    "
+                "ndarray of w's dtype, or\n        " + hyper + " is not a real number.\n    "
                 "ValueError: grad's shape differs from w's, grad is read-only, not C-contiguous or "
-                "overlaps\n        w, wd is negative or NaN, or l1_ratio is outside [0, 1] or "
-                "NaN.\n"
-              : "\nRaises:\n    TypeError: w is not a float32/float64 ndarray, or wd or l1_ratio "
-                "is not a real number.\n    ValueError: wd is negative or NaN, or l1_ratio is "
-                "outside [0, 1] or NaN.\n";
+                "overlaps\n        w, wd is negative or NaN" + ratio + ".\n"
+              : "\nRaises:\n    TypeError: w is not a float32/float64 ndarray, or " + hyper +
+                " is not a real number.\n    ValueError: wd is negative or NaN" + ratio + ".\n";
 }
 
 const char* const kSumNote =
@@ -118,10 +118,11 @@ void bind_penalties(py::module_& m) {
     std::string& bop_s = names[&e - kPenalties] = std::string(e.name) + "_backward";
     const char* bop = bop_s.c_str();
     const char* vdoc = (docs[d++] = e.value_doc + std::string(kSumNote) +
-                                    args_doc(false, free_ratio) + raises_doc(false))
+                                    args_doc(false, free_ratio) + raises_doc(false, free_ratio))
                            .c_str();
     const char* bdoc =
-        (docs[d++] = e.grad_doc + args_doc(true, free_ratio) + raises_doc(true)).c_str();
+        (docs[d++] = e.grad_doc + args_doc(true, free_ratio) + raises_doc(true, free_ratio))
+            .c_str();
     if (free_ratio) {
       m.def(
           vop,

@@ -335,7 +335,8 @@ inline Vd load_f64(const double* p) { return loadu(p); }
 inline Vd load_f64(const float* p) { return {_mm256_cvtps_pd(_mm_loadu_ps(p))}; }
 inline Vd load_f64_partial(const double* p, int64_t n) { return load_partial(p, n); }
 inline Vd load_f64_partial(const float* p, int64_t n) {
-  const __m128i m = _mm_cmpgt_epi32(_mm_set1_epi32(static_cast<int>(n)), _mm_setr_epi32(0, 1, 2, 3));
+  const __m128i m =
+      _mm_cmpgt_epi32(_mm_set1_epi32(static_cast<int>(n)), _mm_setr_epi32(0, 1, 2, 3));
   return {_mm256_cvtps_pd(_mm_maskload_ps(p, m))};
 }
 

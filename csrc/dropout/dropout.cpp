@@ -39,7 +39,8 @@ template <typename T>
 void backward(T* dx, const T* dy, const uint8_t* mask, double p, int64_t n) {
   const auto bwd = fns_of<T>(kernels().dropout).backward;
   const T scale = keep_scale<T>(p);
-  parallel_chunks(n, kGrain, [&](int64_t b, int64_t e) { bwd(dx + b, dy + b, mask + b, scale, e - b); });
+  parallel_chunks(n, kGrain,
+                  [&](int64_t b, int64_t e) { bwd(dx + b, dy + b, mask + b, scale, e - b); });
 }
 
 void keep_mask(uint8_t* mask, const DropoutStream& s, int64_t n) {
