@@ -73,7 +73,14 @@ def stub_signatures():
 
 def compiled_functions():
     return {n: getattr(_core, n) for n in dir(_core)
-            if not n.startswith("__") and callable(getattr(_core, n))}
+            if not n.startswith("__") and not isinstance(getattr(_core, n), type)
+            and callable(getattr(_core, n))}
+
+
+def test_stub_lists_exactly_the_compiled_classes():
+    stub = {n.name for n in ast.parse(STUB.read_text()).body if isinstance(n, ast.ClassDef)}
+    compiled = {n for n in dir(_core) if isinstance(getattr(_core, n), type)}
+    assert stub == compiled
 
 
 def test_stub_lists_exactly_the_compiled_functions():
