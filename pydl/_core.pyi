@@ -4,6 +4,13 @@ from typing import Literal, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
+# --- runtime ---
+def get_num_threads() -> int: ...
+def set_num_threads(n: int) -> None: ...
+def isa() -> str: ...
+def supported_isas() -> list[str]: ...
+def _set_isa(name: str) -> None: ...
+
 # --- losses ---
 def softmax_cross_entropy(
     logits: np.ndarray,
@@ -131,6 +138,7 @@ def linear(
     negative_slope: float = 0.01,
     alpha: float = 1.0,
     out: Optional[np.ndarray] = None,
+    preact: Optional[np.ndarray] = None,
 ) -> np.ndarray: ...
 
 # --- activations ---
@@ -162,6 +170,24 @@ def tanh(x: np.ndarray, *, out: Optional[np.ndarray] = None) -> np.ndarray: ...
 def tanh_backward(
     dy: np.ndarray, y: np.ndarray, *, out: Optional[np.ndarray] = None
 ) -> np.ndarray: ...
+def gelu(
+    x: np.ndarray,
+    approximate: Literal["none", "tanh"] = "none",
+    *,
+    out: Optional[np.ndarray] = None,
+) -> np.ndarray: ...
+def gelu_backward(
+    dy: np.ndarray,
+    x: np.ndarray,
+    approximate: Literal["none", "tanh"] = "none",
+    *,
+    out: Optional[np.ndarray] = None,
+) -> np.ndarray: ...
+def silu(x: np.ndarray, *, out: Optional[np.ndarray] = None) -> np.ndarray: ...
+def silu_backward(
+    dy: np.ndarray, x: np.ndarray, *, out: Optional[np.ndarray] = None
+) -> np.ndarray: ...
+def _erf(x: np.ndarray, complement: bool = False) -> np.ndarray: ...
 def softmax(
     x: np.ndarray, axis: int = -1, *, out: Optional[np.ndarray] = None
 ) -> np.ndarray: ...

@@ -26,21 +26,15 @@ py::array strided_input(const py::array& a, int64_t& s0, int64_t& s1) {
   return r;
 }
 
+// The GEMM of the active table for T, its epilogue using the same table's activations.
 template <typename T>
-void run_gemm(const KernelTable& kt, GemmArgs<T>& g);
-
-template <>
-void run_gemm<float>(const KernelTable& kt, GemmArgs<float>& g) {
-  g.act_fns = &kt.act.f32;
-  py::gil_scoped_release release;
-  kt.gemm.sgemm(g);
-}
-
-template <>
-void run_gemm<double>(const KernelTable& kt, GemmArgs<double>& g) {
-  g.act_fns = &kt.act.f64;
-  py::gil_scoped_release release;
-  kt.gemm.dgemm(g);
+void run_gemm(const KernelTable& kt, GemmArgs<T>& g) {
+  g.act_fns = &fns_of<T>(kt.act);
+  if constexpr (sizeof(T) == 4) {
+    nogil(kt.gemm.sgemm, g);
+  } else {
+    nogil(kt.gemm.dgemm, g);
+  }
 }
 
 // op(a) @ op(b) into a checked C-contiguous output.
@@ -95,33 +89,16 @@ py::object matmul(py::handle a_obj, py::handle b_obj, bool trans_a, bool trans_b
     require_no_overlap(c, a, op, "out", "a");
     require_no_overlap(c, b, op, "out", "b");
   }
-  if (dt == DType::kF32) {
-    matmul_typed<float>(a, trans_a, b, trans_b, c, m, n, k, accumulate);
-  } else {
-    matmul_typed<double>(a, trans_a, b, trans_b, c, m, n, k, accumulate);
-  }
+  by_dtype(dt, [&](auto t) {
+    matmul_typed<decltype(t)>(a, trans_a, b, trans_b, c, m, n, k, accumulate);
+  });
   return std::move(c);
-}
-
-Act parse_activation(py::handle act) {
-  if (act.is_none()) return Act::kNone;
-  if (!py::isinstance<py::str>(act)) {
-    throw py::type_error("linear: activation must be None or a str, got " +
-                         std::string(py::str(py::type::handle_of(act).attr("__name__"))));
-  }
-  const std::string name = act.cast<std::string>();
-  if (name == "relu") return Act::kRelu;
-  if (name == "leaky_relu") return Act::kLeakyRelu;
-  if (name == "elu") return Act::kElu;
-  if (name == "sigmoid") return Act::kSigmoid;
-  if (name == "tanh") return Act::kTanh;
-  throw py::value_error("linear: unknown activation '" + name +
-                        "'; expected None, 'relu', 'leaky_relu', 'elu', 'sigmoid' or 'tanh'");
 }
 
 template <typename T>
 void linear_typed(const KernelTable& kt, const py::array& x, const py::array& w,
-                  const py::array* bias, py::array& y, Act act, double param) {
+                  const py::array* bias, py::array& y, py::array* pre, Act act,
+                  double param) {
   GemmArgs<T> g;
   g.m = x.shape(0);
   g.n = w.shape(0);
@@ -142,13 +119,15 @@ void linear_typed(const KernelTable& kt, const py::array& x, const py::array& w,
     bv = aligned_contiguous_copy(*bias);
     g.bias = cptr<T>(bv);
   }
+  if (pre) g.pre = ptr<T>(*pre);
   g.act = act;
   g.act_param = static_cast<T>(param);
   run_gemm<T>(kt, g);
 }
 
 py::object linear(py::handle x_obj, py::handle w_obj, py::handle b_obj, py::handle act_obj,
-                  double negative_slope, double alpha, py::handle out_obj) {
+                  RealArg slope_obj, RealArg alpha_obj, py::handle out_obj,
+                  py::handle preact_obj) {
   const char* op = "linear";
   py::array x = require_array(x_obj, op, "x");
   py::array w = require_array(w_obj, op, "w");
@@ -172,10 +151,10 @@ py::object linear(py::handle x_obj, py::handle w_obj, py::handle b_obj, py::hand
                             shape_str(w) + ", got " + shape_str(b));
     }
   }
-  const Act act = parse_activation(act_obj);
+  const Act act = parse_linear_activation(act_obj);
   const double inf = std::numeric_limits<double>::infinity();
-  require_range(negative_slope, 0.0, inf, op, "negative_slope");
-  require_range(alpha, 0.0, inf, op, "alpha");
+  const double negative_slope = real_in(slope_obj, 0.0, inf, op, "negative_slope");
+  const double alpha = real_in(alpha_obj, 0.0, inf, op, "alpha");
   const double param = act == Act::kLeakyRelu ? negative_slope : act == Act::kElu ? alpha : 0.0;
   const KernelTable& kt = kernels();
   const bool have_act = dt == DType::kF32 ? kt.act.f32.forward != nullptr
@@ -192,12 +171,17 @@ py::object linear(py::handle x_obj, py::handle w_obj, py::handle b_obj, py::hand
     require_no_overlap(y, w, op, "out", "w");
     if (!b_obj.is_none()) require_no_overlap(y, b, op, "out", "b");
   }
-  const py::array* bp = b_obj.is_none() ? nullptr : &b;
-  if (dt == DType::kF32) {
-    linear_typed<float>(kt, x, w, bp, y, act, param);
-  } else {
-    linear_typed<double>(kt, x, w, bp, y, act, param);
+  py::array pre;
+  if (!preact_obj.is_none()) {
+    pre = output(preact_obj, shape, dt, op, "preact");
+    require_no_overlap(pre, x, op, "preact", "x");
+    require_no_overlap(pre, w, op, "preact", "w");
+    require_no_overlap(pre, y, op, "preact", "out");
+    if (!b_obj.is_none()) require_no_overlap(pre, b, op, "preact", "b");
   }
+  const py::array* bp = b_obj.is_none() ? nullptr : &b;
+  py::array* pp = preact_obj.is_none() ? nullptr : &pre;
+  by_dtype(dt, [&](auto t) { linear_typed<decltype(t)>(kt, x, w, bp, y, pp, act, param); });
   return std::move(y);
 }
 
@@ -239,7 +223,7 @@ Example:
 )doc");
   m.def("linear", &linear, py::arg("x"), py::arg("w"), py::arg("b") = py::none(),
         py::arg("activation") = py::none(), py::kw_only(), py::arg("negative_slope") = 0.01,
-        py::arg("alpha") = 1.0, py::arg("out") = py::none(),
+        py::arg("alpha") = 1.0, py::arg("out") = py::none(), py::arg("preact") = py::none(),
         R"doc(Apply a dense layer: activation(x @ w.T + b), in one fused pass.
 
 The bias and activation are applied to each block of the product while it is still in cache,
@@ -249,11 +233,16 @@ Args:
     x: (batch, in_features) float32 or float64 array.
     w: (out_features, in_features) array of the same dtype (PyTorch's Linear.weight layout).
     b: Optional (out_features,) bias of the same dtype. Default None.
-    activation: None, "relu", "leaky_relu", "elu", "sigmoid" or "tanh". Default None.
+    activation: None, "relu", "leaky_relu", "elu", "sigmoid", "tanh", "gelu" (exact),
+        "gelu_tanh" (GELU's tanh form) or "silu". Default None.
     negative_slope: Slope of leaky_relu for x < 0; must be >= 0. Default 0.01.
     alpha: Scale of elu for x < 0; must be >= 0. Default 1.0.
     out: Optional C-contiguous, writeable (batch, out_features) array to write into; must not
         overlap x, w or b. Default None (a new array).
+    preact: Optional C-contiguous, writeable (batch, out_features) array that receives
+        x @ w.T + b before the activation, written in the same fused pass. gelu_backward and
+        silu_backward take it (those activations cannot be inverted from their output); must not
+        overlap x, w, b or out. Default None.
 
 Returns:
     The (batch, out_features) activations (`out` itself when given).
@@ -262,7 +251,7 @@ Raises:
     TypeError: an array argument is not a numpy array or not float32/float64, the dtypes differ,
         or activation is not None or a str.
     ValueError: wrong ndim; in_features of x and w differ; b has the wrong shape; an unknown
-        activation; negative or NaN negative_slope/alpha; an unusable `out`.
+        activation; negative or NaN negative_slope/alpha; an unusable `out` or `preact`.
 )doc");
 }
 
