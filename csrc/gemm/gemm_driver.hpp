@@ -14,8 +14,11 @@
 // element of C is summed in the same order (KC blocks depend only on k, products inside a block run
 // p = 0..kc-1) whatever the grid, so results are bit-identical for any thread count.
 //
-// A traits struct K describes one ISA/dtype: K::T (element), K::V (vector ops: R, kLanes, zero,
-// load, loadu, bcast, fma, add, storeu), tile sizes MR/NR and cache blocks KC/MC/NC.
+// Shapes with m <= 8 or n <= 16 first try the never-packing kernels of gemm_skinny.hpp.
+//
+// A traits struct K describes one ISA/dtype: K::T (element) and the micro-kernel tile MR x NR
+// (NR a multiple of simd::Vec<T>::W). Vector code uses simd::Vec<T> of the including ISA; the
+// cache blocks KC/MC/NC come from gemm_blocking() once per process (gemm_blocking.hpp).
 #pragma once
 
 #include <immintrin.h>
@@ -25,24 +28,27 @@
 
 #include "common/isa.hpp"
 #include "common/parallel.hpp"
+#include "common/simd.hpp"
 #include "common/workspace.hpp"
 #include "gemm/gemm.hpp"
 #include "gemm/gemm_epilogue.hpp"
+#include "gemm/gemm_skinny.hpp"
 
 namespace pydl {
 namespace PYDL_ISA_NS {
 namespace gemm_detail {
 
-inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
-inline int64_t round_up(int64_t a, int64_t b) { return ceil_div(a, b) * b; }
-inline int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
+// The tile and cache blocks of K, computed once per process.
+template <class K>
+const GemmBlocking& blocking() {
+  static const GemmBlocking b = gemm_blocking(K::MR, K::NR, sizeof(typename K::T));
+  return b;
+}
 
-// Below this many multiply-adds per thread (~10 us on one core), a second thread costs more than it
-// saves. The hand-off alone is a few microseconds on an idle machine, but on a busy one the worker
-// may be descheduled while the caller waits for its task: measured on a loaded 2-core machine, 2^17
-// made a batch-32 MLP step (32x256x256 GEMMs) 2x slower with 2 threads than with 1; with 2^21 a
-// GEMM splits only when each thread gets enough work to absorb that (e.g. 32x784x512 does).
-constexpr int64_t kMinMacsPerThread = int64_t{1} << 21;
+template <class K>
+GemmBlocking blocking_copy() {
+  return blocking<K>();
+}
 
 // B is read in place (not packed) when C has at most this many MR-row panels (see gemm_block).
 constexpr int64_t kDirectBMaxPanels = 4;
@@ -120,24 +126,11 @@ void pack_panel(T* dst, const T* src, int64_t s_r, int64_t s_p, int64_t rows, in
   }
 }
 
-// How an mc-row block is cut into micro-panels of at most MR rows: as few as possible, with row
-// counts differing by at most one (m = 32 with MR = 14 gives 11, 11, 10 rather than 14, 14, 4,
-// whose 4-row micro-kernel keeps few accumulators busy). Panel t holds rows(t) rows from
-// start(t) and is packed MR wide (zero-padded) at t * MR * kc. Results do not depend on the cut:
-// every element of C is still summed over p = 0..kc-1 in order.
-struct RowPanels {
-  int64_t count = 0, base = 0, extra = 0;  // the first `extra` panels have base + 1 rows
-  int64_t start(int64_t t) const { return t * base + min64(t, extra); }
-  int64_t rows(int64_t t) const { return base + (t < extra ? 1 : 0); }
-};
-
-inline RowPanels row_panels(int64_t mc, int64_t mr) {
-  RowPanels p;
-  p.count = ceil_div(mc, mr);
-  p.base = mc / p.count;
-  p.extra = mc % p.count;
-  return p;
-}
+// An mc-row block is cut into micro-panels of at most MR rows by even_split (gemm_skinny.hpp):
+// as few as possible, with row counts differing by at most one (m = 32 with MR = 14 gives 11, 11,
+// 10 rather than 14, 14, 4, whose 4-row micro-kernel keeps few accumulators busy). Panel t holds
+// rows(t) rows from start(t) and is packed MR wide (zero-padded) at t * MR * kc. Results do not
+// depend on the cut: every element of C is still summed over p = 0..kc-1 in order.
 
 // c (M x NR, row stride ldc) = [c +] a (packed, kc x MR) @ b (kc x NR, row stride ldb: NR when
 // packed, or B's own row stride when read in place).
@@ -147,23 +140,24 @@ __attribute__((noinline)) void micro_kernel(int64_t kc, const typename K::T* __r
                                             const typename K::T* __restrict b, int64_t ldb,
                                             typename K::T* __restrict c, int64_t ldc,
                                             bool load_c) {
-  using V = typename K::V;
-  using R = typename V::R;
-  constexpr int NV = K::NR / V::kLanes;
-  R acc[M][NV];
+  using T = typename K::T;
+  using V = simd::Vec<T>;
+  constexpr int NV = K::NR / V::W;
+  static_assert(NV * V::W == K::NR, "NR must be a whole number of vectors");
+  V acc[M][NV];
 #pragma GCC unroll 16
   for (int r = 0; r < M; ++r)
 #pragma GCC unroll 8
-    for (int v = 0; v < NV; ++v) acc[r][v] = V::zero();
+    for (int v = 0; v < NV; ++v) acc[r][v] = simd::zero<V>();
   for (int64_t p = 0; p < kc; ++p) {
-    R bv[NV];
+    V bv[NV];
 #pragma GCC unroll 8
-    for (int v = 0; v < NV; ++v) bv[v] = V::loadu(b + v * V::kLanes);
+    for (int v = 0; v < NV; ++v) bv[v] = simd::loadu(b + v * V::W);
 #pragma GCC unroll 16
     for (int r = 0; r < M; ++r) {
-      const R ar = V::bcast(a + r);
+      const V ar = simd::set1(a[r]);
 #pragma GCC unroll 8
-      for (int v = 0; v < NV; ++v) acc[r][v] = V::fma(ar, bv[v], acc[r][v]);
+      for (int v = 0; v < NV; ++v) acc[r][v] = simd::fmadd(ar, bv[v], acc[r][v]);
     }
     a += K::MR;
     b += ldb;
@@ -172,8 +166,8 @@ __attribute__((noinline)) void micro_kernel(int64_t kc, const typename K::T* __r
   for (int r = 0; r < M; ++r) {
 #pragma GCC unroll 8
     for (int v = 0; v < NV; ++v) {
-      typename K::T* cp = c + r * ldc + v * V::kLanes;
-      V::storeu(cp, load_c ? V::add(V::loadu(cp), acc[r][v]) : acc[r][v]);
+      T* cp = c + r * ldc + v * V::W;
+      simd::storeu(cp, load_c ? simd::loadu(cp) + acc[r][v] : acc[r][v]);
     }
   }
 }
@@ -203,7 +197,7 @@ void macro_kernel(const GemmArgs<typename K::T>& g, const typename K::T* pa,
   using T = typename K::T;
   alignas(64) T tile[K::MR * K::NR];
   const bool epilogue = last && has_epilogue(g);
-  const RowPanels panels = row_panels(mc, K::MR);
+  const EvenSplit panels = even_split(mc, K::MR);
   for (int64_t jr = 0; jr < nc; jr += K::NR) {
     const int64_t nr = min64(K::NR, nc - jr);
     const bool in_place = b_direct != nullptr && nr == K::NR;
@@ -234,11 +228,12 @@ void macro_kernel(const GemmArgs<typename K::T>& g, const typename K::T* pa,
 
 // The whole GEMM restricted to C[i0:i1, j0:j1], single-threaded, with this thread's buffers.
 template <class K>
-void gemm_block(const GemmArgs<typename K::T>& g, int64_t kc_block, int64_t i0, int64_t i1,
-                int64_t j0, int64_t j1) {
+void gemm_block(const GemmArgs<typename K::T>& g, const GemmBlocking& bl, int64_t kc_block,
+                int64_t i0, int64_t i1, int64_t j0, int64_t j1) {
   using T = typename K::T;
-  const int64_t nc_max = round_up(min64(K::NC, j1 - j0), K::NR);
-  const int64_t mc_max = round_up(min64(K::MC, i1 - i0), K::MR);
+  const int64_t NC = bl.nc, MC = bl.mc;
+  const int64_t nc_max = round_up(min64(NC, j1 - j0), K::NR);
+  const int64_t mc_max = round_up(min64(MC, i1 - i0), K::MR);
   T* pa = static_cast<T*>(thread_workspace(WorkspaceSlot::kPackA, mc_max * kc_block * sizeof(T)));
   T* pb = static_cast<T*>(thread_workspace(WorkspaceSlot::kPackB, nc_max * kc_block * sizeof(T)));
   // With few rows of C, each B element is used by only a few micro-kernel calls, so copying B
@@ -246,8 +241,8 @@ void gemm_block(const GemmArgs<typename K::T>& g, int64_t kc_block, int64_t i0, 
   // pack, the product ~115 us). When B's rows are contiguous (a plain, not transposed, B) its
   // full panels are then read in place instead; the arithmetic, and so the result, is the same.
   const bool direct_b = g.cs_b == 1 && g.m <= kDirectBMaxPanels * K::MR;
-  for (int64_t jc = j0; jc < j1; jc += K::NC) {
-    const int64_t nc = min64(K::NC, j1 - jc);
+  for (int64_t jc = j0; jc < j1; jc += NC) {
+    const int64_t nc = min64(NC, j1 - jc);
     for (int64_t pc = 0; pc < g.k; pc += kc_block) {
       const int64_t kc = min64(kc_block, g.k - pc);
       const bool load_c = g.accumulate || pc > 0;
@@ -258,9 +253,9 @@ void gemm_block(const GemmArgs<typename K::T>& g, int64_t kc_block, int64_t i0, 
                              min64(K::NR, nc - jr), kc);
       }
       const T* b_direct = direct_b ? g.b + pc * g.rs_b + jc : nullptr;
-      for (int64_t ic = i0; ic < i1; ic += K::MC) {
-        const int64_t mc = min64(K::MC, i1 - ic);
-        const RowPanels panels = row_panels(mc, K::MR);
+      for (int64_t ic = i0; ic < i1; ic += MC) {
+        const int64_t mc = min64(MC, i1 - ic);
+        const EvenSplit panels = even_split(mc, K::MR);
         for (int64_t t = 0; t < panels.count; ++t)
           pack_panel<T, K::MR>(pa + t * K::MR * kc,
                                g.a + (ic + panels.start(t)) * g.rs_a + pc * g.cs_a, g.rs_a,
@@ -315,14 +310,25 @@ void gemm(const GemmArgs<typename K::T>& g) {
     gemm_empty_k(g);
     return;
   }
-  // Near-equal KC blocks (k = 784 -> 200, 200, 200, 184 rather than 3 x 256 + 16) so no block is
-  // a short, slow one; multiples of 8 keep packing on its transpose fast path.
-  const int64_t kc_block = round_up(ceil_div(g.k, ceil_div(g.k, K::KC)), 8);
+  if (skinny_gemm(g)) return;
+  const GemmBlocking& bl = blocking<K>();
+  // Near-equal KC blocks (k = 784 with KC = 320 -> 264, 264, 256 rather than 320, 320, 144) so no
+  // block is a short, slow one; multiples of 8 keep packing on its transpose fast path.
+  const int64_t kc_block = round_up(ceil_div(g.k, ceil_div(g.k, bl.kc)), 8);
   const Grid grid = plan_grid<K>(g.m, g.n, g.k);
   parallel_for(grid.mt * grid.nt, [&](int64_t t) {
     const int64_t i0 = (t / grid.nt) * grid.mb, j0 = (t % grid.nt) * grid.nb;
-    gemm_block<K>(g, kc_block, i0, min64(g.m, i0 + grid.mb), j0, min64(g.n, j0 + grid.nb));
+    gemm_block<K>(g, bl, kc_block, i0, min64(g.m, i0 + grid.mb), j0, min64(g.n, j0 + grid.nb));
   });
+}
+
+// The table entries of one ISA: C = op(A) @ op(B) for float (tile SMR x SNR) and double.
+template <class KS, class KD>
+void fill_gemm_table(GemmTable& t) {
+  t.sgemm = &gemm<KS>;
+  t.dgemm = &gemm<KD>;
+  t.sblocking = &blocking_copy<KS>;
+  t.dblocking = &blocking_copy<KD>;
 }
 
 }  // namespace gemm_detail
