@@ -271,6 +271,7 @@ struct Grid {
   int64_t mt = 1, nt = 1, mb = 0, nb = 0;
 };
 
+// For the products gemm_shared_b does not take (few rows, or one thread).
 // Uses up to get_num_threads() tasks, fewer when each would get too little work, and among the
 // mt x nt factorisations picks the one with the smallest rectangle perimeter mb + nb: that is the
 // least packing per task (A rows + B columns) and the squarest blocks. A small m (an MLP batch)
@@ -280,10 +281,7 @@ Grid plan_grid(int64_t m, int64_t n, int64_t k) {
   Grid best;
   best.mb = m;
   best.nb = n;
-  const double macs = static_cast<double>(m) * static_cast<double>(n) * static_cast<double>(k);
-  int64_t tasks = get_num_threads();
-  if (macs / static_cast<double>(kMinMacsPerThread) < static_cast<double>(tasks))
-    tasks = static_cast<int64_t>(macs / static_cast<double>(kMinMacsPerThread));
+  const int64_t tasks = task_count(m, n, k, int64_t{1} << 30);
   if (tasks <= 1) return best;
   int64_t best_cost = -1;
   for (int64_t mt = 1; mt <= tasks; ++mt) {
@@ -303,6 +301,68 @@ Grid plan_grid(int64_t m, int64_t n, int64_t k) {
   return best;
 }
 
+// Threads, large m: B packed once and shared, C split by rows (BLIS's ic loop in parallel).
+//
+// Why not the grid of gemm_block tasks here: cutting C into one rectangle per thread makes every
+// thread pack all of A when the cut is along n (or all of B when along m), and each thread keeps
+// its own KC x NC block of B in the shared L3, so two threads move almost the packing traffic of
+// two whole products and halve each other's L3. Here op(B)[:, jc:jc+nc] is packed once, for the
+// whole k, by all threads (one parallel pass over its NR-wide panels), then the rows of C are cut
+// into blocks of at most MC rows, a multiple of the thread count of them, which threads claim
+// one by one: each packs only its own rows of A (into its L2) and runs the k loop against the
+// shared B. Two pool hand-offs per NC block of columns (usually one block), nothing shared is
+// written twice, and a thread that is slowed down (a busy machine) leaves its remaining row
+// blocks to the others. Every element of C still gets the same micro-kernel arithmetic over the
+// same KC blocks, so results are bit-identical to the grid path and to any thread count.
+template <class K>
+void gemm_shared_b(const GemmArgs<typename K::T>& g, const GemmBlocking& bl, int64_t kc_block,
+                   int64_t tasks) {
+  using T = typename K::T;
+  const int64_t n_pc = ceil_div(g.k, kc_block);
+  // The packed k x nc block is shared by `tasks` cores: give it their L3 shares (the model's
+  // KC x NC block each), so it stays in L3 while every row block streams over it.
+  int64_t nc_max = bl.nc * bl.kc * tasks / g.k / K::NR * K::NR;
+  if (nc_max < 4 * K::NR) nc_max = 4 * K::NR;
+  nc_max = min64(nc_max, round_up(g.n, K::NR));
+  T* pb = static_cast<T*>(
+      thread_workspace(WorkspaceSlot::kPackB, static_cast<size_t>(n_pc * kc_block * nc_max) * sizeof(T)));
+  // Row blocks: at least one per thread, a multiple of the thread count, at most MC rows each.
+  int64_t n_ic = round_up(ceil_div(g.m, bl.mc), tasks);
+  const EvenSplit ic_split = even_split(ceil_div(g.m, K::MR), ceil_div(ceil_div(g.m, K::MR), n_ic));
+  for (int64_t jc = 0; jc < g.n; jc += nc_max) {
+    const int64_t nc = min64(nc_max, g.n - jc);
+    const int64_t n_jr = ceil_div(nc, K::NR);
+    // Pack: panel (pc, jr) at pb + pc * kc_block * nc_max + jr * NR * kc (kc of that block).
+    const EvenSplit pack_split = even_split(n_pc * n_jr, ceil_div(n_pc * n_jr, tasks));
+    parallel_for(pack_split.count, [&](int64_t t) {
+      const int64_t u0 = pack_split.start(t), u1 = u0 + pack_split.rows(t);
+      for (int64_t u = u0; u < u1; ++u) {
+        const int64_t ip = u / n_jr, jr = (u % n_jr) * K::NR, pc = ip * kc_block;
+        const int64_t kc = min64(kc_block, g.k - pc);
+        pack_panel<T, K::NR>(pb + ip * kc_block * nc_max + jr * kc,
+                             g.b + pc * g.rs_b + (jc + jr) * g.cs_b, g.cs_b, g.rs_b,
+                             min64(K::NR, nc - jr), kc);
+      }
+    });
+    parallel_for(ic_split.count, [&](int64_t t) {
+      const int64_t ic = ic_split.start(t) * K::MR;
+      const int64_t mc = min64(ic_split.rows(t) * K::MR, g.m - ic);
+      if (mc <= 0) return;
+      T* pa = static_cast<T*>(thread_workspace(
+          WorkspaceSlot::kPackA, static_cast<size_t>(round_up(mc, K::MR) * kc_block) * sizeof(T)));
+      for (int64_t ip = 0; ip < n_pc; ++ip) {
+        const int64_t pc = ip * kc_block, kc = min64(kc_block, g.k - pc);
+        const EvenSplit panels = even_split(mc, K::MR);
+        for (int64_t q = 0; q < panels.count; ++q)
+          pack_panel<T, K::MR>(pa + q * K::MR * kc, g.a + (ic + panels.start(q)) * g.rs_a + pc * g.cs_a,
+                               g.rs_a, g.cs_a, panels.rows(q), kc);
+        macro_kernel<K>(g, pa, pb + ip * kc_block * nc_max, nullptr, 0, ic, mc, jc, nc, kc,
+                        g.accumulate || pc > 0, pc + kc == g.k);
+      }
+    });
+  }
+}
+
 template <class K>
 void gemm(const GemmArgs<typename K::T>& g) {
   if (g.m == 0 || g.n == 0) return;
@@ -310,11 +370,17 @@ void gemm(const GemmArgs<typename K::T>& g) {
     gemm_empty_k(g);
     return;
   }
-  if (skinny_gemm(g)) return;
   const GemmBlocking& bl = blocking<K>();
   // Near-equal KC blocks (k = 784 with KC = 320 -> 264, 264, 256 rather than 320, 320, 144) so no
   // block is a short, slow one; multiples of 8 keep packing on its transpose fast path.
   const int64_t kc_block = round_up(ceil_div(g.k, ceil_div(g.k, bl.kc)), 8);
+  if (skinny_gemm(g, kc_block)) return;
+  const int64_t tasks = task_count(g.m, g.n, g.k, int64_t{1} << 30);
+  // Rows enough for every thread to get row blocks of at least 4 micro-panels: share B.
+  if (tasks > 1 && g.m >= tasks * 4 * K::MR) {
+    gemm_shared_b<K>(g, bl, kc_block, tasks);
+    return;
+  }
   const Grid grid = plan_grid<K>(g.m, g.n, g.k);
   parallel_for(grid.mt * grid.nt, [&](int64_t t) {
     const int64_t i0 = (t / grid.nt) * grid.mb, j0 = (t % grid.nt) * grid.nb;

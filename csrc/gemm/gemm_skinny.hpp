@@ -11,7 +11,8 @@
 //    sum. A rows that are not contiguous (op(A) = A.T) are first copied when m <= 8 (m * k
 //    elements, against m * n * k multiply-adds).
 //  - row: op(B) row p contiguous along n (cs_b == 1). C[i, j0:j0+cw] accumulates
-//    A[i, p] * B[p, j0:j0+cw] over p = 0..k-1 for R rows at once, the last vector masked.
+//    A[i, p] * B[p, j0:j0+cw] over p = 0..k-1 for R rows at once, the last vector masked, in the
+//    blocked driver's KC blocks: the same bits as the packed path.
 // Other layouts (both strides non-unit) go to the blocked driver.
 //
 // Every element of C is computed by one kernel call whose arithmetic depends only on k and the
@@ -184,82 +185,90 @@ constexpr int row_vecs(int r) {
 }
 
 // c[r * ldc + j] (+)= sum_p a[r * rs_a + p * cs_a] * b[p * rs_b + j] for r < R and
-// j < (NV - 1) * W + tail; the last vector has `tail` lanes (all W unless kTail).
+// j < (NV - 1) * W + tail; the last vector has `tail` lanes (all W unless kTail). The sum runs in
+// the blocked driver's KC blocks: each block's products are summed from zero, p in order, and
+// added to C (C + block), so every element gets the very bits the packed micro-kernel gives it.
 template <typename T, int R, int NV, bool kTail>
-__attribute__((noinline)) void row_kernel(int64_t k, const T* __restrict a, int64_t rs_a,
-                                          int64_t cs_a, const T* __restrict b, int64_t rs_b,
-                                          T* __restrict c, int64_t ldc, int64_t tail,
-                                          bool accumulate) {
+__attribute__((noinline)) void row_kernel(int64_t k, int64_t kcb, const T* __restrict a,
+                                          int64_t rs_a, int64_t cs_a, const T* __restrict b,
+                                          int64_t rs_b, T* __restrict c, int64_t ldc,
+                                          int64_t tail, bool accumulate) {
   using V = simd::Vec<T>;
   constexpr int W = V::W;
-  V acc[R][NV];
+  for (int64_t pc = 0; pc < k; pc += kcb) {
+    const int64_t pe = min64(k, pc + kcb);
+    V acc[R][NV];
 #pragma GCC unroll 8
-  for (int r = 0; r < R; ++r)
+    for (int r = 0; r < R; ++r)
 #pragma GCC unroll 8
-    for (int v = 0; v < NV; ++v) acc[r][v] = simd::zero<V>();
-  for (int64_t p = 0; p < k; ++p) {
-    const T* bp = b + p * rs_b;
-    V bv[NV];
+      for (int v = 0; v < NV; ++v) acc[r][v] = simd::zero<V>();
+    for (int64_t p = pc; p < pe; ++p) {
+      const T* bp = b + p * rs_b;
+      V bv[NV];
 #pragma GCC unroll 8
-    for (int v = 0; v < NV; ++v)
-      bv[v] = (kTail && v == NV - 1) ? simd::load_partial(bp + v * W, tail) : simd::loadu(bp + v * W);
-    const T* ap = a + p * cs_a;
+      for (int v = 0; v < NV; ++v)
+        bv[v] = (kTail && v == NV - 1) ? simd::load_partial(bp + v * W, tail)
+                                       : simd::loadu(bp + v * W);
+      const T* ap = a + p * cs_a;
+#pragma GCC unroll 8
+      for (int r = 0; r < R; ++r) {
+        const V ar = simd::set1(ap[r * rs_a]);
+#pragma GCC unroll 8
+        for (int v = 0; v < NV; ++v) acc[r][v] = simd::fmadd(ar, bv[v], acc[r][v]);
+      }
+    }
+    const bool load_c = accumulate || pc > 0;
 #pragma GCC unroll 8
     for (int r = 0; r < R; ++r) {
-      const V ar = simd::set1(ap[r * rs_a]);
 #pragma GCC unroll 8
-      for (int v = 0; v < NV; ++v) acc[r][v] = simd::fmadd(ar, bv[v], acc[r][v]);
-    }
-  }
-#pragma GCC unroll 8
-  for (int r = 0; r < R; ++r) {
-#pragma GCC unroll 8
-    for (int v = 0; v < NV; ++v) {
-      T* cp = c + r * ldc + v * W;
-      if (kTail && v == NV - 1) {
-        simd::store_partial(cp, accumulate ? simd::load_partial(cp, tail) + acc[r][v] : acc[r][v],
-                            tail);
-      } else {
-        simd::storeu(cp, accumulate ? simd::loadu(cp) + acc[r][v] : acc[r][v]);
+      for (int v = 0; v < NV; ++v) {
+        T* cp = c + r * ldc + v * W;
+        if (kTail && v == NV - 1) {
+          simd::store_partial(cp, load_c ? simd::load_partial(cp, tail) + acc[r][v] : acc[r][v],
+                              tail);
+        } else {
+          simd::storeu(cp, load_c ? simd::loadu(cp) + acc[r][v] : acc[r][v]);
+        }
       }
     }
   }
 }
 
 template <typename T, int R, int NV>
-void row_vecs_dispatch(int64_t nv, int64_t tail, int64_t k, const T* a, int64_t rs_a,
+void row_vecs_dispatch(int64_t nv, int64_t tail, int64_t k, int64_t kcb, const T* a, int64_t rs_a,
                        int64_t cs_a, const T* b, int64_t rs_b, T* c, int64_t ldc,
                        bool accumulate) {
   if constexpr (NV > 1) {
     if (nv < NV) {
-      row_vecs_dispatch<T, R, NV - 1>(nv, tail, k, a, rs_a, cs_a, b, rs_b, c, ldc, accumulate);
+      row_vecs_dispatch<T, R, NV - 1>(nv, tail, k, kcb, a, rs_a, cs_a, b, rs_b, c, ldc, accumulate);
       return;
     }
   }
   if (tail == simd::Vec<T>::W) {
-    row_kernel<T, R, NV, false>(k, a, rs_a, cs_a, b, rs_b, c, ldc, tail, accumulate);
+    row_kernel<T, R, NV, false>(k, kcb, a, rs_a, cs_a, b, rs_b, c, ldc, tail, accumulate);
   } else {
-    row_kernel<T, R, NV, true>(k, a, rs_a, cs_a, b, rs_b, c, ldc, tail, accumulate);
+    row_kernel<T, R, NV, true>(k, kcb, a, rs_a, cs_a, b, rs_b, c, ldc, tail, accumulate);
   }
 }
 
 template <typename T, int R>
-void row_dispatch(int64_t rows, int64_t nv, int64_t tail, int64_t k, const T* a, int64_t rs_a,
+void row_dispatch(int64_t rows, int64_t nv, int64_t tail, int64_t k, int64_t kcb, const T* a, int64_t rs_a,
                   int64_t cs_a, const T* b, int64_t rs_b, T* c, int64_t ldc, bool accumulate) {
   if constexpr (R > 1) {
     if (rows < R) {
-      row_dispatch<T, R - 1>(rows, nv, tail, k, a, rs_a, cs_a, b, rs_b, c, ldc, accumulate);
+      row_dispatch<T, R - 1>(rows, nv, tail, k, kcb, a, rs_a, cs_a, b, rs_b, c, ldc, accumulate);
       return;
     }
   }
-  row_vecs_dispatch<T, R, row_vecs<T>(R)>(nv, tail, k, a, rs_a, cs_a, b, rs_b, c, ldc,
+  row_vecs_dispatch<T, R, row_vecs<T>(R)>(nv, tail, k, kcb, a, rs_a, cs_a, b, rs_b, c, ldc,
                                           accumulate);
 }
 
 // C[i0:i1, j0:j1] by row blocks: column chunks outer (each chunk of B is then read from cache by
 // the later row groups), row groups inner.
 template <typename T>
-void row_region(const GemmArgs<T>& g, int64_t i0, int64_t i1, int64_t j0, int64_t j1) {
+void row_region(const GemmArgs<T>& g, int64_t kcb, int64_t i0, int64_t i1, int64_t j0,
+                int64_t j1) {
   constexpr int W = simd::Vec<T>::W;
   const EvenSplit rs = even_split(i1 - i0, kRowMaxRows);
   const int64_t chunk = static_cast<int64_t>(row_vecs<T>(static_cast<int>(rs.base + (rs.extra > 0)))) * W;
@@ -268,7 +277,7 @@ void row_region(const GemmArgs<T>& g, int64_t i0, int64_t i1, int64_t j0, int64_
     const int64_t nv = ceil_div(cols, W), tail = cols - (nv - 1) * W;
     for (int64_t t = 0; t < rs.count; ++t) {
       const int64_t i = i0 + rs.start(t);
-      row_dispatch<T, kRowMaxRows>(rs.rows(t), nv, tail, g.k, g.a + i * g.rs_a, g.rs_a, g.cs_a,
+      row_dispatch<T, kRowMaxRows>(rs.rows(t), nv, tail, g.k, kcb, g.a + i * g.rs_a, g.rs_a, g.cs_a,
                                    g.b + j, g.rs_b, g.c + i * g.ldc + j, g.ldc, g.accumulate);
     }
   }
@@ -277,9 +286,9 @@ void row_region(const GemmArgs<T>& g, int64_t i0, int64_t i1, int64_t j0, int64_
 // ---- entry ------------------------------------------------------------------------------------
 
 // Computes C with a skinny kernel and returns true, or returns false (nothing written) when the
-// shape or layout is not one of them. Requires m, n, k > 0.
+// shape or layout is not one of them. Requires m, n, k > 0; kcb is the blocked driver's KC block.
 template <typename T>
-bool skinny_gemm(const GemmArgs<T>& g) {
+bool skinny_gemm(const GemmArgs<T>& g, int64_t kcb) {
   const bool few_rows = g.m <= kSkinnyMaxM;
   if (!few_rows && g.n > kSkinnyMaxN) return false;
   const bool dot = g.rs_b == 1 && (g.cs_a == 1 || few_rows);
@@ -311,7 +320,7 @@ bool skinny_gemm(const GemmArgs<T>& g) {
     if (dot) {
       dot_region(g, a, lda, i0, i1, j0, j1, few_rows);
     } else {
-      row_region(g, i0, i1, j0, j1);
+      row_region(g, kcb, i0, i1, j0, j1);
     }
     if (has_epilogue(g)) apply_epilogue(g, g.c + i0 * g.ldc + j0, g.ldc, i1 - i0, j0, j1 - j0);
   });
