@@ -1,5 +1,6 @@
 """GEMM kernels (matmul, linear) against float64 numpy, on every ISA and at 1 and 2 threads."""
 
+import math
 import os
 import subprocess
 import sys
@@ -356,8 +357,19 @@ def test_row_kernel_gives_the_packed_path_bits(isa, threads, dtype, rng):
         np.testing.assert_array_equal(matmul(a[:m], b), tall[:m])
 
 
+def np_fusable(z, activation, **kw):
+    """np_activation plus the activations the epilogue gained later (float64 oracles)."""
+    if activation == "gelu":
+        return z * 0.5 * (1 + np.vectorize(math.erf)(z / math.sqrt(2)))
+    if activation == "gelu_tanh":
+        return 0.5 * z * (1 + np.tanh(math.sqrt(2 / math.pi) * (z + 0.044715 * z**3)))
+    if activation == "silu":
+        return z / (1 + np.exp(-z))
+    return np_activation(z, activation, **kw)
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("activation", ACTIVATIONS)
+@pytest.mark.parametrize("activation", ACTIVATIONS + ["gelu", "gelu_tanh", "silu"])
 def test_linear_epilogue_on_every_path(isa, activation, dtype, rng):
     # Batch 1 and 8 (few-row dot kernel), the 10-output head (few-column kernel), a transposed
     # x (copied rows, or the blocked driver), a large batch (shared-B path at 2 threads): each
@@ -372,14 +384,18 @@ def test_linear_epilogue_on_every_path(isa, activation, dtype, rng):
             x = xs.T if x_t else xs
             w = (rng.standard_normal((fout, fin)) / np.sqrt(fin)).astype(dtype)
             b = rng.standard_normal(fout).astype(dtype)
-            expected = np_activation(x.astype(np.float64) @ w.T.astype(np.float64) + b,
-                                     activation, **kw)
-            results = []
+            z = x.astype(np.float64) @ w.T.astype(np.float64) + b
+            expected = np_fusable(z, activation, **kw)
+            results, pres = [], []
             for t in (1, 2):
                 pydl.set_num_threads(t)
-                results.append(linear(x, w, b, activation, **kw))
+                pre = np.full((batch, fout), np.nan, dtype)
+                results.append(linear(x, w, b, activation, preact=pre, **kw))
+                pres.append(pre)
             np.testing.assert_array_equal(results[0], results[1])
+            np.testing.assert_array_equal(pres[0], pres[1])
             atol = tolerance(x, w, fin + 1, dtype) + 8 * np.finfo(dtype).eps
+            np.testing.assert_allclose(pres[0], z, rtol=4 * np.finfo(dtype).eps, atol=atol)
             np.testing.assert_allclose(results[0], expected, rtol=4 * np.finfo(dtype).eps,
                                        atol=atol, err_msg=f"{activation} {(batch, fin, fout)}")
     finally:
