@@ -144,6 +144,13 @@ __attribute__((noinline)) void micro_kernel(int64_t kc, const typename K::T* __r
   using V = simd::Vec<T>;
   constexpr int NV = K::NR / V::W;
   static_assert(NV * V::W == K::NR, "NR must be a whole number of vectors");
+  // Ask for the C tile now: its rows are ldc apart (in L3 or memory for a large C), and their
+  // misses would otherwise stall the stores at the end, after the FMAs that could have hidden them.
+#pragma GCC unroll 16
+  for (int r = 0; r < M; ++r) {
+    __builtin_prefetch(c + r * ldc, 1);
+    __builtin_prefetch(c + r * ldc + K::NR - 1, 1);
+  }
   V acc[M][NV];
 #pragma GCC unroll 16
   for (int r = 0; r < M; ++r)
