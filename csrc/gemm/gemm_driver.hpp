@@ -54,40 +54,48 @@ GemmBlocking blocking_copy() {
 constexpr int64_t kDirectBMaxPanels = 4;
 
 // 8x8 (float) / 4x4 (double) in-register transposes used when packing reads rows that are
-// contiguous along k (A not transposed, B transposed): dst[q * ldd + r] = src[r * lds + q].
+// contiguous along k (A not transposed, B transposed): dst[q * ldd + r] = src[r * lds + q] for
+// r < n (n <= 8 / 4 rows; missing rows read as zero and are not stored: masked stores).
 // AVX2 shuffles are available in both ISA translation units that include this header.
-inline void transpose_block(const float* src, int64_t lds, float* dst, int64_t ldd) {
-  __m256 r0 = _mm256_loadu_ps(src + 0 * lds), r1 = _mm256_loadu_ps(src + 1 * lds);
-  __m256 r2 = _mm256_loadu_ps(src + 2 * lds), r3 = _mm256_loadu_ps(src + 3 * lds);
-  __m256 r4 = _mm256_loadu_ps(src + 4 * lds), r5 = _mm256_loadu_ps(src + 5 * lds);
-  __m256 r6 = _mm256_loadu_ps(src + 6 * lds), r7 = _mm256_loadu_ps(src + 7 * lds);
-  __m256 t0 = _mm256_unpacklo_ps(r0, r1), t1 = _mm256_unpackhi_ps(r0, r1);
-  __m256 t2 = _mm256_unpacklo_ps(r2, r3), t3 = _mm256_unpackhi_ps(r2, r3);
-  __m256 t4 = _mm256_unpacklo_ps(r4, r5), t5 = _mm256_unpackhi_ps(r4, r5);
-  __m256 t6 = _mm256_unpacklo_ps(r6, r7), t7 = _mm256_unpackhi_ps(r6, r7);
+inline void transpose_block(const float* src, int64_t lds, float* dst, int64_t ldd,
+                            int64_t n = 8) {
+  __m256 r[8];
+  for (int i = 0; i < 8; ++i) r[i] = i < n ? _mm256_loadu_ps(src + i * lds) : _mm256_setzero_ps();
+  __m256 t0 = _mm256_unpacklo_ps(r[0], r[1]), t1 = _mm256_unpackhi_ps(r[0], r[1]);
+  __m256 t2 = _mm256_unpacklo_ps(r[2], r[3]), t3 = _mm256_unpackhi_ps(r[2], r[3]);
+  __m256 t4 = _mm256_unpacklo_ps(r[4], r[5]), t5 = _mm256_unpackhi_ps(r[4], r[5]);
+  __m256 t6 = _mm256_unpacklo_ps(r[6], r[7]), t7 = _mm256_unpackhi_ps(r[6], r[7]);
   __m256 s0 = _mm256_shuffle_ps(t0, t2, 0x44), s1 = _mm256_shuffle_ps(t0, t2, 0xEE);
   __m256 s2 = _mm256_shuffle_ps(t1, t3, 0x44), s3 = _mm256_shuffle_ps(t1, t3, 0xEE);
   __m256 s4 = _mm256_shuffle_ps(t4, t6, 0x44), s5 = _mm256_shuffle_ps(t4, t6, 0xEE);
   __m256 s6 = _mm256_shuffle_ps(t5, t7, 0x44), s7 = _mm256_shuffle_ps(t5, t7, 0xEE);
-  _mm256_storeu_ps(dst + 0 * ldd, _mm256_permute2f128_ps(s0, s4, 0x20));
-  _mm256_storeu_ps(dst + 1 * ldd, _mm256_permute2f128_ps(s1, s5, 0x20));
-  _mm256_storeu_ps(dst + 2 * ldd, _mm256_permute2f128_ps(s2, s6, 0x20));
-  _mm256_storeu_ps(dst + 3 * ldd, _mm256_permute2f128_ps(s3, s7, 0x20));
-  _mm256_storeu_ps(dst + 4 * ldd, _mm256_permute2f128_ps(s0, s4, 0x31));
-  _mm256_storeu_ps(dst + 5 * ldd, _mm256_permute2f128_ps(s1, s5, 0x31));
-  _mm256_storeu_ps(dst + 6 * ldd, _mm256_permute2f128_ps(s2, s6, 0x31));
-  _mm256_storeu_ps(dst + 7 * ldd, _mm256_permute2f128_ps(s3, s7, 0x31));
+  const __m256 o[8] = {_mm256_permute2f128_ps(s0, s4, 0x20), _mm256_permute2f128_ps(s1, s5, 0x20),
+                       _mm256_permute2f128_ps(s2, s6, 0x20), _mm256_permute2f128_ps(s3, s7, 0x20),
+                       _mm256_permute2f128_ps(s0, s4, 0x31), _mm256_permute2f128_ps(s1, s5, 0x31),
+                       _mm256_permute2f128_ps(s2, s6, 0x31), _mm256_permute2f128_ps(s3, s7, 0x31)};
+  if (n == 8) {
+    for (int q = 0; q < 8; ++q) _mm256_storeu_ps(dst + q * ldd, o[q]);
+  } else {
+    const __m256i mask = _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(n)),
+                                            _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+    for (int q = 0; q < 8; ++q) _mm256_maskstore_ps(dst + q * ldd, mask, o[q]);
+  }
 }
 
-inline void transpose_block(const double* src, int64_t lds, double* dst, int64_t ldd) {
-  __m256d r0 = _mm256_loadu_pd(src + 0 * lds), r1 = _mm256_loadu_pd(src + 1 * lds);
-  __m256d r2 = _mm256_loadu_pd(src + 2 * lds), r3 = _mm256_loadu_pd(src + 3 * lds);
-  __m256d t0 = _mm256_unpacklo_pd(r0, r1), t1 = _mm256_unpackhi_pd(r0, r1);
-  __m256d t2 = _mm256_unpacklo_pd(r2, r3), t3 = _mm256_unpackhi_pd(r2, r3);
-  _mm256_storeu_pd(dst + 0 * ldd, _mm256_permute2f128_pd(t0, t2, 0x20));
-  _mm256_storeu_pd(dst + 1 * ldd, _mm256_permute2f128_pd(t1, t3, 0x20));
-  _mm256_storeu_pd(dst + 2 * ldd, _mm256_permute2f128_pd(t0, t2, 0x31));
-  _mm256_storeu_pd(dst + 3 * ldd, _mm256_permute2f128_pd(t1, t3, 0x31));
+inline void transpose_block(const double* src, int64_t lds, double* dst, int64_t ldd,
+                            int64_t n = 4) {
+  __m256d r[4];
+  for (int i = 0; i < 4; ++i) r[i] = i < n ? _mm256_loadu_pd(src + i * lds) : _mm256_setzero_pd();
+  __m256d t0 = _mm256_unpacklo_pd(r[0], r[1]), t1 = _mm256_unpackhi_pd(r[0], r[1]);
+  __m256d t2 = _mm256_unpacklo_pd(r[2], r[3]), t3 = _mm256_unpackhi_pd(r[2], r[3]);
+  const __m256d o[4] = {_mm256_permute2f128_pd(t0, t2, 0x20), _mm256_permute2f128_pd(t1, t3, 0x20),
+                        _mm256_permute2f128_pd(t0, t2, 0x31), _mm256_permute2f128_pd(t1, t3, 0x31)};
+  if (n == 4) {
+    for (int q = 0; q < 4; ++q) _mm256_storeu_pd(dst + q * ldd, o[q]);
+  } else {
+    const __m256i mask = _mm256_cmpgt_epi64(_mm256_set1_epi64x(n), _mm256_setr_epi64x(0, 1, 2, 3));
+    for (int q = 0; q < 4; ++q) _mm256_maskstore_pd(dst + q * ldd, mask, o[q]);
+  }
 }
 
 template <typename T>
@@ -98,8 +106,11 @@ constexpr int64_t kTransposeBlock = 32 / static_cast<int64_t>(sizeof(T));  // on
 template <typename T, int W>
 void pack_panel(T* dst, const T* src, int64_t s_r, int64_t s_p, int64_t rows, int64_t kc) {
   if (s_r == 1) {
-    // Each k step is a contiguous run: a plain copy.
+    // Each k step is a contiguous run: a plain copy. The runs are s_p apart (often a page or
+    // more), too far for the hardware prefetcher: ask for the run 8 steps ahead.
     for (int64_t p = 0; p < kc; ++p) {
+      __builtin_prefetch(src + (p + 8) * s_p);
+      __builtin_prefetch(src + (p + 8) * s_p + rows - 1);
       const T* s = src + p * s_p;
       T* d = dst + p * W;
       for (int64_t r = 0; r < rows; ++r) d[r] = s[r];
@@ -117,6 +128,16 @@ void pack_panel(T* dst, const T* src, int64_t s_r, int64_t s_p, int64_t rows, in
       for (int64_t p = 0; p < kc_full; p += L) transpose_block(s + p, s_r, dst + p * W + r_done, W);
       for (int64_t p = kc_full; p < kc; ++p)
         for (int64_t r = 0; r < L; ++r) dst[p * W + r_done + r] = s[r * s_r + p];
+    }
+    // The last rows - r_done < L rows (all of a 6-row panel): the same transpose, masked.
+    const int64_t rem = rows - r_done;
+    if (rem > 0) {
+      const T* s = src + r_done * s_r;
+      for (int64_t p = 0; p < kc_full; p += L)
+        transpose_block(s + p, s_r, dst + p * W + r_done, W, rem);
+      for (int64_t p = kc_full; p < kc; ++p)
+        for (int64_t r = 0; r < rem; ++r) dst[p * W + r_done + r] = s[r * s_r + p];
+      r_done = rows;
     }
   }
   for (int64_t p = 0; p < kc; ++p) {
