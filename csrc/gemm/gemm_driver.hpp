@@ -177,6 +177,7 @@ __attribute__((noinline)) void micro_kernel(int64_t kc, const typename K::T* __r
   for (int r = 0; r < M; ++r)
 #pragma GCC unroll 8
     for (int v = 0; v < NV; ++v) acc[r][v] = simd::zero<V>();
+#pragma GCC unroll 4
   for (int64_t p = 0; p < kc; ++p) {
     V bv[NV];
 #pragma GCC unroll 8
