@@ -141,7 +141,8 @@ struct GeluF64 {
   // Phi(cx) and e = exp(-cx^2 / 2) for cx = x clamped to [-40, 40] (NaN kept).
   static V cdf(V cx, V& e) {
     e = simd::exp_neg_sq(cx, 0.5);
-    V q = simd::set1(0.5) * simd::erfc_nonneg(simd::abs(cx) * simd::set1(0.70710678118654752440), e);
+    V a = simd::abs(cx) * simd::set1(0.70710678118654752440);  // |x| / sqrt2
+    V q = simd::set1(0.5) * simd::erfc_nonneg(a, e);
     return simd::select(simd::lt(cx, simd::zero<V>()), q, simd::set1(1.0) - q);
   }
   static V clamp(V x) {
@@ -159,28 +160,24 @@ struct GeluF64 {
   }
 };
 
+// f(x) lane by lane in float64: directly for double, through two widened halves for float.
+template <typename T, typename F>
+Vec<T> in_f64(Vec<T> x, F f) {
+  if constexpr (sizeof(T) == 8) {
+    return f(x);
+  } else {
+    Vec<double> lo, hi;
+    simd::widen(x, lo, hi);
+    return simd::narrow(f(lo), f(hi));
+  }
+}
+
 template <typename T>
 struct Gelu {
   using V = Vec<T>;
   explicit Gelu(T) {}
-  V forward(V x) const {
-    if constexpr (sizeof(T) == 8) {
-      return GeluF64::forward(x);
-    } else {
-      Vec<double> lo, hi;
-      simd::widen(x, lo, hi);
-      return simd::narrow(GeluF64::forward(lo), GeluF64::forward(hi));
-    }
-  }
-  V derivative(V x) const {
-    if constexpr (sizeof(T) == 8) {
-      return GeluF64::derivative(x);
-    } else {
-      Vec<double> lo, hi;
-      simd::widen(x, lo, hi);
-      return simd::narrow(GeluF64::derivative(lo), GeluF64::derivative(hi));
-    }
-  }
+  V forward(V x) const { return in_f64<T>(x, GeluF64::forward); }
+  V derivative(V x) const { return in_f64<T>(x, GeluF64::derivative); }
 };
 
 // x * s(t(x)) for the logistic s: t(x) = x for SiLU, t(x) = 2 sqrt(2/pi) (x + 0.044715 x^3) for

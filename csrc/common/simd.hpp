@@ -163,6 +163,23 @@ inline void widen(Vf a, Vd& lo, Vd& hi) {
   hi.v = _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(a.v), 1)));
 }
 
+// W consecutive values of p as doubles (floats widened exactly); the partial forms read only the
+// first n < W (the other lanes are 0).
+inline Vd load_f64(const double* p) { return loadu(p); }
+inline Vd load_f64(const float* p) { return {_mm512_cvtps_pd(_mm256_loadu_ps(p))}; }
+inline Vd load_f64_partial(const double* p, int64_t n) { return load_partial(p, n); }
+inline Vd load_f64_partial(const float* p, int64_t n) {
+  return {_mm512_cvtps_pd(_mm256_maskz_loadu_ps(first_lanes_d(n).m, p))};
+}
+
+// Lane j set iff bit j of `bits` is (bits above the lane count are ignored).
+template <typename V>
+typename V::Mask mask_from_bits(uint64_t bits);
+template <>
+inline Mf mask_from_bits<Vf>(uint64_t bits) { return {static_cast<__mmask16>(bits)}; }
+template <>
+inline Md mask_from_bits<Vd>(uint64_t bits) { return {static_cast<__mmask8>(bits)}; }
+
 // The inverse of widen: lo's 8 doubles rounded to floats in lanes 0-7, hi's in lanes 8-15.
 inline Vf narrow(Vd lo, Vd hi) {
   __m256 l = _mm512_cvtpd_ps(lo.v), h = _mm512_cvtpd_ps(hi.v);
@@ -310,6 +327,33 @@ inline Vd shift_bits_left(Vd a, int bits) {
 inline void widen(Vf a, Vd& lo, Vd& hi) {
   lo.v = _mm256_cvtps_pd(_mm256_castps256_ps128(a.v));
   hi.v = _mm256_cvtps_pd(_mm256_extractf128_ps(a.v, 1));
+}
+
+// W consecutive values of p as doubles (floats widened exactly); the partial forms read only the
+// first n < W (the other lanes are 0).
+inline Vd load_f64(const double* p) { return loadu(p); }
+inline Vd load_f64(const float* p) { return {_mm256_cvtps_pd(_mm_loadu_ps(p))}; }
+inline Vd load_f64_partial(const double* p, int64_t n) { return load_partial(p, n); }
+inline Vd load_f64_partial(const float* p, int64_t n) {
+  const __m128i m =
+      _mm_cmpgt_epi32(_mm_set1_epi32(static_cast<int>(n)), _mm_setr_epi32(0, 1, 2, 3));
+  return {_mm256_cvtps_pd(_mm_maskload_ps(p, m))};
+}
+
+// Lane j set iff bit j of `bits` is (bits above the lane count are ignored).
+template <typename V>
+typename V::Mask mask_from_bits(uint64_t bits);
+template <>
+inline Mf mask_from_bits<Vf>(uint64_t bits) {
+  const __m256i bit = _mm256_setr_epi32(1, 2, 4, 8, 16, 32, 64, 128);
+  const __m256i b = _mm256_set1_epi32(static_cast<int>(bits & 0xFF));
+  return {_mm256_castsi256_ps(_mm256_cmpeq_epi32(_mm256_and_si256(b, bit), bit))};
+}
+template <>
+inline Md mask_from_bits<Vd>(uint64_t bits) {
+  const __m256i bit = _mm256_setr_epi64x(1, 2, 4, 8);
+  const __m256i b = _mm256_set1_epi64x(static_cast<int64_t>(bits & 0xF));
+  return {_mm256_castsi256_pd(_mm256_cmpeq_epi64(_mm256_and_si256(b, bit), bit))};
 }
 
 // The inverse of widen: lo's 4 doubles rounded to floats in lanes 0-3, hi's in lanes 4-7.

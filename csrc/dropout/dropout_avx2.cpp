@@ -1,14 +1,11 @@
 // AVX2 dropout: 8 Philox blocks run side by side, one per 32-bit lane, so a batch yields the keep
-// bits of 32 consecutive elements; the ragged end of an array is finished with scalar code.
+// bits of 32 consecutive elements; the loops over x and y are dropout_simd.hpp's.
 #include <immintrin.h>
 
-#include "dropout/dropout.hpp"
-#include "dropout/dropout_impl.hpp"
+#include "dropout/dropout_simd.hpp"
 
 namespace pydl::avx2 {
 namespace {
-
-constexpr int64_t kBatch = 32;  // elements per batch: 8 lanes x 4 Philox output words
 
 // (hi, lo) = the 64-bit products a * m of each 32-bit lane. mul_epu32 multiplies the even lanes
 // only, so the odd lanes are shifted down for a second multiply and the halves blended back.
@@ -73,82 +70,22 @@ inline __m256i bits_to_bytes(uint32_t bits) {
   return _mm256_and_si256(set, _mm256_set1_epi8(1));
 }
 
-template <typename T>
-struct Vec;
-template <>
-struct Vec<float> {
-  using R = __m256;
-  static constexpr int kLanes = 8;
-  static R set1(float v) { return _mm256_set1_ps(v); }
-  static R load(const float* p) { return _mm256_loadu_ps(p); }
-  static void store(float* p, R v) { _mm256_storeu_ps(p, v); }
-  static R mul(R a, R b) { return _mm256_mul_ps(a, b); }
-  // vscale in the lanes whose bit in the low 8 bits of `bits` is set, 0 elsewhere.
-  static R select(uint32_t bits, R vscale) {
-    const __m256i bit = _mm256_setr_epi32(1, 2, 4, 8, 16, 32, 64, 128);
-    const __m256i on = _mm256_cmpeq_epi32(_mm256_and_si256(splat(bits), bit), bit);
-    return _mm256_and_ps(_mm256_castsi256_ps(on), vscale);
-  }
-};
-template <>
-struct Vec<double> {
-  using R = __m256d;
-  static constexpr int kLanes = 4;
-  static R set1(double v) { return _mm256_set1_pd(v); }
-  static R load(const double* p) { return _mm256_loadu_pd(p); }
-  static void store(double* p, R v) { _mm256_storeu_pd(p, v); }
-  static R mul(R a, R b) { return _mm256_mul_pd(a, b); }
-  // vscale in the lanes whose bit in the low 4 bits of `bits` is set, 0 elsewhere.
-  static R select(uint32_t bits, R vscale) {
-    const __m256i bit = _mm256_setr_epi64x(1, 2, 4, 8);
-    const __m256i on = _mm256_cmpeq_epi64(_mm256_and_si256(_mm256_set1_epi64x(bits), bit), bit);
-    return _mm256_and_pd(_mm256_castsi256_pd(on), vscale);
-  }
-};
-
-// mask: (n,)
-void dropout_mask(uint8_t* mask, const DropoutStream& s, int64_t first, int64_t n) {
-  for (int64_t i = 0; i < n; i += kBatch) {
-    const uint32_t keep = keep_bits(s, static_cast<uint64_t>(first + i) / 4);
-    if (n - i >= kBatch) {
-      _mm256_storeu_si256(reinterpret_cast<__m256i*>(mask + i), bits_to_bytes(keep));
+// The Philox lanes of dropout_simd.hpp.
+struct Keep {
+  static constexpr int64_t kBatch = 32;  // 8 lanes x 4 Philox output words
+  static uint64_t keep_bits(const DropoutStream& s, uint64_t b0) { return avx2::keep_bits(s, b0); }
+  static void store_mask(uint8_t* mask, uint64_t keep, int64_t len) {
+    if (len == kBatch) {
+      const __m256i bytes = bits_to_bytes(static_cast<uint32_t>(keep));
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(mask), bytes);
     } else {
-      for (int64_t j = 0; j < n - i; ++j) mask[i + j] = (keep >> j) & 1u;
+      for (int64_t j = 0; j < len; ++j) mask[j] = (keep >> j) & 1u;
     }
   }
-}
-
-// y: (n,), mask: (n,), x: (n,)
-template <typename T>
-void dropout_forward(T* y, uint8_t* mask, const T* x, const DropoutStream& s, T scale,
-                     int64_t first, int64_t n) {
-  using V = Vec<T>;
-  const typename V::R vscale = V::set1(scale);
-  for (int64_t i = 0; i < n; i += kBatch) {
-    const uint32_t keep = keep_bits(s, static_cast<uint64_t>(first + i) / 4);
-    if (n - i >= kBatch) {
-      _mm256_storeu_si256(reinterpret_cast<__m256i*>(mask + i), bits_to_bytes(keep));
-      for (int q = 0; q < kBatch; q += V::kLanes) {
-        V::store(y + i + q, V::mul(V::load(x + i + q), V::select(keep >> q, vscale)));
-      }
-    } else {
-      for (int64_t j = 0; j < n - i; ++j) {
-        const bool k = (keep >> j) & 1u;
-        mask[i + j] = k;
-        y[i + j] = x[i + j] * (k ? scale : T(0));
-      }
-    }
-  }
-}
+};
 
 }  // namespace
 
-void fill_dropout(DropoutTable& t) {
-  t.mask = dropout_mask;
-  t.f32.forward = dropout_forward<float>;
-  t.f64.forward = dropout_forward<double>;
-  t.f32.backward = dropout_backward<float>;
-  t.f64.backward = dropout_backward<double>;
-}
+void fill_dropout(DropoutTable& t) { dropout_simd::fill_table<Keep>(t); }
 
 }  // namespace pydl::avx2

@@ -2,13 +2,10 @@
 // keep bits of 64 consecutive elements; the masked AVX-512 loads/stores handle the ragged end.
 #include <immintrin.h>
 
-#include "dropout/dropout.hpp"
-#include "dropout/dropout_impl.hpp"
+#include "dropout/dropout_simd.hpp"
 
 namespace pydl::avx512 {
 namespace {
-
-constexpr int64_t kBatch = 64;  // elements per batch: 16 lanes x 4 Philox output words
 
 // (hi, lo) = the 64-bit products a * m of each 32-bit lane. mul_epu32 multiplies the even lanes
 // only, so the odd lanes are shifted down for a second multiply and the halves blended back.
@@ -62,66 +59,19 @@ inline void store_mask(uint8_t* mask, uint64_t valid, uint64_t keep) {
   _mm512_mask_storeu_epi8(mask, valid, _mm512_maskz_mov_epi8(keep, _mm512_set1_epi8(1)));
 }
 
-template <typename T>
-struct Vec;
-template <>
-struct Vec<float> {
-  using R = __m512;
-  using M = __mmask16;
-  static constexpr int kLanes = 16;
-  static R set1(float v) { return _mm512_set1_ps(v); }
-  static R loadz(M k, const float* p) { return _mm512_maskz_loadu_ps(k, p); }
-  static void store(float* p, M k, R v) { _mm512_mask_storeu_ps(p, k, v); }
-  static R movz(M k, R v) { return _mm512_maskz_mov_ps(k, v); }
-  static R mul(R a, R b) { return _mm512_mul_ps(a, b); }
-};
-template <>
-struct Vec<double> {
-  using R = __m512d;
-  using M = __mmask8;
-  static constexpr int kLanes = 8;
-  static R set1(double v) { return _mm512_set1_pd(v); }
-  static R loadz(M k, const double* p) { return _mm512_maskz_loadu_pd(k, p); }
-  static void store(double* p, M k, R v) { _mm512_mask_storeu_pd(p, k, v); }
-  static R movz(M k, R v) { return _mm512_maskz_mov_pd(k, v); }
-  static R mul(R a, R b) { return _mm512_mul_pd(a, b); }
-};
-
-// mask: (n,)
-void dropout_mask(uint8_t* mask, const DropoutStream& s, int64_t first, int64_t n) {
-  for (int64_t i = 0; i < n; i += kBatch) {
-    store_mask(mask + i, first_bits(n - i), keep_bits(s, static_cast<uint64_t>(first + i) / 4));
+// The Philox lanes of dropout_simd.hpp.
+struct Keep {
+  static constexpr int64_t kBatch = 64;  // 16 lanes x 4 Philox output words
+  static uint64_t keep_bits(const DropoutStream& s, uint64_t b0) {
+    return avx512::keep_bits(s, b0);
   }
-}
-
-// y: (n,), mask: (n,), x: (n,)
-template <typename T>
-void dropout_forward(T* y, uint8_t* mask, const T* x, const DropoutStream& s, T scale,
-                     int64_t first, int64_t n) {
-  using V = Vec<T>;
-  using M = typename V::M;
-  const typename V::R vscale = V::set1(scale);
-  for (int64_t i = 0; i < n; i += kBatch) {
-    const int64_t len = n - i < kBatch ? n - i : kBatch;
-    const uint64_t valid = first_bits(len);
-    const uint64_t keep = keep_bits(s, static_cast<uint64_t>(first + i) / 4);
-    store_mask(mask + i, valid, keep);
-    for (int64_t q = 0; q < len; q += V::kLanes) {
-      const M kv = static_cast<M>(valid >> q);
-      const M kk = static_cast<M>(keep >> q);
-      V::store(y + i + q, kv, V::mul(V::loadz(kv, x + i + q), V::movz(kk, vscale)));
-    }
+  static void store_mask(uint8_t* mask, uint64_t keep, int64_t len) {
+    ::pydl::avx512::store_mask(mask, first_bits(len), keep);
   }
-}
+};
 
 }  // namespace
 
-void fill_dropout(DropoutTable& t) {
-  t.mask = dropout_mask;
-  t.f32.forward = dropout_forward<float>;
-  t.f64.forward = dropout_forward<double>;
-  t.f32.backward = dropout_backward<float>;
-  t.f64.backward = dropout_backward<double>;
-}
+void fill_dropout(DropoutTable& t) { dropout_simd::fill_table<Keep>(t); }
 
 }  // namespace pydl::avx512
