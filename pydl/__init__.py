@@ -42,20 +42,27 @@ def get_num_threads():
 
 
 def cpu_info():
-    """Return the kernel set in use and the thread count.
+    """Return the kernel set in use, the thread count and the GEMM cache blocking.
 
     Returns:
         A dict with ``"isa"`` (``"avx512"``, ``"avx2"`` or ``"generic"``: the instruction set the
         kernels dispatch to, chosen once at import or forced with ``PYDL_ARCH``), ``"supported"``
-        (every instruction set this CPU can run) and ``"threads"`` (``get_num_threads()``).
+        (every instruction set this CPU can run), ``"threads"`` (``get_num_threads()``) and
+        ``"gemm"``: the detected caches (``"caches"``: size, ways, line and sharing threads of
+        ``"l1d"``, ``"l2"``, ``"l3"``, and whether they came from ``"cpuid"`` or ``"default"``)
+        and, per dtype (``"float32"``, ``"float64"``), the micro-kernel tile ``mr`` x ``nr`` and
+        the cache blocks ``kc``, ``mc``, ``nc`` derived from those caches, or set with
+        ``PYDL_GEMM_BLOCKING="kc,mc,nc"`` (``"source"`` says which; ``None`` blocks and source
+        ``"reference"`` for the generic kernels, which do not block).
 
     Example:
         >>> import pydl
         >>> sorted(pydl.cpu_info())
-        ['isa', 'supported', 'threads']
+        ['gemm', 'isa', 'supported', 'threads']
     """
     return {
         "isa": _core.isa(),
         "supported": list(_core.supported_isas()),
         "threads": _core.get_num_threads(),
+        "gemm": _core._gemm_info(),
     }

@@ -4,7 +4,9 @@
 
 #include "bindings/bindings.hpp"
 #include "bindings/checks.hpp"
+#include "common/cpu_caches.hpp"
 #include "common/dispatch.hpp"
+#include "gemm/gemm_blocking.hpp"
 
 namespace pydl::bind {
 namespace {
@@ -185,9 +187,63 @@ py::object linear(py::handle x_obj, py::handle w_obj, py::handle b_obj, py::hand
   return std::move(y);
 }
 
+py::dict blocking_dict(const GemmBlocking& b) {
+  py::dict d;
+  d["mr"] = b.mr;
+  d["nr"] = b.nr;
+  d["kc"] = b.kc;
+  d["mc"] = b.mc;
+  d["nc"] = b.nc;
+  return d;
+}
+
+py::dict cache_dict(const CacheLevel& c) {
+  py::dict d;
+  d["size"] = c.size;
+  d["ways"] = c.ways;
+  d["line"] = c.line;
+  d["sharing"] = c.sharing;
+  return d;
+}
+
+// The blocking of the active kernel table and the caches it was derived from (pydl.cpu_info).
+py::dict gemm_info() {
+  const KernelTable& kt = kernels();
+  py::dict out;
+  py::dict caches;
+  const CpuCaches& cc = cpu_caches();
+  caches["l1d"] = cache_dict(cc.l1d);
+  caches["l2"] = cache_dict(cc.l2);
+  caches["l3"] = cache_dict(cc.l3);
+  caches["source"] = cc.source;
+  out["caches"] = caches;
+  if (kt.gemm.sblocking == nullptr) {
+    out["source"] = "reference";  // the generic kernel does not block
+    out["float32"] = py::none();
+    out["float64"] = py::none();
+    return out;
+  }
+  const GemmBlocking s = kt.gemm.sblocking(), d = kt.gemm.dblocking();
+  out["source"] = s.from_env ? "PYDL_GEMM_BLOCKING" : "cache model";
+  out["float32"] = blocking_dict(s);
+  out["float64"] = blocking_dict(d);
+  return out;
+}
+
 }  // namespace
 
 void bind_gemm(py::module_& m) {
+  // A malformed PYDL_GEMM_BLOCKING fails `import pydl` (ValueError naming the variable).
+  {
+    int64_t kc, mc, nc;
+    try {
+      gemm_blocking_env(kc, mc, nc);
+    } catch (const std::invalid_argument& e) {
+      throw py::value_error(e.what());
+    }
+  }
+  m.def("_gemm_info", &gemm_info,
+        "Return the GEMM cache blocking in use and the detected caches (for pydl.cpu_info).");
   m.def("matmul", &matmul, py::arg("a"), py::arg("b"), py::kw_only(), py::arg("trans_a") = false,
         py::arg("trans_b") = false, py::arg("out") = py::none(), py::arg("accumulate") = false,
         R"doc(Multiply two matrices: op(a) @ op(b), where op(x) is x.T when its trans_ flag is set.

@@ -13,6 +13,7 @@
 #include "activations/activations.hpp"
 #include "common/act.hpp"
 #include "common/fill.hpp"
+#include "gemm/gemm_blocking.hpp"
 
 namespace pydl {
 
@@ -40,6 +41,9 @@ struct GemmArgs {
 struct GemmTable {
   void (*sgemm)(const GemmArgs<float>&) = nullptr;
   void (*dgemm)(const GemmArgs<double>&) = nullptr;
+  // The tile and cache blocks the blocked kernels use (for cpu_info); nullptr for the reference.
+  GemmBlocking (*sblocking)() = nullptr;
+  GemmBlocking (*dblocking)() = nullptr;
 };
 
 PYDL_DECLARE_FILL(fill_gemm, GemmTable)

@@ -14,8 +14,11 @@
 // element of C is summed in the same order (KC blocks depend only on k, products inside a block run
 // p = 0..kc-1) whatever the grid, so results are bit-identical for any thread count.
 //
-// A traits struct K describes one ISA/dtype: K::T (element), K::V (vector ops: R, kLanes, zero,
-// load, loadu, bcast, fma, add, storeu), tile sizes MR/NR and cache blocks KC/MC/NC.
+// Shapes with m <= 8 or n <= 16 first try the never-packing kernels of gemm_skinny.hpp.
+//
+// A traits struct K describes one ISA/dtype: K::T (element) and the micro-kernel tile MR x NR
+// (NR a multiple of simd::Vec<T>::W). Vector code uses simd::Vec<T> of the including ISA; the
+// cache blocks KC/MC/NC come from gemm_blocking() once per process (gemm_blocking.hpp).
 #pragma once
 
 #include <immintrin.h>
@@ -25,63 +28,74 @@
 
 #include "common/isa.hpp"
 #include "common/parallel.hpp"
+#include "common/simd.hpp"
 #include "common/workspace.hpp"
 #include "gemm/gemm.hpp"
 #include "gemm/gemm_epilogue.hpp"
+#include "gemm/gemm_skinny.hpp"
 
 namespace pydl {
 namespace PYDL_ISA_NS {
 namespace gemm_detail {
 
-inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
-inline int64_t round_up(int64_t a, int64_t b) { return ceil_div(a, b) * b; }
-inline int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
+// The tile and cache blocks of K, computed once per process.
+template <class K>
+const GemmBlocking& blocking() {
+  static const GemmBlocking b = gemm_blocking(K::MR, K::NR, sizeof(typename K::T));
+  return b;
+}
 
-// Below this many multiply-adds per thread (~10 us on one core), a second thread costs more than it
-// saves. The hand-off alone is a few microseconds on an idle machine, but on a busy one the worker
-// may be descheduled while the caller waits for its task: measured on a loaded 2-core machine, 2^17
-// made a batch-32 MLP step (32x256x256 GEMMs) 2x slower with 2 threads than with 1; with 2^21 a
-// GEMM splits only when each thread gets enough work to absorb that (e.g. 32x784x512 does).
-constexpr int64_t kMinMacsPerThread = int64_t{1} << 21;
+template <class K>
+GemmBlocking blocking_copy() {
+  return blocking<K>();
+}
 
 // B is read in place (not packed) when C has at most this many MR-row panels (see gemm_block).
 constexpr int64_t kDirectBMaxPanels = 4;
 
 // 8x8 (float) / 4x4 (double) in-register transposes used when packing reads rows that are
-// contiguous along k (A not transposed, B transposed): dst[q * ldd + r] = src[r * lds + q].
+// contiguous along k (A not transposed, B transposed): dst[q * ldd + r] = src[r * lds + q] for
+// r < n (n <= 8 / 4 rows; missing rows read as zero and are not stored: masked stores).
 // AVX2 shuffles are available in both ISA translation units that include this header.
-inline void transpose_block(const float* src, int64_t lds, float* dst, int64_t ldd) {
-  __m256 r0 = _mm256_loadu_ps(src + 0 * lds), r1 = _mm256_loadu_ps(src + 1 * lds);
-  __m256 r2 = _mm256_loadu_ps(src + 2 * lds), r3 = _mm256_loadu_ps(src + 3 * lds);
-  __m256 r4 = _mm256_loadu_ps(src + 4 * lds), r5 = _mm256_loadu_ps(src + 5 * lds);
-  __m256 r6 = _mm256_loadu_ps(src + 6 * lds), r7 = _mm256_loadu_ps(src + 7 * lds);
-  __m256 t0 = _mm256_unpacklo_ps(r0, r1), t1 = _mm256_unpackhi_ps(r0, r1);
-  __m256 t2 = _mm256_unpacklo_ps(r2, r3), t3 = _mm256_unpackhi_ps(r2, r3);
-  __m256 t4 = _mm256_unpacklo_ps(r4, r5), t5 = _mm256_unpackhi_ps(r4, r5);
-  __m256 t6 = _mm256_unpacklo_ps(r6, r7), t7 = _mm256_unpackhi_ps(r6, r7);
+inline void transpose_block(const float* src, int64_t lds, float* dst, int64_t ldd,
+                            int64_t n = 8) {
+  __m256 r[8];
+  for (int i = 0; i < 8; ++i) r[i] = i < n ? _mm256_loadu_ps(src + i * lds) : _mm256_setzero_ps();
+  __m256 t0 = _mm256_unpacklo_ps(r[0], r[1]), t1 = _mm256_unpackhi_ps(r[0], r[1]);
+  __m256 t2 = _mm256_unpacklo_ps(r[2], r[3]), t3 = _mm256_unpackhi_ps(r[2], r[3]);
+  __m256 t4 = _mm256_unpacklo_ps(r[4], r[5]), t5 = _mm256_unpackhi_ps(r[4], r[5]);
+  __m256 t6 = _mm256_unpacklo_ps(r[6], r[7]), t7 = _mm256_unpackhi_ps(r[6], r[7]);
   __m256 s0 = _mm256_shuffle_ps(t0, t2, 0x44), s1 = _mm256_shuffle_ps(t0, t2, 0xEE);
   __m256 s2 = _mm256_shuffle_ps(t1, t3, 0x44), s3 = _mm256_shuffle_ps(t1, t3, 0xEE);
   __m256 s4 = _mm256_shuffle_ps(t4, t6, 0x44), s5 = _mm256_shuffle_ps(t4, t6, 0xEE);
   __m256 s6 = _mm256_shuffle_ps(t5, t7, 0x44), s7 = _mm256_shuffle_ps(t5, t7, 0xEE);
-  _mm256_storeu_ps(dst + 0 * ldd, _mm256_permute2f128_ps(s0, s4, 0x20));
-  _mm256_storeu_ps(dst + 1 * ldd, _mm256_permute2f128_ps(s1, s5, 0x20));
-  _mm256_storeu_ps(dst + 2 * ldd, _mm256_permute2f128_ps(s2, s6, 0x20));
-  _mm256_storeu_ps(dst + 3 * ldd, _mm256_permute2f128_ps(s3, s7, 0x20));
-  _mm256_storeu_ps(dst + 4 * ldd, _mm256_permute2f128_ps(s0, s4, 0x31));
-  _mm256_storeu_ps(dst + 5 * ldd, _mm256_permute2f128_ps(s1, s5, 0x31));
-  _mm256_storeu_ps(dst + 6 * ldd, _mm256_permute2f128_ps(s2, s6, 0x31));
-  _mm256_storeu_ps(dst + 7 * ldd, _mm256_permute2f128_ps(s3, s7, 0x31));
+  const __m256 o[8] = {_mm256_permute2f128_ps(s0, s4, 0x20), _mm256_permute2f128_ps(s1, s5, 0x20),
+                       _mm256_permute2f128_ps(s2, s6, 0x20), _mm256_permute2f128_ps(s3, s7, 0x20),
+                       _mm256_permute2f128_ps(s0, s4, 0x31), _mm256_permute2f128_ps(s1, s5, 0x31),
+                       _mm256_permute2f128_ps(s2, s6, 0x31), _mm256_permute2f128_ps(s3, s7, 0x31)};
+  if (n == 8) {
+    for (int q = 0; q < 8; ++q) _mm256_storeu_ps(dst + q * ldd, o[q]);
+  } else {
+    const __m256i mask = _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(n)),
+                                            _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+    for (int q = 0; q < 8; ++q) _mm256_maskstore_ps(dst + q * ldd, mask, o[q]);
+  }
 }
 
-inline void transpose_block(const double* src, int64_t lds, double* dst, int64_t ldd) {
-  __m256d r0 = _mm256_loadu_pd(src + 0 * lds), r1 = _mm256_loadu_pd(src + 1 * lds);
-  __m256d r2 = _mm256_loadu_pd(src + 2 * lds), r3 = _mm256_loadu_pd(src + 3 * lds);
-  __m256d t0 = _mm256_unpacklo_pd(r0, r1), t1 = _mm256_unpackhi_pd(r0, r1);
-  __m256d t2 = _mm256_unpacklo_pd(r2, r3), t3 = _mm256_unpackhi_pd(r2, r3);
-  _mm256_storeu_pd(dst + 0 * ldd, _mm256_permute2f128_pd(t0, t2, 0x20));
-  _mm256_storeu_pd(dst + 1 * ldd, _mm256_permute2f128_pd(t1, t3, 0x20));
-  _mm256_storeu_pd(dst + 2 * ldd, _mm256_permute2f128_pd(t0, t2, 0x31));
-  _mm256_storeu_pd(dst + 3 * ldd, _mm256_permute2f128_pd(t1, t3, 0x31));
+inline void transpose_block(const double* src, int64_t lds, double* dst, int64_t ldd,
+                            int64_t n = 4) {
+  __m256d r[4];
+  for (int i = 0; i < 4; ++i) r[i] = i < n ? _mm256_loadu_pd(src + i * lds) : _mm256_setzero_pd();
+  __m256d t0 = _mm256_unpacklo_pd(r[0], r[1]), t1 = _mm256_unpackhi_pd(r[0], r[1]);
+  __m256d t2 = _mm256_unpacklo_pd(r[2], r[3]), t3 = _mm256_unpackhi_pd(r[2], r[3]);
+  const __m256d o[4] = {_mm256_permute2f128_pd(t0, t2, 0x20), _mm256_permute2f128_pd(t1, t3, 0x20),
+                        _mm256_permute2f128_pd(t0, t2, 0x31), _mm256_permute2f128_pd(t1, t3, 0x31)};
+  if (n == 4) {
+    for (int q = 0; q < 4; ++q) _mm256_storeu_pd(dst + q * ldd, o[q]);
+  } else {
+    const __m256i mask = _mm256_cmpgt_epi64(_mm256_set1_epi64x(n), _mm256_setr_epi64x(0, 1, 2, 3));
+    for (int q = 0; q < 4; ++q) _mm256_maskstore_pd(dst + q * ldd, mask, o[q]);
+  }
 }
 
 template <typename T>
@@ -92,8 +106,11 @@ constexpr int64_t kTransposeBlock = 32 / static_cast<int64_t>(sizeof(T));  // on
 template <typename T, int W>
 void pack_panel(T* dst, const T* src, int64_t s_r, int64_t s_p, int64_t rows, int64_t kc) {
   if (s_r == 1) {
-    // Each k step is a contiguous run: a plain copy.
+    // Each k step is a contiguous run: a plain copy. The runs are s_p apart (often a page or
+    // more), too far for the hardware prefetcher: ask for the run 8 steps ahead.
     for (int64_t p = 0; p < kc; ++p) {
+      __builtin_prefetch(src + (p + 8) * s_p);
+      __builtin_prefetch(src + (p + 8) * s_p + rows - 1);
       const T* s = src + p * s_p;
       T* d = dst + p * W;
       for (int64_t r = 0; r < rows; ++r) d[r] = s[r];
@@ -112,6 +129,16 @@ void pack_panel(T* dst, const T* src, int64_t s_r, int64_t s_p, int64_t rows, in
       for (int64_t p = kc_full; p < kc; ++p)
         for (int64_t r = 0; r < L; ++r) dst[p * W + r_done + r] = s[r * s_r + p];
     }
+    // The last rows - r_done < L rows (all of a 6-row panel): the same transpose, masked.
+    const int64_t rem = rows - r_done;
+    if (rem > 0) {
+      const T* s = src + r_done * s_r;
+      for (int64_t p = 0; p < kc_full; p += L)
+        transpose_block(s + p, s_r, dst + p * W + r_done, W, rem);
+      for (int64_t p = kc_full; p < kc; ++p)
+        for (int64_t r = 0; r < rem; ++r) dst[p * W + r_done + r] = s[r * s_r + p];
+      r_done = rows;
+    }
   }
   for (int64_t p = 0; p < kc; ++p) {
     T* d = dst + p * W;
@@ -120,24 +147,11 @@ void pack_panel(T* dst, const T* src, int64_t s_r, int64_t s_p, int64_t rows, in
   }
 }
 
-// How an mc-row block is cut into micro-panels of at most MR rows: as few as possible, with row
-// counts differing by at most one (m = 32 with MR = 14 gives 11, 11, 10 rather than 14, 14, 4,
-// whose 4-row micro-kernel keeps few accumulators busy). Panel t holds rows(t) rows from
-// start(t) and is packed MR wide (zero-padded) at t * MR * kc. Results do not depend on the cut:
-// every element of C is still summed over p = 0..kc-1 in order.
-struct RowPanels {
-  int64_t count = 0, base = 0, extra = 0;  // the first `extra` panels have base + 1 rows
-  int64_t start(int64_t t) const { return t * base + min64(t, extra); }
-  int64_t rows(int64_t t) const { return base + (t < extra ? 1 : 0); }
-};
-
-inline RowPanels row_panels(int64_t mc, int64_t mr) {
-  RowPanels p;
-  p.count = ceil_div(mc, mr);
-  p.base = mc / p.count;
-  p.extra = mc % p.count;
-  return p;
-}
+// An mc-row block is cut into micro-panels of at most MR rows by even_split (gemm_skinny.hpp):
+// as few as possible, with row counts differing by at most one (m = 32 with MR = 14 gives 11, 11,
+// 10 rather than 14, 14, 4, whose 4-row micro-kernel keeps few accumulators busy). Panel t holds
+// rows(t) rows from start(t) and is packed MR wide (zero-padded) at t * MR * kc. Results do not
+// depend on the cut: every element of C is still summed over p = 0..kc-1 in order.
 
 // c (M x NR, row stride ldc) = [c +] a (packed, kc x MR) @ b (kc x NR, row stride ldb: NR when
 // packed, or B's own row stride when read in place).
@@ -147,23 +161,32 @@ __attribute__((noinline)) void micro_kernel(int64_t kc, const typename K::T* __r
                                             const typename K::T* __restrict b, int64_t ldb,
                                             typename K::T* __restrict c, int64_t ldc,
                                             bool load_c) {
-  using V = typename K::V;
-  using R = typename V::R;
-  constexpr int NV = K::NR / V::kLanes;
-  R acc[M][NV];
+  using T = typename K::T;
+  using V = simd::Vec<T>;
+  constexpr int NV = K::NR / V::W;
+  static_assert(NV * V::W == K::NR, "NR must be a whole number of vectors");
+  // Ask for the C tile now: its rows are ldc apart (in L3 or memory for a large C), and their
+  // misses would otherwise stall the stores at the end, after the FMAs that could have hidden them.
+#pragma GCC unroll 16
+  for (int r = 0; r < M; ++r) {
+    __builtin_prefetch(c + r * ldc, 1);
+    __builtin_prefetch(c + r * ldc + K::NR - 1, 1);
+  }
+  V acc[M][NV];
 #pragma GCC unroll 16
   for (int r = 0; r < M; ++r)
 #pragma GCC unroll 8
-    for (int v = 0; v < NV; ++v) acc[r][v] = V::zero();
+    for (int v = 0; v < NV; ++v) acc[r][v] = simd::zero<V>();
+#pragma GCC unroll 4
   for (int64_t p = 0; p < kc; ++p) {
-    R bv[NV];
+    V bv[NV];
 #pragma GCC unroll 8
-    for (int v = 0; v < NV; ++v) bv[v] = V::loadu(b + v * V::kLanes);
+    for (int v = 0; v < NV; ++v) bv[v] = simd::loadu(b + v * V::W);
 #pragma GCC unroll 16
     for (int r = 0; r < M; ++r) {
-      const R ar = V::bcast(a + r);
+      const V ar = simd::set1(a[r]);
 #pragma GCC unroll 8
-      for (int v = 0; v < NV; ++v) acc[r][v] = V::fma(ar, bv[v], acc[r][v]);
+      for (int v = 0; v < NV; ++v) acc[r][v] = simd::fmadd(ar, bv[v], acc[r][v]);
     }
     a += K::MR;
     b += ldb;
@@ -172,8 +195,8 @@ __attribute__((noinline)) void micro_kernel(int64_t kc, const typename K::T* __r
   for (int r = 0; r < M; ++r) {
 #pragma GCC unroll 8
     for (int v = 0; v < NV; ++v) {
-      typename K::T* cp = c + r * ldc + v * V::kLanes;
-      V::storeu(cp, load_c ? V::add(V::loadu(cp), acc[r][v]) : acc[r][v]);
+      T* cp = c + r * ldc + v * V::W;
+      simd::storeu(cp, load_c ? simd::loadu(cp) + acc[r][v] : acc[r][v]);
     }
   }
 }
@@ -203,7 +226,7 @@ void macro_kernel(const GemmArgs<typename K::T>& g, const typename K::T* pa,
   using T = typename K::T;
   alignas(64) T tile[K::MR * K::NR];
   const bool epilogue = last && has_epilogue(g);
-  const RowPanels panels = row_panels(mc, K::MR);
+  const EvenSplit panels = even_split(mc, K::MR);
   for (int64_t jr = 0; jr < nc; jr += K::NR) {
     const int64_t nr = min64(K::NR, nc - jr);
     const bool in_place = b_direct != nullptr && nr == K::NR;
@@ -234,11 +257,12 @@ void macro_kernel(const GemmArgs<typename K::T>& g, const typename K::T* pa,
 
 // The whole GEMM restricted to C[i0:i1, j0:j1], single-threaded, with this thread's buffers.
 template <class K>
-void gemm_block(const GemmArgs<typename K::T>& g, int64_t kc_block, int64_t i0, int64_t i1,
-                int64_t j0, int64_t j1) {
+void gemm_block(const GemmArgs<typename K::T>& g, const GemmBlocking& bl, int64_t kc_block,
+                int64_t i0, int64_t i1, int64_t j0, int64_t j1) {
   using T = typename K::T;
-  const int64_t nc_max = round_up(min64(K::NC, j1 - j0), K::NR);
-  const int64_t mc_max = round_up(min64(K::MC, i1 - i0), K::MR);
+  const int64_t NC = bl.nc, MC = bl.mc;
+  const int64_t nc_max = round_up(min64(NC, j1 - j0), K::NR);
+  const int64_t mc_max = round_up(min64(MC, i1 - i0), K::MR);
   T* pa = static_cast<T*>(thread_workspace(WorkspaceSlot::kPackA, mc_max * kc_block * sizeof(T)));
   T* pb = static_cast<T*>(thread_workspace(WorkspaceSlot::kPackB, nc_max * kc_block * sizeof(T)));
   // With few rows of C, each B element is used by only a few micro-kernel calls, so copying B
@@ -246,8 +270,8 @@ void gemm_block(const GemmArgs<typename K::T>& g, int64_t kc_block, int64_t i0, 
   // pack, the product ~115 us). When B's rows are contiguous (a plain, not transposed, B) its
   // full panels are then read in place instead; the arithmetic, and so the result, is the same.
   const bool direct_b = g.cs_b == 1 && g.m <= kDirectBMaxPanels * K::MR;
-  for (int64_t jc = j0; jc < j1; jc += K::NC) {
-    const int64_t nc = min64(K::NC, j1 - jc);
+  for (int64_t jc = j0; jc < j1; jc += NC) {
+    const int64_t nc = min64(NC, j1 - jc);
     for (int64_t pc = 0; pc < g.k; pc += kc_block) {
       const int64_t kc = min64(kc_block, g.k - pc);
       const bool load_c = g.accumulate || pc > 0;
@@ -258,9 +282,9 @@ void gemm_block(const GemmArgs<typename K::T>& g, int64_t kc_block, int64_t i0, 
                              min64(K::NR, nc - jr), kc);
       }
       const T* b_direct = direct_b ? g.b + pc * g.rs_b + jc : nullptr;
-      for (int64_t ic = i0; ic < i1; ic += K::MC) {
-        const int64_t mc = min64(K::MC, i1 - ic);
-        const RowPanels panels = row_panels(mc, K::MR);
+      for (int64_t ic = i0; ic < i1; ic += MC) {
+        const int64_t mc = min64(MC, i1 - ic);
+        const EvenSplit panels = even_split(mc, K::MR);
         for (int64_t t = 0; t < panels.count; ++t)
           pack_panel<T, K::MR>(pa + t * K::MR * kc,
                                g.a + (ic + panels.start(t)) * g.rs_a + pc * g.cs_a, g.rs_a,
@@ -276,6 +300,7 @@ struct Grid {
   int64_t mt = 1, nt = 1, mb = 0, nb = 0;
 };
 
+// For the products gemm_shared_b does not take (few rows, or one thread).
 // Uses up to get_num_threads() tasks, fewer when each would get too little work, and among the
 // mt x nt factorisations picks the one with the smallest rectangle perimeter mb + nb: that is the
 // least packing per task (A rows + B columns) and the squarest blocks. A small m (an MLP batch)
@@ -285,10 +310,7 @@ Grid plan_grid(int64_t m, int64_t n, int64_t k) {
   Grid best;
   best.mb = m;
   best.nb = n;
-  const double macs = static_cast<double>(m) * static_cast<double>(n) * static_cast<double>(k);
-  int64_t tasks = get_num_threads();
-  if (macs / static_cast<double>(kMinMacsPerThread) < static_cast<double>(tasks))
-    tasks = static_cast<int64_t>(macs / static_cast<double>(kMinMacsPerThread));
+  const int64_t tasks = task_count(m, n, k, int64_t{1} << 30);
   if (tasks <= 1) return best;
   int64_t best_cost = -1;
   for (int64_t mt = 1; mt <= tasks; ++mt) {
@@ -308,6 +330,68 @@ Grid plan_grid(int64_t m, int64_t n, int64_t k) {
   return best;
 }
 
+// Threads, large m: B packed once and shared, C split by rows (BLIS's ic loop in parallel).
+//
+// Why not the grid of gemm_block tasks here: cutting C into one rectangle per thread makes every
+// thread pack all of A when the cut is along n (or all of B when along m), and each thread keeps
+// its own KC x NC block of B in the shared L3, so two threads move almost the packing traffic of
+// two whole products and halve each other's L3. Here op(B)[:, jc:jc+nc] is packed once, for the
+// whole k, by all threads (one parallel pass over its NR-wide panels), then the rows of C are cut
+// into blocks of at most MC rows, a multiple of the thread count of them, which threads claim
+// one by one: each packs only its own rows of A (into its L2) and runs the k loop against the
+// shared B. Two pool hand-offs per NC block of columns (usually one block), nothing shared is
+// written twice, and a thread that is slowed down (a busy machine) leaves its remaining row
+// blocks to the others. Every element of C still gets the same micro-kernel arithmetic over the
+// same KC blocks, so results are bit-identical to the grid path and to any thread count.
+template <class K>
+void gemm_shared_b(const GemmArgs<typename K::T>& g, const GemmBlocking& bl, int64_t kc_block,
+                   int64_t tasks) {
+  using T = typename K::T;
+  const int64_t n_pc = ceil_div(g.k, kc_block);
+  // The packed k x nc block is shared by `tasks` cores: give it their L3 shares (the model's
+  // KC x NC block each), so it stays in L3 while every row block streams over it.
+  int64_t nc_max = bl.nc * bl.kc * tasks / g.k / K::NR * K::NR;
+  if (nc_max < 4 * K::NR) nc_max = 4 * K::NR;
+  nc_max = min64(nc_max, round_up(g.n, K::NR));
+  T* pb = static_cast<T*>(
+      thread_workspace(WorkspaceSlot::kPackB, static_cast<size_t>(n_pc * kc_block * nc_max) * sizeof(T)));
+  // Row blocks: at least one per thread, a multiple of the thread count, at most MC rows each.
+  int64_t n_ic = round_up(ceil_div(g.m, bl.mc), tasks);
+  const EvenSplit ic_split = even_split(ceil_div(g.m, K::MR), ceil_div(ceil_div(g.m, K::MR), n_ic));
+  for (int64_t jc = 0; jc < g.n; jc += nc_max) {
+    const int64_t nc = min64(nc_max, g.n - jc);
+    const int64_t n_jr = ceil_div(nc, K::NR);
+    // Pack: panel (pc, jr) at pb + pc * kc_block * nc_max + jr * NR * kc (kc of that block).
+    const EvenSplit pack_split = even_split(n_pc * n_jr, ceil_div(n_pc * n_jr, tasks));
+    parallel_for(pack_split.count, [&](int64_t t) {
+      const int64_t u0 = pack_split.start(t), u1 = u0 + pack_split.rows(t);
+      for (int64_t u = u0; u < u1; ++u) {
+        const int64_t ip = u / n_jr, jr = (u % n_jr) * K::NR, pc = ip * kc_block;
+        const int64_t kc = min64(kc_block, g.k - pc);
+        pack_panel<T, K::NR>(pb + ip * kc_block * nc_max + jr * kc,
+                             g.b + pc * g.rs_b + (jc + jr) * g.cs_b, g.cs_b, g.rs_b,
+                             min64(K::NR, nc - jr), kc);
+      }
+    });
+    parallel_for(ic_split.count, [&](int64_t t) {
+      const int64_t ic = ic_split.start(t) * K::MR;
+      const int64_t mc = min64(ic_split.rows(t) * K::MR, g.m - ic);
+      if (mc <= 0) return;
+      T* pa = static_cast<T*>(thread_workspace(
+          WorkspaceSlot::kPackA, static_cast<size_t>(round_up(mc, K::MR) * kc_block) * sizeof(T)));
+      for (int64_t ip = 0; ip < n_pc; ++ip) {
+        const int64_t pc = ip * kc_block, kc = min64(kc_block, g.k - pc);
+        const EvenSplit panels = even_split(mc, K::MR);
+        for (int64_t q = 0; q < panels.count; ++q)
+          pack_panel<T, K::MR>(pa + q * K::MR * kc, g.a + (ic + panels.start(q)) * g.rs_a + pc * g.cs_a,
+                               g.rs_a, g.cs_a, panels.rows(q), kc);
+        macro_kernel<K>(g, pa, pb + ip * kc_block * nc_max, nullptr, 0, ic, mc, jc, nc, kc,
+                        g.accumulate || pc > 0, pc + kc == g.k);
+      }
+    });
+  }
+}
+
 template <class K>
 void gemm(const GemmArgs<typename K::T>& g) {
   if (g.m == 0 || g.n == 0) return;
@@ -315,14 +399,31 @@ void gemm(const GemmArgs<typename K::T>& g) {
     gemm_empty_k(g);
     return;
   }
-  // Near-equal KC blocks (k = 784 -> 200, 200, 200, 184 rather than 3 x 256 + 16) so no block is
-  // a short, slow one; multiples of 8 keep packing on its transpose fast path.
-  const int64_t kc_block = round_up(ceil_div(g.k, ceil_div(g.k, K::KC)), 8);
+  const GemmBlocking& bl = blocking<K>();
+  // Near-equal KC blocks (k = 784 with KC = 320 -> 264, 264, 256 rather than 320, 320, 144) so no
+  // block is a short, slow one; multiples of 8 keep packing on its transpose fast path.
+  const int64_t kc_block = round_up(ceil_div(g.k, ceil_div(g.k, bl.kc)), 8);
+  if (skinny_gemm(g, kc_block)) return;
+  const int64_t tasks = task_count(g.m, g.n, g.k, int64_t{1} << 30);
+  // Rows enough for every thread to get row blocks of at least 4 micro-panels: share B.
+  if (tasks > 1 && g.m >= tasks * 4 * K::MR) {
+    gemm_shared_b<K>(g, bl, kc_block, tasks);
+    return;
+  }
   const Grid grid = plan_grid<K>(g.m, g.n, g.k);
   parallel_for(grid.mt * grid.nt, [&](int64_t t) {
     const int64_t i0 = (t / grid.nt) * grid.mb, j0 = (t % grid.nt) * grid.nb;
-    gemm_block<K>(g, kc_block, i0, min64(g.m, i0 + grid.mb), j0, min64(g.n, j0 + grid.nb));
+    gemm_block<K>(g, bl, kc_block, i0, min64(g.m, i0 + grid.mb), j0, min64(g.n, j0 + grid.nb));
   });
+}
+
+// The table entries of one ISA: C = op(A) @ op(B) for float (tile SMR x SNR) and double.
+template <class KS, class KD>
+void fill_gemm_table(GemmTable& t) {
+  t.sgemm = &gemm<KS>;
+  t.dgemm = &gemm<KD>;
+  t.sblocking = &blocking_copy<KS>;
+  t.dblocking = &blocking_copy<KD>;
 }
 
 }  // namespace gemm_detail

@@ -1,6 +1,9 @@
 """GEMM kernels (matmul, linear) against float64 numpy, on every ISA and at 1 and 2 threads."""
 
+import math
 import os
+import subprocess
+import sys
 import threading
 
 import numpy as np
@@ -290,6 +293,183 @@ def test_works_in_forked_child(rng):
         os._exit(0 if ok else 1)
     _, status = os.waitpid(pid, 0)
     assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
+
+
+# --- skinny shapes (never-packing kernels) and the threads' shared-B path ------------------------
+
+# (m, n, k, trans_a, trans_b): few rows (m <= 8) and few columns (n <= 16), each with op(B) read
+# along k (a linear layer's x @ W.T) and along n (dx = dy @ W), plus layouts those kernels leave
+# to the blocked driver (both strides of op(B) non-unit).
+SKINNY = [(1, 256, 256, False, True), (1, 64, 256, False, True), (8, 512, 784, False, True),
+          (3, 130, 17, True, True), (5, 300, 33, False, False), (8, 40, 100, True, False),
+          (1, 1, 1, False, False), (2, 1000, 9, False, False), (32, 10, 256, False, True),
+          (512, 10, 512, False, True), (100, 16, 7, False, False), (70, 3, 333, True, False),
+          (9, 16, 65, True, True), (600, 1, 50, False, True)]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_skinny_shapes_match_float64(isa, threads, dtype, rng):
+    for m, n, k, ta, tb in SKINNY:
+        a, b = operands(rng, m, n, k, ta, tb, dtype)
+        check_matmul(a, b, ta, tb)
+        # Strided views of the same shapes: every stride non-unit.
+        a2, b2 = operands(rng, 2 * m, 2 * n, 2 * k, ta, tb, dtype)
+        check_matmul(a2[::2, ::2], b2[::2, ::2], ta, tb)
+        c = rng.standard_normal((m, n)).astype(dtype)
+        expected = c.astype(np.float64) + op(a, ta).astype(np.float64) @ op(b, tb)
+        matmul(a, b, trans_a=ta, trans_b=tb, out=c, accumulate=True)
+        np.testing.assert_allclose(c, expected, rtol=0, atol=tolerance(a, b, k + 1, dtype) + 4 *
+                                   np.finfo(dtype).eps * np.abs(expected).max())
+
+
+# Products large enough that 2 threads split them, on each path: few rows (columns split), few
+# columns (rows split), the row kernel, the shared-B path and the grid path.
+SPLIT = [(8, 4096, 784, False, True), (4, 6000, 1000, False, False), (4096, 10, 512, False, True),
+         (3000, 12, 700, False, False), (600, 500, 300, False, False), (700, 650, 300, True, True),
+         (40, 1500, 600, False, True)]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_every_path_bit_identical_for_1_2_3_threads(isa, dtype, rng):
+    previous = pydl.get_num_threads()
+    try:
+        for m, n, k, ta, tb in SPLIT:
+            a, b = operands(rng, m, n, k, ta, tb, dtype)
+            results = []
+            for t in (1, 2, 3):
+                pydl.set_num_threads(t)
+                results.append(matmul(a, b, trans_a=ta, trans_b=tb))
+            np.testing.assert_array_equal(results[0], results[1], err_msg=f"{(m, n, k)}")
+            np.testing.assert_array_equal(results[0], results[2], err_msg=f"{(m, n, k)}")
+        check_matmul(a, b, ta, tb)
+    finally:
+        pydl.set_num_threads(previous)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_row_kernel_gives_the_packed_path_bits(isa, threads, dtype, rng):
+    # The few-row kernel for a plain B sums in the driver's KC blocks like the packed micro-kernel:
+    # rows 0..m-1 of a tall product (packed) are its oracle bit for bit, at every m <= 8.
+    b = rng.standard_normal((900, 300)).astype(dtype)
+    a = rng.standard_normal((64, 900)).astype(dtype)
+    tall = matmul(a, b)
+    for m in range(1, 9):
+        np.testing.assert_array_equal(matmul(a[:m], b), tall[:m])
+
+
+def np_fusable(z, activation, **kw):
+    """np_activation plus the activations the epilogue gained later (float64 oracles)."""
+    if activation == "gelu":
+        return z * 0.5 * (1 + np.vectorize(math.erf)(z / math.sqrt(2)))
+    if activation == "gelu_tanh":
+        return 0.5 * z * (1 + np.tanh(math.sqrt(2 / math.pi) * (z + 0.044715 * z**3)))
+    if activation == "silu":
+        return z / (1 + np.exp(-z))
+    return np_activation(z, activation, **kw)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("activation", ACTIVATIONS + ["gelu", "gelu_tanh", "silu"])
+def test_linear_epilogue_on_every_path(isa, activation, dtype, rng):
+    # Batch 1 and 8 (few-row dot kernel), the 10-output head (few-column kernel), a transposed
+    # x (copied rows, or the blocked driver), a large batch (shared-B path at 2 threads): each
+    # against float64 numpy and bit-identical at 1 and 2 threads.
+    previous = pydl.get_num_threads()
+    kw = {"negative_slope": 0.2, "alpha": 0.7}
+    try:
+        for batch, fin, fout, x_t in [(1, 256, 256, False), (8, 784, 512, False),
+                                      (512, 512, 10, False), (32, 256, 10, True),
+                                      (5, 100, 300, True), (600, 300, 500, False)]:
+            xs = rng.standard_normal((fin, batch) if x_t else (batch, fin)).astype(dtype)
+            x = xs.T if x_t else xs
+            w = (rng.standard_normal((fout, fin)) / np.sqrt(fin)).astype(dtype)
+            b = rng.standard_normal(fout).astype(dtype)
+            z = x.astype(np.float64) @ w.T.astype(np.float64) + b
+            expected = np_fusable(z, activation, **kw)
+            results, pres = [], []
+            for t in (1, 2):
+                pydl.set_num_threads(t)
+                pre = np.full((batch, fout), np.nan, dtype)
+                results.append(linear(x, w, b, activation, preact=pre, **kw))
+                pres.append(pre)
+            np.testing.assert_array_equal(results[0], results[1])
+            np.testing.assert_array_equal(pres[0], pres[1])
+            atol = tolerance(x, w, fin + 1, dtype) + 8 * np.finfo(dtype).eps
+            np.testing.assert_allclose(pres[0], z, rtol=4 * np.finfo(dtype).eps, atol=atol)
+            np.testing.assert_allclose(results[0], expected, rtol=4 * np.finfo(dtype).eps,
+                                       atol=atol, err_msg=f"{activation} {(batch, fin, fout)}")
+    finally:
+        pydl.set_num_threads(previous)
+
+
+# --- cache blocking -------------------------------------------------------------------------------
+
+def run_python(code, **env):
+    full_env = dict(os.environ)
+    full_env.update(env)
+    return subprocess.run([sys.executable, "-c", code], env=full_env, capture_output=True,
+                          text=True, timeout=300)
+
+
+def test_blocking_fits_the_detected_caches():
+    # The model's promises, checked against the caches cpu_info reports: B's KC x NR micro-panel
+    # fits in L1 with an A micro-panel, A's MC x KC block in L2; tiles are whole micro-panels.
+    info = pydl.cpu_info()["gemm"]
+    caches = info["caches"]
+    if info["source"] == "reference":
+        pytest.skip("the generic kernels do not block")
+    assert info["source"] in ("cache model", "PYDL_GEMM_BLOCKING")
+    for dtype, size in (("float32", 4), ("float64", 8)):
+        blk = info[dtype]
+        assert blk["mc"] % blk["mr"] == 0 and blk["nc"] % blk["nr"] == 0 and blk["kc"] % 8 == 0
+        if info["source"] == "cache model":
+            assert (blk["kc"] * (blk["nr"] + blk["mr"]) * size) < caches["l1d"]["size"]
+            assert blk["mc"] * blk["kc"] * size < caches["l2"]["size"]
+            assert blk["kc"] * blk["nc"] * size <= caches["l3"]["size"]
+
+
+def test_blocking_override_is_used_and_exact():
+    # Tiny blocks make every block loop run many times; results must stay right and bit-identical
+    # across thread counts. mc and nc are rounded up to whole micro-panels.
+    code = """
+import numpy as np, pydl
+from pydl.kernels import matmul
+info = pydl.cpu_info()["gemm"]
+rng = np.random.default_rng(0)
+ok = True
+if info["source"] != "reference":
+    b = info["float32"]
+    assert info["source"] == "PYDL_GEMM_BLOCKING", info
+    assert b["kc"] == 16 and b["mc"] == -(-7 // b["mr"]) * b["mr"], b
+    assert b["nc"] == -(-40 // b["nr"]) * b["nr"], b
+for m, n, k in [(131, 97, 201), (700, 300, 150), (20, 333, 77)]:
+    a = rng.standard_normal((m, k)); w = rng.standard_normal((k, n))
+    exp = a @ w
+    r = []
+    for t in (1, 2):
+        pydl.set_num_threads(t)
+        r.append(matmul(a, w))
+    ok &= bool(np.array_equal(r[0], r[1])) and bool(np.allclose(r[0], exp, rtol=0, atol=1e-10))
+print("ok" if ok else "mismatch")
+"""
+    out = run_python(code, PYDL_GEMM_BLOCKING="16,7,40")
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "ok"
+
+
+@pytest.mark.parametrize("bad", ["abc", "64,128", "64,128,256,4", "0,128,256", "64,0,256",
+                                 "64,128,0", "99999,128,256", "64;128;256", "-64,128,256",
+                                 "64,128,256x", "1" * 40 + ",1,1"])
+def test_blocking_override_rejects_bad_values(bad):
+    out = run_python("import pydl", PYDL_GEMM_BLOCKING=bad)
+    assert out.returncode != 0
+    assert f"PYDL_GEMM_BLOCKING='{bad}'" in out.stderr and "kc,mc,nc" in out.stderr
+
+
+def test_blocking_override_empty_means_the_model():
+    out = run_python("import pydl; print(pydl.cpu_info()['gemm']['source'])", PYDL_GEMM_BLOCKING="")
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() in ("cache model", "reference")
 
 
 # --- linear ---------------------------------------------------------------------------------------

@@ -1,0 +1,332 @@
+// Never-packing GEMM kernels for skinny shapes, tried by the blocked driver (gemm_driver.hpp)
+// before it packs anything:
+//  - m <= kSkinnyMaxM rows (batch-1..8 inference: 1x256x256, 8x784x512), where packing B costs
+//    as much as the multiply-adds because each B element is used by at most 8 rows;
+//  - n <= kSkinnyMaxN columns (a classifier head x @ W.T with 10 outputs), where the blocked
+//    micro-kernel would compute a whole NR-wide tile (16 or 32 columns) for 10 useful ones.
+// Two kernels, chosen by the layout of op(B):
+//  - dot: op(B) column j contiguous along k (rs_b == 1, the `x @ W.T` of a linear layer) and A
+//    rows contiguous along k. C[i, j] = dot(A[i, :], B[:, j]) for an RI x RJ block at a time:
+//    W-lane partial sums over k (masked loads for the ragged end), then a fixed-order horizontal
+//    sum. A rows that are not contiguous (op(A) = A.T) are first copied when m <= 8 (m * k
+//    elements, against m * n * k multiply-adds).
+//  - row: op(B) row p contiguous along n (cs_b == 1). C[i, j0:j0+cw] accumulates
+//    A[i, p] * B[p, j0:j0+cw] over p = 0..k-1 for R rows at once, the last vector masked, in the
+//    blocked driver's KC blocks: the same bits as the packed path.
+// Other layouts (both strides non-unit) go to the blocked driver.
+//
+// Every element of C is computed by one kernel call whose arithmetic depends only on k and the
+// element's own row and column (the block shape decides which lanes and registers hold it, never
+// the order of its sums), so results are bit-identical whatever the thread split. The epilogue
+// runs on each task's finished region.
+#pragma once
+
+#include <cstdint>
+
+#include "common/isa.hpp"
+#include "common/parallel.hpp"
+#include "common/simd.hpp"
+#include "common/workspace.hpp"
+#include "gemm/gemm.hpp"
+#include "gemm/gemm_epilogue.hpp"
+
+namespace pydl {
+namespace PYDL_ISA_NS {
+namespace gemm_detail {
+
+inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+inline int64_t round_up(int64_t a, int64_t b) { return ceil_div(a, b) * b; }
+inline int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
+
+// Below this many multiply-adds per thread (~10 us on one core), a second thread costs more than it
+// saves. The hand-off alone is a few microseconds on an idle machine, but on a busy one the worker
+// may be descheduled while the caller waits for its task: measured on a loaded 2-core machine, 2^17
+// made a batch-32 MLP step (32x256x256 GEMMs) 2x slower with 2 threads than with 1; with 2^21 a
+// GEMM splits only when each thread gets enough work to absorb that (e.g. 32x784x512 does).
+constexpr int64_t kMinMacsPerThread = int64_t{1} << 21;
+
+constexpr int64_t kSkinnyMaxM = 8;
+constexpr int64_t kSkinnyMaxN = 16;
+
+// [0, n) cut into as few parts of at most max_part as possible, sizes differing by at most one.
+struct EvenSplit {
+  int64_t count = 0, base = 0, extra = 0;  // the first `extra` parts have base + 1 elements
+  int64_t start(int64_t t) const { return t * base + min64(t, extra); }
+  int64_t rows(int64_t t) const { return base + (t < extra ? 1 : 0); }
+};
+
+inline EvenSplit even_split(int64_t n, int64_t max_part) {
+  EvenSplit s;
+  s.count = ceil_div(n, max_part);
+  s.base = n / s.count;
+  s.extra = n % s.count;
+  return s;
+}
+
+// How many tasks a product of `macs` multiply-adds gets: up to the thread count, at least
+// kMinMacsPerThread each, at most `units`.
+inline int64_t task_count(int64_t m, int64_t n, int64_t k, int64_t units) {
+  const double macs = static_cast<double>(m) * static_cast<double>(n) * static_cast<double>(k);
+  int64_t tasks = get_num_threads();
+  if (macs / static_cast<double>(kMinMacsPerThread) < static_cast<double>(tasks))
+    tasks = static_cast<int64_t>(macs / static_cast<double>(kMinMacsPerThread));
+  if (tasks > units) tasks = units;
+  return tasks < 1 ? 1 : tasks;
+}
+
+// Registers: AVX2 has 16 vector registers, AVX-512 32.
+template <typename T>
+constexpr int kVecRegs = simd::Vec<T>::W * static_cast<int>(sizeof(T)) == 64 ? 32 : 16;
+
+// ---- dot kernel -------------------------------------------------------------------------------
+
+// Block shape: RI rows x RJ columns of accumulators plus RI A vectors and one B vector.
+template <typename T>
+constexpr int kDotRows = kVecRegs<T> == 32 ? 4 : 3;
+template <typename T>
+constexpr int dot_cols(int ri) {
+  return ri == 1 ? 8 : 4;
+}
+
+// c[i * ldc + j] (+)= sum_p a[i * lda + p] * b[j * ldb + p] for i < RI, j < RJ.
+template <typename T, int RI, int RJ>
+__attribute__((noinline)) void dot_kernel(int64_t k, const T* __restrict a, int64_t lda,
+                                          const T* __restrict b, int64_t ldb, T* __restrict c,
+                                          int64_t ldc, bool accumulate) {
+  using V = simd::Vec<T>;
+  constexpr int W = V::W;
+  V acc[RI][RJ];
+#pragma GCC unroll 8
+  for (int i = 0; i < RI; ++i)
+#pragma GCC unroll 8
+    for (int j = 0; j < RJ; ++j) acc[i][j] = simd::zero<V>();
+  auto step = [&](int64_t p, auto load) {
+    V av[RI];
+#pragma GCC unroll 8
+    for (int i = 0; i < RI; ++i) av[i] = load(a + i * lda + p);
+#pragma GCC unroll 8
+    for (int j = 0; j < RJ; ++j) {
+      const V bj = load(b + j * ldb + p);
+#pragma GCC unroll 8
+      for (int i = 0; i < RI; ++i) acc[i][j] = simd::fmadd(av[i], bj, acc[i][j]);
+    }
+  };
+  const int64_t kv = k / W * W;
+  for (int64_t p = 0; p < kv; p += W) step(p, [](const T* q) { return simd::loadu(q); });
+  if (kv < k) {
+    const int64_t rest = k - kv;
+    step(kv, [rest](const T* q) { return simd::load_partial(q, rest); });
+  }
+#pragma GCC unroll 8
+  for (int i = 0; i < RI; ++i) {
+#pragma GCC unroll 8
+    for (int j = 0; j < RJ; ++j) {
+      const T s = simd::reduce_add(acc[i][j]);
+      T* cp = c + i * ldc + j;
+      *cp = accumulate ? *cp + s : s;
+    }
+  }
+}
+
+template <typename T, int RI, int RJ>
+void dot_cols_dispatch(int64_t rj, int64_t k, const T* a, int64_t lda, const T* b, int64_t ldb,
+                       T* c, int64_t ldc, bool accumulate) {
+  if constexpr (RJ > 1) {
+    if (rj < RJ) {
+      dot_cols_dispatch<T, RI, RJ - 1>(rj, k, a, lda, b, ldb, c, ldc, accumulate);
+      return;
+    }
+  }
+  dot_kernel<T, RI, RJ>(k, a, lda, b, ldb, c, ldc, accumulate);
+}
+
+template <typename T, int RI>
+void dot_dispatch(int64_t ri, int64_t rj, int64_t k, const T* a, int64_t lda, const T* b,
+                  int64_t ldb, T* c, int64_t ldc, bool accumulate) {
+  if constexpr (RI > 1) {
+    if (ri < RI) {
+      dot_dispatch<T, RI - 1>(ri, rj, k, a, lda, b, ldb, c, ldc, accumulate);
+      return;
+    }
+  }
+  dot_cols_dispatch<T, RI, dot_cols<T>(RI)>(rj, k, a, lda, b, ldb, c, ldc, accumulate);
+}
+
+// C[i0:i1, j0:j1] by dot blocks; a is row-major with row stride lda (unit column stride).
+// cols_outer: column blocks in the outer loop (few rows: each B column block is read once and the
+// A rows stay in L1); otherwise row groups outer (few columns: B stays in L1).
+template <typename T>
+void dot_region(const GemmArgs<T>& g, const T* a, int64_t lda, int64_t i0, int64_t i1, int64_t j0,
+                int64_t j1, bool cols_outer) {
+  const EvenSplit rs = even_split(i1 - i0, kDotRows<T>);
+  const EvenSplit cs = even_split(j1 - j0, dot_cols<T>(static_cast<int>(rs.base + (rs.extra > 0))));
+  const int64_t ldb = g.cs_b;
+  auto block = [&](int64_t ti, int64_t tj) {
+    const int64_t i = i0 + rs.start(ti), j = j0 + cs.start(tj);
+    dot_dispatch<T, kDotRows<T>>(rs.rows(ti), cs.rows(tj), g.k, a + i * lda, lda, g.b + j * ldb,
+                                 ldb, g.c + i * g.ldc + j, g.ldc, g.accumulate);
+  };
+  if (cols_outer) {
+    for (int64_t tj = 0; tj < cs.count; ++tj)
+      for (int64_t ti = 0; ti < rs.count; ++ti) block(ti, tj);
+  } else {
+    for (int64_t ti = 0; ti < rs.count; ++ti)
+      for (int64_t tj = 0; tj < cs.count; ++tj) block(ti, tj);
+  }
+}
+
+// ---- row kernel -------------------------------------------------------------------------------
+
+constexpr int kRowMaxRows = 4;
+// Vectors per row for an R-row block: about half the registers as accumulators.
+template <typename T>
+constexpr int row_vecs(int r) {
+  return (kVecRegs<T> / 2) / r > 8 ? 8 : ((kVecRegs<T> / 2) / r < 1 ? 1 : (kVecRegs<T> / 2) / r);
+}
+
+// c[r * ldc + j] (+)= sum_p a[r * rs_a + p * cs_a] * b[p * rs_b + j] for r < R and
+// j < (NV - 1) * W + tail; the last vector has `tail` lanes (all W unless kTail). The sum runs in
+// the blocked driver's KC blocks: each block's products are summed from zero, p in order, and
+// added to C (C + block), so every element gets the very bits the packed micro-kernel gives it.
+template <typename T, int R, int NV, bool kTail>
+__attribute__((noinline)) void row_kernel(int64_t k, int64_t kcb, const T* __restrict a,
+                                          int64_t rs_a, int64_t cs_a, const T* __restrict b,
+                                          int64_t rs_b, T* __restrict c, int64_t ldc,
+                                          int64_t tail, bool accumulate) {
+  using V = simd::Vec<T>;
+  constexpr int W = V::W;
+  for (int64_t pc = 0; pc < k; pc += kcb) {
+    const int64_t pe = min64(k, pc + kcb);
+    V acc[R][NV];
+#pragma GCC unroll 8
+    for (int r = 0; r < R; ++r)
+#pragma GCC unroll 8
+      for (int v = 0; v < NV; ++v) acc[r][v] = simd::zero<V>();
+    for (int64_t p = pc; p < pe; ++p) {
+      const T* bp = b + p * rs_b;
+      V bv[NV];
+#pragma GCC unroll 8
+      for (int v = 0; v < NV; ++v)
+        bv[v] = (kTail && v == NV - 1) ? simd::load_partial(bp + v * W, tail)
+                                       : simd::loadu(bp + v * W);
+      const T* ap = a + p * cs_a;
+#pragma GCC unroll 8
+      for (int r = 0; r < R; ++r) {
+        const V ar = simd::set1(ap[r * rs_a]);
+#pragma GCC unroll 8
+        for (int v = 0; v < NV; ++v) acc[r][v] = simd::fmadd(ar, bv[v], acc[r][v]);
+      }
+    }
+    const bool load_c = accumulate || pc > 0;
+#pragma GCC unroll 8
+    for (int r = 0; r < R; ++r) {
+#pragma GCC unroll 8
+      for (int v = 0; v < NV; ++v) {
+        T* cp = c + r * ldc + v * W;
+        if (kTail && v == NV - 1) {
+          simd::store_partial(cp, load_c ? simd::load_partial(cp, tail) + acc[r][v] : acc[r][v],
+                              tail);
+        } else {
+          simd::storeu(cp, load_c ? simd::loadu(cp) + acc[r][v] : acc[r][v]);
+        }
+      }
+    }
+  }
+}
+
+template <typename T, int R, int NV>
+void row_vecs_dispatch(int64_t nv, int64_t tail, int64_t k, int64_t kcb, const T* a, int64_t rs_a,
+                       int64_t cs_a, const T* b, int64_t rs_b, T* c, int64_t ldc,
+                       bool accumulate) {
+  if constexpr (NV > 1) {
+    if (nv < NV) {
+      row_vecs_dispatch<T, R, NV - 1>(nv, tail, k, kcb, a, rs_a, cs_a, b, rs_b, c, ldc, accumulate);
+      return;
+    }
+  }
+  if (tail == simd::Vec<T>::W) {
+    row_kernel<T, R, NV, false>(k, kcb, a, rs_a, cs_a, b, rs_b, c, ldc, tail, accumulate);
+  } else {
+    row_kernel<T, R, NV, true>(k, kcb, a, rs_a, cs_a, b, rs_b, c, ldc, tail, accumulate);
+  }
+}
+
+template <typename T, int R>
+void row_dispatch(int64_t rows, int64_t nv, int64_t tail, int64_t k, int64_t kcb, const T* a, int64_t rs_a,
+                  int64_t cs_a, const T* b, int64_t rs_b, T* c, int64_t ldc, bool accumulate) {
+  if constexpr (R > 1) {
+    if (rows < R) {
+      row_dispatch<T, R - 1>(rows, nv, tail, k, kcb, a, rs_a, cs_a, b, rs_b, c, ldc, accumulate);
+      return;
+    }
+  }
+  row_vecs_dispatch<T, R, row_vecs<T>(R)>(nv, tail, k, kcb, a, rs_a, cs_a, b, rs_b, c, ldc,
+                                          accumulate);
+}
+
+// C[i0:i1, j0:j1] by row blocks: column chunks outer (each chunk of B is then read from cache by
+// the later row groups), row groups inner.
+template <typename T>
+void row_region(const GemmArgs<T>& g, int64_t kcb, int64_t i0, int64_t i1, int64_t j0,
+                int64_t j1) {
+  constexpr int W = simd::Vec<T>::W;
+  const EvenSplit rs = even_split(i1 - i0, kRowMaxRows);
+  const int64_t chunk = static_cast<int64_t>(row_vecs<T>(static_cast<int>(rs.base + (rs.extra > 0)))) * W;
+  for (int64_t j = j0; j < j1; j += chunk) {
+    const int64_t cols = min64(chunk, j1 - j);
+    const int64_t nv = ceil_div(cols, W), tail = cols - (nv - 1) * W;
+    for (int64_t t = 0; t < rs.count; ++t) {
+      const int64_t i = i0 + rs.start(t);
+      row_dispatch<T, kRowMaxRows>(rs.rows(t), nv, tail, g.k, kcb, g.a + i * g.rs_a, g.rs_a, g.cs_a,
+                                   g.b + j, g.rs_b, g.c + i * g.ldc + j, g.ldc, g.accumulate);
+    }
+  }
+}
+
+// ---- entry ------------------------------------------------------------------------------------
+
+// Computes C with a skinny kernel and returns true, or returns false (nothing written) when the
+// shape or layout is not one of them. Requires m, n, k > 0; kcb is the blocked driver's KC block.
+template <typename T>
+bool skinny_gemm(const GemmArgs<T>& g, int64_t kcb) {
+  const bool few_rows = g.m <= kSkinnyMaxM;
+  if (!few_rows && g.n > kSkinnyMaxN) return false;
+  const bool dot = g.rs_b == 1 && (g.cs_a == 1 || few_rows);
+  if (!dot && g.cs_b != 1) return false;
+  const T* a = g.a;
+  int64_t lda = g.rs_a;
+  if (dot && g.cs_a != 1) {
+    // Few rows of a transposed A: copy them k-contiguous once.
+    T* buf = static_cast<T*>(thread_workspace(WorkspaceSlot::kPackA,
+                                              static_cast<size_t>(g.m * g.k) * sizeof(T)));
+    for (int64_t i = 0; i < g.m; ++i)
+      for (int64_t p = 0; p < g.k; ++p) buf[i * g.k + p] = g.a[i * g.rs_a + p * g.cs_a];
+    a = buf;
+    lda = g.k;
+  }
+  // Few rows: tasks split the columns; few columns: they split the rows.
+  const int64_t extent = few_rows ? g.n : g.m;
+  const int64_t tasks = task_count(g.m, g.n, g.k, ceil_div(extent, 8));
+  const EvenSplit parts = even_split(extent, ceil_div(extent, tasks));
+  parallel_for(parts.count, [&](int64_t t) {
+    int64_t i0 = 0, i1 = g.m, j0 = 0, j1 = g.n;
+    if (few_rows) {
+      j0 = parts.start(t);
+      j1 = j0 + parts.rows(t);
+    } else {
+      i0 = parts.start(t);
+      i1 = i0 + parts.rows(t);
+    }
+    if (dot) {
+      dot_region(g, a, lda, i0, i1, j0, j1, few_rows);
+    } else {
+      row_region(g, kcb, i0, i1, j0, j1);
+    }
+    if (has_epilogue(g)) apply_epilogue(g, g.c + i0 * g.ldc + j0, g.ldc, i1 - i0, j0, j1 - j0);
+  });
+  return true;
+}
+
+}  // namespace gemm_detail
+}  // namespace PYDL_ISA_NS
+}  // namespace pydl
