@@ -351,7 +351,7 @@ class Trainer:
     def _fast_step(self, x, y):
         """Return a SequentialStep for this epoch, or None to use the autograd graph."""
         groups = getattr(self.optimizer, "param_groups", None)
-        if groups is None:
+        if groups is None or not hasattr(self.model, "_plan"):  # replaced by pydl.engine next
             return None
         step = SequentialStep.build(self.model, self.loss, x, y)
         if step is None:
