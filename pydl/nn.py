@@ -54,6 +54,10 @@ class Parameter(Tensor):
         return "Parameter containing:\n" + super().__repr__()
 
 
+# Bumped by every Module attribute assignment or deletion: part of the engine's replay key, so a
+# replaced layer or a changed hyper-parameter (e.g. Dropout.p) records the step anew.
+_structure_version = 0
+
 _IncompatibleKeys = namedtuple("IncompatibleKeys", ["missing_keys", "unexpected_keys"])
 
 
@@ -81,6 +85,8 @@ class Module:
         object.__setattr__(self, "training", True)
 
     def __setattr__(self, name, value):
+        global _structure_version
+        _structure_version += 1
         params = self.__dict__.get("_parameters")
         if params is None:
             raise AttributeError(f"cannot assign {name!r} before Module.__init__() is called "
@@ -105,6 +111,8 @@ class Module:
         object.__setattr__(self, name, value)
 
     def __delattr__(self, name):
+        global _structure_version
+        _structure_version += 1
         self._parameters.pop(name, None)
         self._modules.pop(name, None)
         object.__delattr__(self, name)
