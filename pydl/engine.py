@@ -25,7 +25,8 @@ What cannot be replayed runs eagerly every time, never wrongly: a step that read
 value into Python (``item()``, ``numpy()``, ``float()``, comparisons used in ``if``), wraps an
 array computed inside the step as a new Tensor, or uses an op defined with ``Tensor._make`` is
 marked as not replayable for its key, with one ``logging.debug`` line on the ``"pydl.engine"``
-logger saying why. Like any tracer, the engine cannot see Python numbers computed from tensor
+logger saying why. A Module whose ``forward`` has Python side effects that must happen on every
+batch (logging, counting) sets the class attribute ``replayable = False``. Like any tracer, the engine cannot see Python numbers computed from tensor
 data through ``.data`` (``float(x.data.std())``); write such code with tensor ops.
 
 Public entry point for hand-written loops: :func:`compile_step`. ``Trainer.fit``, ``evaluate``

@@ -23,7 +23,7 @@ import numpy as np
 from . import functional as F
 from . import random as _random
 from .ops import ACTIVATIONS, ActivationOp
-from .tensor import Tensor
+from .tensor import Tensor, _tape
 
 __all__ = ["Dropout", "Linear", "Module", "Parameter", "Sequential"] + \
     [row.module for row in ACTIVATIONS]
@@ -120,7 +120,15 @@ class Module:
     def forward(self, *args, **kwargs):
         raise NotImplementedError(f"{type(self).__name__} must define forward()")
 
+    # False for a module whose forward has Python side effects the engine must not skip (e.g.
+    # logging its inputs): steps that call it then run eagerly every time (see pydl.engine).
+    replayable = True
+
     def __call__(self, *args, **kwargs):
+        if not self.replayable:
+            rec = _tape.recorder
+            if rec is not None:
+                rec.fail(f"{type(self).__name__}.replayable is False")
         return self.forward(*args, **kwargs)
 
     # --- traversal ------------------------------------------------------------------------
