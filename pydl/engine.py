@@ -150,7 +150,7 @@ class _Tape:
     """A recorded step: prebound forward calls, backward targets and buffers."""
 
     __slots__ = ("forward", "backward", "nslots", "loss", "output", "inputs", "grad_buffers",
-                 "ones")
+                 "arena", "ones")
 
 
 def _index_arrays(op):
@@ -343,6 +343,7 @@ class CompiledStep(_Compiled):
         self.optimizer = optimizer
         self.output = None  # the model's output array of the last forward (reused buffer)
         self._pending = None
+        self._arena = None
 
     def forward(self, x, y):
         """Run forward and the loss on one batch; return the loss value as a float.
@@ -379,9 +380,11 @@ class CompiledStep(_Compiled):
         self._run_forward(tape)
         self.output = tape.output
         self._pending = (tape, params)
+        self._arena = tape.arena
         return float(tape.loss)
 
     def _eager(self, x, y):
+        self._arena = None
         out = self.model(Tensor(x))
         loss = self.loss(out, y)
         self.output = out.data
@@ -389,6 +392,7 @@ class CompiledStep(_Compiled):
         return float(loss.item())
 
     def _record(self, key, x, y):
+        self._arena = None
         x_buf = np.array(x, order="C")
         y_buf = np.array(y) if isinstance(y, np.ndarray) else None
         xt = Tensor(x_buf)
@@ -419,6 +423,16 @@ class CompiledStep(_Compiled):
         """Return the parameters the last forward computes gradients for (requires_grad)."""
         return self._trainable
 
+    def non_finite_gradient(self):
+        """Return the first trainable parameter whose gradient holds a NaN/Inf, else None.
+
+        After a replayed step all gradients live in one buffer: one pass over it decides.
+        """
+        arena = self._arena
+        if arena is not None and _all_finite(arena):
+            return None
+        return first_non_finite(self._trainable)
+
     def backward(self):
         """Write the gradients of the last forward into ``p.grad`` (overwriting them)."""
         self._enter()
@@ -439,7 +453,7 @@ class CompiledStep(_Compiled):
             if first.requires_grad:
                 first.backward()
             if tape is not None:
-                tape.grad_buffers = [(p, p.grad) for p in params if p.grad is not None]
+                _lend_arena(tape, [p for p in params if p.grad is not None])
             return
         tape = first
         lent = tape.grad_buffers
@@ -466,7 +480,7 @@ class CompiledStep(_Compiled):
             raise NonFiniteLossError(f"compile_step: the loss became {value}; nothing was "
                                      f"updated")
         self.backward()
-        bad = first_non_finite(self._trainable)
+        bad = self.non_finite_gradient()
         if bad is not None:
             name = next(n for n, p in self.model.named_parameters() if p is bad)
             raise NonFiniteLossError(f"compile_step: the gradient of {name!r} became non-finite "
@@ -474,6 +488,33 @@ class CompiledStep(_Compiled):
         if self.optimizer is not None:
             self.optimizer.step()
         return value
+
+
+_ALIGN = 16  # elements between gradient buffers in the arena: each starts 64-byte aligned
+
+
+def _lend_arena(tape, params):
+    """Move the recorded step's gradients into one zero-padded buffer the replays write into.
+
+    One buffer lets the finiteness check read every gradient in a single pass. With mixed
+    dtypes each gradient keeps its own array (and the check reads them one by one).
+    """
+    tape.arena = None
+    if len({p.grad.dtype for p in params}) != 1:
+        tape.grad_buffers = [(p, p.grad) for p in params]
+        return
+    sizes = [-(-p.grad.size // _ALIGN) * _ALIGN for p in params]
+    arena = np.zeros(sum(sizes) + _ALIGN, params[0].grad.dtype)
+    start = (-arena.ctypes.data // arena.itemsize) % _ALIGN  # first 64-byte boundary
+    lent = []
+    for p, size in zip(params, sizes):
+        view = arena[start:start + p.grad.size].reshape(p.grad.shape)
+        np.copyto(view, p.grad)
+        p.grad = view
+        lent.append((p, view))
+        start += size
+    tape.grad_buffers = lent
+    tape.arena = arena
 
 
 def _replay_backward(tape):

@@ -9,7 +9,7 @@ import numpy as np
 
 from .. import random as _random
 from ..metrics import accuracy_score
-from ..engine import CompiledForward, CompiledStep, NonFiniteLossError, first_non_finite
+from ..engine import CompiledForward, CompiledStep, NonFiniteLossError
 from ..tensor import Tensor, no_grad
 from .callbacks import Callback
 from .history import History
@@ -424,7 +424,7 @@ class Trainer:
             reg.add_gradients(model)
         # A finite loss can still have a NaN/Inf gradient (e.g. sqrt or log at 0): updating with
         # it would poison every weight and the optimizer state before the next loss noticed.
-        bad = first_non_finite(step.trainable())
+        bad = step.non_finite_gradient()
         if bad is not None:
             name = next(n for n, p in model.named_parameters() if p is bad)
             raise NonFiniteLossError(
