@@ -134,7 +134,8 @@ class _Recorder:
         if isinstance(o, Tensor):
             if id(o) in self.outputs:
                 return
-            if id(o) in self.made and id(o) not in self.constants:
+            if (id(o) in self.made and id(o) not in self.constants
+                    and not self._known_array(o.data)):  # (a wrapped input array is fine)
                 self.fail("a Tensor was made from an array inside the step (its value would be "
                           "frozen at the recorded batch)")
             elif o._backward is not None:
@@ -542,46 +543,69 @@ def _replay_backward(tape):
                 accumulate_grad(tgt, pg)
 
 
+def _result(out):
+    """A forward's result as CompiledForward returns it: a Tensor's data copied, else as is."""
+    return np.array(out.data) if isinstance(out, Tensor) else out
+
+
 class CompiledForward(_Compiled):
     """The model's forward without a graph, recorded once per key and replayed after.
 
-    ``fwd(x)`` returns the output array (a new array; the replay buffer is not handed out).
-    The model's mode (train/eval) is part of the key; call it under any grad mode.
+    ``fwd(x)`` returns the output array (a new array; the replay buffer is not handed out), or
+    whatever the model returned when that is not a Tensor (such a forward is never replayed).
+    The model's mode (train/eval) is part of the key; call it under any grad mode. A Tensor x
+    reaches the model as a Tensor, an array as an array (as ``model(x)`` would).
     """
 
     def __call__(self, x):
-        """Return the model's outputs for the batch x (array of the model's dtype)."""
+        """Return the model's outputs for the batch x (array or Tensor)."""
         self._enter()
         try:
-            x = x.data if isinstance(x, Tensor) else np.asarray(x)
-            model = self.model
-            key = (x.shape, x.dtype, model.training, nn._structure_version, self._params_key())
-            tape = self._tapes.get(key, False)
-            if tape is None:
-                with no_grad():
-                    return np.array(model(Tensor(x)).data)
-            if tape is False:
-                x_buf = np.array(x, order="C")
-                xt = Tensor(x_buf)
-                rec = self._record_begin([x_buf])
-                try:
-                    with no_grad():
-                        out = model(xt)
-                finally:
-                    self._record_end()
-                if not isinstance(out, Tensor):
-                    rec.fail("the model did not return a Tensor")
-                tape = _build(rec, None, out, None) if rec.problem is None else None
-                if tape is not None:
-                    tape.inputs = (x_buf,)
-                self._explain(key, tape, rec)
-                self._store(key, tape)
-                return np.array(out.data)
-            np.copyto(tape.inputs[0], x)
-            self._run_forward(tape)
-            return np.array(tape.output)
+            return self._call(x)
         finally:
             self._lock.release()
+
+    def _eager(self, x):
+        previous, _tape.eager = _tape.eager, True
+        try:
+            with no_grad():
+                return _result(self.model(x))
+        finally:
+            _tape.eager = previous
+
+    def _call(self, x):
+        model = self.model
+        as_tensor = isinstance(x, Tensor)
+        xd = x.data if as_tensor else x
+        if type(xd) is not np.ndarray:
+            return self._eager(x)
+        key = (as_tensor, xd.shape, xd.dtype, model.training, nn._structure_version,
+               self._params_key())
+        tape = self._tapes.get(key, False)
+        if tape is None:
+            return self._eager(x)
+        if tape is False:
+            x_buf = np.array(xd, order="C")
+            xin = Tensor(x_buf) if as_tensor else x_buf
+            rec = self._record_begin([x_buf])
+            try:
+                with no_grad():
+                    out = model(xin)
+            finally:
+                self._record_end()
+            if not isinstance(out, Tensor):
+                rec.fail("the model did not return a Tensor")
+            elif id(out) not in rec.outputs:
+                rec.fail("the output is not computed by an op (e.g. the input itself)")
+            tape = _build(rec, None, out, None) if rec.problem is None else None
+            if tape is not None:
+                tape.inputs = (x_buf,)
+            self._explain(key, tape, rec)
+            self._store(key, tape)
+            return _result(out)
+        np.copyto(tape.inputs[0], xd)
+        self._run_forward(tape)
+        return np.array(tape.output)
 
 
 def compile_step(model, loss, optimizer=None):

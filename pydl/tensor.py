@@ -84,6 +84,8 @@ _grad_mode = _GradMode()
 class _Tape(threading.local):
     # The engine's recorder while it records a step in this thread (see pydl.engine), else None.
     recorder = None
+    # True while the engine runs a model eagerly itself (its modules must not replay again).
+    eager = False
 
 
 _tape = _Tape()

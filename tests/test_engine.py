@@ -429,12 +429,15 @@ def test_predict_and_compiled_forward_equal_eager_no_grad(case):
     model.eval()
     fwd = CompiledForward(model)
     for n in (1, 1, 7, 7, 50):
-        with pydl.no_grad():
-            ref = model(Tensor(x[:n])).data
+        ref = model(Tensor(x[:n])).data          # grad mode on: plain eager ops
         assert same_bits(fwd(x[:n]), ref)
+        with pydl.no_grad():                     # Module.__call__ under no_grad replays too
+            assert same_bits(model(Tensor(x[:n])).data, ref)
+            assert same_bits(model(x[:n]).data, ref)
+    assert len(model._compiled_forward._tapes) == 6  # (Tensor or array) x 3 shapes
+    assert all(t is not None for t in model._compiled_forward._tapes.values())
     trainer = Trainer(model, pydl.losses.MSELoss(), pydl.optim.SGD(model.parameters(), lr=0.1))
-    with pydl.no_grad():
-        ref = np.concatenate([model(Tensor(x[i:i + 16])).data for i in range(0, 50, 16)])
+    ref = np.concatenate([model(Tensor(x[i:i + 16])).data for i in range(0, 50, 16)])
     assert same_bits(trainer.predict(x, batch_size=16), ref)
     assert same_bits(trainer.predict(x, batch_size=16), ref)
 
@@ -447,8 +450,7 @@ def test_predict_replay_sees_weight_updates_in_place():
     first = fwd(x[:4])
     for p in model.parameters():
         p.data *= 0.5
-    with pydl.no_grad():
-        ref = model(Tensor(x[:4])).data
+    ref = model(Tensor(x[:4])).data
     again = fwd(x[:4])
     assert same_bits(again, ref) and not same_bits(again, first)
 
