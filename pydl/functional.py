@@ -8,7 +8,7 @@ import math
 
 import numpy as np
 
-from . import kernels
+from . import _validation, kernels
 from . import ops
 from . import random as _random
 from .tensor import Op, Tensor, _matmul_into_grad, _sum_rows_into_grad
@@ -183,13 +183,10 @@ def dropout(x, p=0.5, training=True):
         A Tensor like x (x itself when not training or p == 0).
 
     Raises:
+        TypeError: p is not a real number.
         ValueError: p is NaN or outside [0, 1).
     """
-    if isinstance(p, bool) or not isinstance(p, (int, float, np.number)):
-        raise TypeError(f"dropout: p must be a float in [0, 1), got {type(p).__name__}")
-    p = float(p)
-    if not 0.0 <= p < 1.0:  # also rejects NaN
-        raise ValueError(f"dropout: p (the drop probability) must be in [0, 1), got {p}")
+    p = _validation.drop_probability(p, "dropout")
     x = _tensor(x)
     if not training or p == 0.0:
         return x

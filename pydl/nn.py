@@ -20,6 +20,7 @@ from collections import OrderedDict, namedtuple
 
 import numpy as np
 
+from . import _validation
 from . import functional as F
 from . import random as _random
 from .ops import ACTIVATIONS, ActivationOp, signature
@@ -413,17 +414,13 @@ class Dropout(Module):
         p: Drop probability, in [0, 1). Default 0.5.
 
     Raises:
+        TypeError: p is not a real number.
         ValueError: p outside [0, 1) or NaN.
     """
 
     def __init__(self, p=0.5):
         super().__init__()
-        if isinstance(p, bool) or not isinstance(p, (int, float, np.number)):
-            raise ValueError(f"Dropout: p must be a float in [0, 1), got {p!r}")
-        p = float(p)
-        if not 0.0 <= p < 1.0:
-            raise ValueError(f"Dropout: p (the drop probability) must be in [0, 1), got {p}")
-        self.p = p
+        self.p = _validation.drop_probability(p, "Dropout")
 
     def forward(self, x):
         return F.dropout(x, self.p, self.training)

@@ -19,30 +19,23 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import kernels
+from . import _validation, kernels
 from .tensor import Op, Tensor
 
 __all__ = ["Activation", "ActivationOp", "Param", "ACTIVATIONS", "by_name"]
 
 
 def _nonnegative(who, name, value):
-    v = float(value)
-    if not v >= 0.0:  # also rejects NaN
-        raise ValueError(f"{name} must be >= 0, got {value!r}")
-    return v
+    return _validation.real(value, name, who, low=0.0)
 
 
 def _axis(who, name, value):
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"{who}: {name} must be an int, got {value!r}")
-    return int(value)
+    return _validation.integer(value, name, who)
 
 
 def _choice(*options):
     def check(who, name, value):
-        if value not in options:
-            raise ValueError(f"{who}: {name} must be one of {list(options)}, got {value!r}")
-        return value
+        return _validation.choice(value, name, who, options)
     return check
 
 

@@ -99,6 +99,10 @@ def valid_calls():
         calls[name] = lambda kw=kw: dict(x=f32(4, 5), out=np.zeros((4, 5), np.float32), **kw)
         calls[name + "_backward"] = lambda kw=kw: dict(
             dy=f32(4, 5), y=f32(4, 5, seed=1), out=np.zeros((4, 5), np.float32), **kw)
+    for name, kw in (("gelu", {"approximate": "tanh"}), ("silu", {})):  # backward reads x
+        calls[name] = lambda kw=kw: dict(x=f32(4, 5), out=np.zeros((4, 5), np.float32), **kw)
+        calls[name + "_backward"] = lambda kw=kw: dict(
+            dy=f32(4, 5), x=f32(4, 5, seed=1), out=np.zeros((4, 5), np.float32), **kw)
     for name in ("softmax", "log_softmax"):
         calls[name] = lambda: dict(x=f32(4, 5), axis=0, out=np.zeros((4, 5), np.float32))
         calls[name + "_backward"] = lambda: dict(dy=f32(4, 5), y=f32(4, 5, seed=1), axis=-1,

@@ -19,8 +19,9 @@
 // (PyTorch gives NaN for the -inf output and for both derivatives).
 //   softmax:     dx = y * (dy - sum(dy * y))          per row
 //   log_softmax: dx = dy - exp(y) * sum(dy)           per row
-// In-place use (y == x, dx == dy) is allowed. Inner kernels are single-threaded; the bindings split
-// the work across threads.
+// In-place use (y == x, dx == dy) is allowed. The table's kernels are single-threaded; the
+// whole-array entry points at the end (activations.cpp) dispatch to the active ISA and split the
+// work across the pool (results never depend on the thread count).
 #pragma once
 
 #include <cstdint>
@@ -52,5 +53,23 @@ struct ActTable {
 };
 
 PYDL_DECLARE_FILL(fill_activations, ActTable)
+
+namespace activations {
+// x, y: (n,)
+template <typename T>
+void forward(Act act, T param, const T* x, T* y, int64_t n);
+// dy, s, dx: (n,); s is y, or x when act_backward_reads_input(act)
+template <typename T>
+void backward(Act act, T param, const T* dy, const T* s, T* dx, int64_t n);
+// x, y: (n,); erf, or erfc when complement
+template <typename T>
+void erf(bool complement, const T* x, T* y, int64_t n);
+// x, y: (rows, cols)
+template <typename T>
+void softmax_forward(bool log_, const T* x, T* y, int64_t rows, int64_t cols);
+// dy, y, dx: (rows, cols)
+template <typename T>
+void softmax_backward(bool log_, const T* dy, const T* y, T* dx, int64_t rows, int64_t cols);
+}  // namespace activations
 
 }  // namespace pydl

@@ -26,21 +26,15 @@ py::array strided_input(const py::array& a, int64_t& s0, int64_t& s1) {
   return r;
 }
 
+// The GEMM of the active table for T, its epilogue using the same table's activations.
 template <typename T>
-void run_gemm(const KernelTable& kt, GemmArgs<T>& g);
-
-template <>
-void run_gemm<float>(const KernelTable& kt, GemmArgs<float>& g) {
-  g.act_fns = &kt.act.f32;
-  py::gil_scoped_release release;
-  kt.gemm.sgemm(g);
-}
-
-template <>
-void run_gemm<double>(const KernelTable& kt, GemmArgs<double>& g) {
-  g.act_fns = &kt.act.f64;
-  py::gil_scoped_release release;
-  kt.gemm.dgemm(g);
+void run_gemm(const KernelTable& kt, GemmArgs<T>& g) {
+  g.act_fns = &fns_of<T>(kt.act);
+  if constexpr (sizeof(T) == 4) {
+    nogil(kt.gemm.sgemm, g);
+  } else {
+    nogil(kt.gemm.dgemm, g);
+  }
 }
 
 // op(a) @ op(b) into a checked C-contiguous output.
@@ -95,32 +89,10 @@ py::object matmul(py::handle a_obj, py::handle b_obj, bool trans_a, bool trans_b
     require_no_overlap(c, a, op, "out", "a");
     require_no_overlap(c, b, op, "out", "b");
   }
-  if (dt == DType::kF32) {
-    matmul_typed<float>(a, trans_a, b, trans_b, c, m, n, k, accumulate);
-  } else {
-    matmul_typed<double>(a, trans_a, b, trans_b, c, m, n, k, accumulate);
-  }
+  by_dtype(dt, [&](auto t) {
+    matmul_typed<decltype(t)>(a, trans_a, b, trans_b, c, m, n, k, accumulate);
+  });
   return std::move(c);
-}
-
-Act parse_activation(py::handle act) {
-  if (act.is_none()) return Act::kNone;
-  if (!py::isinstance<py::str>(act)) {
-    throw py::type_error("linear: activation must be None or a str, got " +
-                         std::string(py::str(py::type::handle_of(act).attr("__name__"))));
-  }
-  const std::string name = act.cast<std::string>();
-  if (name == "relu") return Act::kRelu;
-  if (name == "leaky_relu") return Act::kLeakyRelu;
-  if (name == "elu") return Act::kElu;
-  if (name == "sigmoid") return Act::kSigmoid;
-  if (name == "tanh") return Act::kTanh;
-  if (name == "gelu") return Act::kGelu;
-  if (name == "gelu_tanh") return Act::kGeluTanh;
-  if (name == "silu") return Act::kSilu;
-  throw py::value_error("linear: unknown activation '" + name +
-                        "'; expected None, 'relu', 'leaky_relu', 'elu', 'sigmoid', 'tanh', "
-                        "'gelu', 'gelu_tanh' or 'silu'");
 }
 
 template <typename T>
@@ -154,7 +126,7 @@ void linear_typed(const KernelTable& kt, const py::array& x, const py::array& w,
 }
 
 py::object linear(py::handle x_obj, py::handle w_obj, py::handle b_obj, py::handle act_obj,
-                  double negative_slope, double alpha, py::handle out_obj,
+                  RealArg slope_obj, RealArg alpha_obj, py::handle out_obj,
                   py::handle preact_obj) {
   const char* op = "linear";
   py::array x = require_array(x_obj, op, "x");
@@ -179,10 +151,10 @@ py::object linear(py::handle x_obj, py::handle w_obj, py::handle b_obj, py::hand
                             shape_str(w) + ", got " + shape_str(b));
     }
   }
-  const Act act = parse_activation(act_obj);
+  const Act act = parse_linear_activation(act_obj);
   const double inf = std::numeric_limits<double>::infinity();
-  require_range(negative_slope, 0.0, inf, op, "negative_slope");
-  require_range(alpha, 0.0, inf, op, "alpha");
+  const double negative_slope = real_in(slope_obj, 0.0, inf, op, "negative_slope");
+  const double alpha = real_in(alpha_obj, 0.0, inf, op, "alpha");
   const double param = act == Act::kLeakyRelu ? negative_slope : act == Act::kElu ? alpha : 0.0;
   const KernelTable& kt = kernels();
   const bool have_act = dt == DType::kF32 ? kt.act.f32.forward != nullptr
@@ -209,11 +181,7 @@ py::object linear(py::handle x_obj, py::handle w_obj, py::handle b_obj, py::hand
   }
   const py::array* bp = b_obj.is_none() ? nullptr : &b;
   py::array* pp = preact_obj.is_none() ? nullptr : &pre;
-  if (dt == DType::kF32) {
-    linear_typed<float>(kt, x, w, bp, y, pp, act, param);
-  } else {
-    linear_typed<double>(kt, x, w, bp, y, pp, act, param);
-  }
+  by_dtype(dt, [&](auto t) { linear_typed<decltype(t)>(kt, x, w, bp, y, pp, act, param); });
   return std::move(y);
 }
 

@@ -3,6 +3,7 @@
 #include <cmath>
 #include <limits>
 #include <sstream>
+#include <utility>
 
 namespace pydl::bind {
 
@@ -219,6 +220,231 @@ Shape element_strides(const py::array& a, const char* op, const char* arg) {
     s[i] = a.strides(i) / a.itemsize();
   }
   return s;
+}
+
+}  // namespace pydl::bind
+
+namespace pydl::bind {
+
+namespace {
+std::string type_name(py::handle obj) {
+  return std::string(py::str(py::type::handle_of(obj).attr("__name__")));
+}
+}  // namespace
+
+double real_arg(RealArg v, const char* op, const char* arg) {
+  // bool is an int to Python, but True as a probability or a rate is a bug, not 1.0.
+  double d = PyBool_Check(v.obj.ptr()) ? -1.0 : PyFloat_AsDouble(v.obj.ptr());
+  if (d == -1.0 && (PyBool_Check(v.obj.ptr()) || PyErr_Occurred())) {
+    PyErr_Clear();
+    throw py::type_error(std::string(op) + ": " + arg + " must be a real number, got " +
+                         type_name(v.obj));
+  }
+  return d;
+}
+
+double real_in(RealArg v, double lo, double hi, const char* op, const char* arg) {
+  double d = real_arg(v, op, arg);
+  require_range(d, lo, hi, op, arg);
+  return d;
+}
+
+void require_nonneg_finite(double v, const char* op, const char* what, const std::string& why) {
+  if (!(v >= 0.0 && std::isfinite(v))) {
+    std::ostringstream os;
+    os << op << ": " << what << " must be a finite number >= 0, got " << v << why;
+    throw py::value_error(os.str());
+  }
+}
+
+void require_same_dtype(const py::array& b, DType da, const char* op, const char* name_a,
+                        const char* name_b) {
+  DType db = float_dtype(b, op, name_b);
+  if (db != da) {
+    throw py::type_error(std::string(op) + ": " + name_a + " and " + name_b +
+                         " must have the same dtype, got " + dtype_name(da) + " and " +
+                         dtype_name(db) + "; pass both in one dtype");
+  }
+}
+
+void require_same_or_disjoint(const py::array& out, const py::array& in, const char* op,
+                              const char* out_arg, const char* in_arg) {
+  if (out.data() != in.data()) require_no_overlap(out, in, op, out_arg, in_arg);
+}
+
+int normalize_axis(const py::array& x, int64_t axis, const char* op) {
+  int64_t nd = x.ndim();
+  if (axis < -nd || axis >= nd) {
+    throw py::value_error(std::string(op) + ": axis " + std::to_string(axis) +
+                          " is out of bounds for x of shape " + shape_str(x) + " (ndim " +
+                          std::to_string(nd) + ")");
+  }
+  return static_cast<int>(axis < 0 ? axis + nd : axis);
+}
+
+bool parse_reduction(py::handle reduction, const char* op) {
+  if (!py::isinstance<py::str>(reduction)) {
+    throw py::type_error(std::string(op) + ": reduction must be a str (\"mean\" or \"sum\"), got " +
+                         type_name(reduction));
+  }
+  const std::string r = reduction.cast<std::string>();
+  if (r == "mean") return true;
+  if (r == "sum") return false;
+  throw py::value_error(std::string(op) + ": reduction must be \"mean\" or \"sum\", got \"" + r +
+                        "\"");
+}
+
+std::vector<int64_t> checked_labels(const py::array& labels, int64_t classes, const char* op) {
+  const py::dtype dt = labels.dtype();
+  const bool i64 = dt.equal(py::dtype::of<int64_t>());
+  if (!i64 && !dt.equal(py::dtype::of<int32_t>())) {
+    throw py::type_error(std::string(op) + ": labels must have dtype int32 or int64, got " +
+                         std::string(py::str(dt)) + "; cast them with .astype(numpy.int64)");
+  }
+  const py::array c = contiguous(labels);
+  const int64_t n = c.size();
+  std::vector<int64_t> out(static_cast<size_t>(n));
+  for (int64_t i = 0; i < n; ++i) {
+    const int64_t v = i64 ? cptr<int64_t>(c)[i] : cptr<int32_t>(c)[i];
+    if (v < 0 || v >= classes) {
+      throw py::value_error(std::string(op) + ": labels[" + std::to_string(i) + "] = " +
+                            std::to_string(v) + " is out of range for C = " +
+                            std::to_string(classes) + " classes; labels must be in [0, " +
+                            std::to_string(classes) + ")");
+    }
+    out[i] = v;
+  }
+  return out;
+}
+
+Act parse_linear_activation(py::handle act) {
+  if (act.is_none()) return Act::kNone;
+  if (!py::isinstance<py::str>(act)) {
+    throw py::type_error("linear: activation must be None or a str, got " + type_name(act));
+  }
+  static const std::pair<const char*, Act> kNames[] = {
+      {"relu", Act::kRelu},       {"leaky_relu", Act::kLeakyRelu}, {"elu", Act::kElu},
+      {"sigmoid", Act::kSigmoid}, {"tanh", Act::kTanh},            {"gelu", Act::kGelu},
+      {"gelu_tanh", Act::kGeluTanh}, {"silu", Act::kSilu}};
+  const std::string name = act.cast<std::string>();
+  for (const auto& [n, a] : kNames)
+    if (name == n) return a;
+  throw py::value_error("linear: unknown activation '" + name +
+                        "'; expected None, 'relu', 'leaky_relu', 'elu', 'sigmoid', 'tanh', "
+                        "'gelu', 'gelu_tanh' or 'silu'");
+}
+
+double drop_probability(RealArg p_obj, const char* op) {
+  const double p = real_arg(p_obj, op, "p");
+  if (!(p >= 0.0 && p < 1.0)) {
+    std::ostringstream os;
+    os << op << ": p (the drop probability) must be in [0, 1), got " << p;
+    throw py::value_error(os.str());
+  }
+  return p;
+}
+
+py::int_ int_arg(py::handle obj, const char* op, const char* what) {
+  // PyNumber_Index can still fail after PyIndex_Check: ndarray has __index__ but only 0-d integer
+  // arrays convert; report that as this argument's TypeError, not numpy's anonymous one.
+  PyObject* v = nullptr;
+  if (!py::isinstance<py::bool_>(obj) && PyIndex_Check(obj.ptr())) {
+    v = PyNumber_Index(obj.ptr());
+    if (!v) PyErr_Clear();
+  }
+  if (!v) {
+    throw py::type_error(std::string(op) + ": " + what + " must be an int, got " + type_name(obj));
+  }
+  return py::reinterpret_steal<py::int_>(v);
+}
+
+uint64_t uint_arg(py::handle obj, int bits, const char* op, const char* what) {
+  py::int_ v = int_arg(obj, op, what);
+  const uint64_t max = bits == 64 ? UINT64_MAX : (uint64_t{1} << bits) - 1;
+  unsigned long long u = PyLong_AsUnsignedLongLong(v.ptr());
+  if (PyErr_Occurred() || u > max) {
+    PyErr_Clear();
+    throw py::value_error(std::string(op) + ": " + what + " must be in [0, 2**" +
+                          std::to_string(bits) + "), got " + std::string(py::str(v)));
+  }
+  return u;
+}
+
+Shape shape_arg(py::handle obj, const char* op) {
+  std::vector<py::int_> dims;
+  if (PyIndex_Check(obj.ptr()) && !py::isinstance<py::bool_>(obj)) {
+    dims.push_back(int_arg(obj, op, "shape"));
+  } else if (py::isinstance<py::sequence>(obj) && !py::isinstance<py::str>(obj)) {
+    for (py::handle d : py::reinterpret_borrow<py::sequence>(obj)) {
+      dims.push_back(int_arg(d, op, "shape entry"));
+    }
+  } else {
+    throw py::type_error(std::string(op) + ": shape must be an int or a tuple of ints, got " +
+                         type_name(obj));
+  }
+  Shape s;
+  for (const py::int_& d : dims) {
+    long long v = PyLong_AsLongLong(d.ptr());
+    if (PyErr_Occurred() || v < 0) {
+      PyErr_Clear();
+      throw py::value_error(std::string(op) + ": shape entries must be in [0, 2**63), got " +
+                            std::string(py::str(d)));
+    }
+    s.push_back(v);
+  }
+  return s;
+}
+
+void u32_words(py::handle obj, uint32_t* words, size_t len, const char* op, const char* what) {
+  // PySequence_Size fails for sequences without a length, e.g. a 0-d ndarray.
+  const Py_ssize_t size = py::isinstance<py::sequence>(obj) && !py::isinstance<py::str>(obj)
+                              ? PySequence_Size(obj.ptr())
+                              : -1;
+  if (size < 0) {
+    PyErr_Clear();
+    throw py::type_error(std::string(op) + ": " + what + " must be a sequence of " +
+                         std::to_string(len) + " ints, got " + type_name(obj));
+  }
+  py::sequence seq = py::reinterpret_borrow<py::sequence>(obj);
+  if (static_cast<size_t>(size) != len) {
+    throw py::value_error(std::string(op) + ": " + what + " must have " + std::to_string(len) +
+                          " words, got " + std::to_string(size));
+  }
+  for (size_t i = 0; i < len; ++i) {
+    words[i] = static_cast<uint32_t>(uint_arg(seq[i], 32, op, what));
+  }
+}
+
+namespace {
+bool is_uint8(const py::array& a) { return a.dtype().equal(py::dtype::of<uint8_t>()); }
+}  // namespace
+
+py::array mask_input(py::handle obj, const Shape& shape, const char* op) {
+  py::array a = require_array(obj, op, "mask");
+  if (!is_uint8(a)) {
+    throw py::type_error(std::string(op) + ": mask must have dtype uint8, got " +
+                         std::string(py::str(a.dtype())) +
+                         "; pass the mask returned by dropout() or .astype(numpy.uint8)");
+  }
+  if (shape_of(a) != shape) {
+    throw py::value_error(std::string(op) + ": mask must have the shape of dy " +
+                          shape_str(shape) + ", got " + shape_str(a));
+  }
+  return contiguous(a);
+}
+
+py::array mask_output(py::handle out, const Shape& shape, const char* op, const char* arg) {
+  if (out.is_none()) {
+    checked_numel(shape, 1, op);
+    return py::array_t<uint8_t>(std::vector<py::ssize_t>(shape.begin(), shape.end()));
+  }
+  py::array a = require_array(out, op, arg);
+  if (!is_uint8(a)) {
+    throw py::type_error(std::string(op) + ": " + arg + " must have dtype uint8, got " +
+                         std::string(py::str(a.dtype())));
+  }
+  require_writable_buffer(a, shape, op, arg);
+  return a;
 }
 
 }  // namespace pydl::bind

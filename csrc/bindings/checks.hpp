@@ -14,6 +14,8 @@
 #include <string>
 #include <vector>
 
+#include "common/act.hpp"
+
 namespace pydl::bind {
 
 namespace py = pybind11;
@@ -77,6 +79,53 @@ void require_range(double v, double lo, double hi, const char* op, const char* w
 int require_choice(py::handle obj, const std::vector<const char*>& choices, const char* op,
                    const char* arg);
 
+// A scalar hyper-parameter as the caller passed it (see the type_caster below): pybind11's own
+// float conversion would fail with an anonymous "incompatible function arguments" TypeError.
+struct RealArg {
+  py::handle obj;
+};
+// The value of a real-number argument (int, float, numpy scalar: whatever float() takes), else
+// TypeError "<op>: <arg> must be a real number, got <type>" (pydl/_validation.py says the same).
+double real_arg(RealArg v, const char* op, const char* arg);
+// lo <= real_arg(v) <= hi, else ValueError (require_range).
+double real_in(RealArg v, double lo, double hi, const char* op, const char* arg);
+
+// ValueError unless v is finite and >= 0; `why` (may be empty) is appended to the message.
+void require_nonneg_finite(double v, const char* op, const char* what, const std::string& why);
+
+// The same float dtype as `dt`, else TypeError naming both arrays and both dtypes.
+void require_same_dtype(const py::array& b, DType da, const char* op, const char* name_a,
+                        const char* name_b);
+// ValueError if `out` shares memory with `in` without being exactly the same elements (both
+// C-contiguous with one shape and dtype, so equal data pointers mean the same elements).
+void require_same_or_disjoint(const py::array& out, const py::array& in, const char* op,
+                              const char* out_arg, const char* in_arg);
+
+// An axis of x as a non-negative index, or ValueError (0-d arrays have no axis).
+int normalize_axis(const py::array& x, int64_t axis, const char* op);
+// reduction="mean" (true) or "sum" (false): TypeError if not a str, ValueError otherwise.
+bool parse_reduction(py::handle reduction, const char* op);
+// Labels (int32 or int64, TypeError otherwise) as int64, each checked to lie in [0, classes).
+std::vector<int64_t> checked_labels(const py::array& labels, int64_t classes, const char* op);
+
+// The GEMM epilogue activation named by `act` (None or a str), for linear().
+Act parse_linear_activation(py::handle act);
+
+// Dropout arguments. p in [0, 1) (ValueError "p (the drop probability) ..."), else TypeError.
+double drop_probability(RealArg p, const char* op);
+// The object as a Python int: anything with __index__ (numpy integers too) except bool.
+py::int_ int_arg(py::handle obj, const char* op, const char* what);
+// An int in [0, 2**bits) (bits is 32 or 64): TypeError / ValueError naming it.
+uint64_t uint_arg(py::handle obj, int bits, const char* op, const char* what);
+// An int or a sequence of ints -> a shape with sizes >= 0.
+Shape shape_arg(py::handle obj, const char* op);
+// A sequence of exactly `len` ints, each in [0, 2^32).
+void u32_words(py::handle obj, uint32_t* words, size_t len, const char* op, const char* what);
+// A uint8 mask input of the given shape (C-contiguous copy if needed).
+py::array mask_input(py::handle obj, const Shape& shape, const char* op);
+// The uint8 mask output: a new array, or `out` itself (uint8, that shape, writeable, C-contig.).
+py::array mask_output(py::handle out, const Shape& shape, const char* op, const char* arg);
+
 template <typename T>
 T* ptr(py::array& a) {
   return static_cast<T*>(a.mutable_data());
@@ -90,3 +139,16 @@ const T* cptr(const py::array& a) {
 Shape element_strides(const py::array& a, const char* op, const char* arg);
 
 }  // namespace pydl::bind
+
+namespace pybind11::detail {
+// Accepts any object for a RealArg parameter (checks.* validates it) and shows it as `float` in
+// signatures and docstrings.
+template <>
+struct type_caster<pydl::bind::RealArg> {
+  PYBIND11_TYPE_CASTER(pydl::bind::RealArg, const_name("float"));
+  bool load(handle src, bool) {
+    value.obj = src;
+    return true;
+  }
+};
+}  // namespace pybind11::detail

@@ -36,4 +36,14 @@ Isa active_isa();
 void set_active_isa(Isa isa);
 const KernelTable& kernels();
 
+// The float or the double half of a family's table: fns_of<T>(kernels().act).
+template <typename T, typename Table>
+const auto& fns_of(const Table& t) {
+  if constexpr (sizeof(T) == 4) {
+    return t.f32;
+  } else {
+    return t.f64;
+  }
+}
+
 }  // namespace pydl

@@ -8,11 +8,11 @@
 //   u       = word i % 4 of philox4x32_10(counter, key)
 //   element i is dropped iff u < threshold, where threshold = round(p * 2^32) (half away from
 //   zero), capped at 2^32 - 1 (reached only for p > 1 - 2^-33). p = 0 gives threshold 0: all kept.
-// Kernels take the threshold, not p: the bindings compute it (and scale = 1 / (1 - p) rounded to T)
-// once.
+// Kernels take the threshold, not p: the entry points below compute it (and scale = 1 / (1 - p)
+// rounded to T) once.
 //
 // Shapes: every entry works on n contiguous elements; `first` is the flat index of element 0 and
-// must be a multiple of 64 (a whole number of SIMD batches: the bindings split work with
+// must be a multiple of 64 (a whole number of SIMD batches: the entry points split work with
 // parallel_chunks, whose chunk starts are multiples of 64).
 // Dtypes: x/y/dy/dx float32 or float64 (one entry each); the mask is uint8, 1 = kept, 0 = dropped
 // (backward treats any nonzero byte as kept).
@@ -59,5 +59,20 @@ struct DropoutTable {
 };
 
 PYDL_DECLARE_FILL(fill_dropout, DropoutTable)
+
+// Whole-array entry points (dropout.cpp): the active ISA, split across the pool; elements
+// 0 .. n - 1 of the stream. p in [0, 1) is validated by the caller; scale = 1 / (1 - p) in T.
+namespace dropout {
+// The drop threshold of p: round(p * 2^32) (half away from zero), capped at 2^32 - 1.
+uint32_t threshold(double p);
+// y, mask, x: (n,)
+template <typename T>
+void forward(T* y, uint8_t* mask, const T* x, const DropoutStream& s, double p, int64_t n);
+// dx, dy, mask: (n,)
+template <typename T>
+void backward(T* dx, const T* dy, const uint8_t* mask, double p, int64_t n);
+// mask: (n,)
+void keep_mask(uint8_t* mask, const DropoutStream& s, int64_t n);
+}  // namespace dropout
 
 }  // namespace pydl

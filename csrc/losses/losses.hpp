@@ -2,9 +2,10 @@
 //
 // Every entry handles a contiguous slice of the batch and returns the UNREDUCED sum of the
 // per-element (or per-row) losses of that slice, accumulated in double; it writes the gradient of
-// the slice scaled by `dscale` (1/N for reduction="mean", 1 for "sum"). The bindings cut the batch
-// into fixed-size blocks (sizes depend only on the shape), run the blocks on the thread pool and
-// add the block sums in block order, so the loss is bit-identical for any thread count. Within a
+// the slice scaled by `dscale` (1/N for reduction="mean", 1 for "sum"). The entry points at the
+// end (losses.cpp) cut the batch into fixed-size blocks (sizes depend only on the shape), run the
+// blocks on the thread pool and add the block sums in block order, so the loss is bit-identical
+// for any thread count. Within a
 // slice, sums use a fixed number of interleaved double accumulators combined in a fixed order.
 //
 // Dtypes: float32 and float64 (one entry each); per-element arithmetic in T, sums in double.
@@ -49,5 +50,17 @@ struct LossTable {
 };
 
 PYDL_DECLARE_FILL(fill_losses, LossTable)
+
+// Whole-array entry points (losses.cpp): the table entries above over the whole batch, in blocks
+// on the pool; they return the unreduced total, bit-identical for any thread count.
+namespace losses {
+template <typename T>
+double softmax_xent(T* dlogits, const T* logits, const int64_t* labels, int64_t rows,
+                    int64_t cols, double label_smoothing, double dscale);
+template <typename T>
+double bce_with_logits(T* dlogits, const T* logits, const T* targets, int64_t n, double dscale);
+template <typename T>
+double mse(T* dpred, const T* pred, const T* target, int64_t n, double dscale);
+}  // namespace losses
 
 }  // namespace pydl

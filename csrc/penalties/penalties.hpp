@@ -6,7 +6,7 @@
 // Shapes: both entries take n contiguous elements of w (any shape flattened).
 // Dtypes: float32 and float64 (one entry each); sums are accumulated in double.
 // sums: sums[0] = sum|w|, sums[1] = sum w^2, added in an order that depends on n alone (not on
-//   alignment, thread or ISA of the caller's split), so the bindings get the same bits for any
+//   alignment, thread or ISA of the caller's split), so the entry points get the same bits for any
 //   thread count by summing fixed-size blocks and combining the block sums in block order.
 // backward: grad += l1 * sign(w) + l2x2 * w with sign(0) = 0 (so the L1 gradient at 0 is 0) and
 //   l2x2 = 2 * l2; accumulates into grad, never overwrites it. Both terms are always evaluated:
@@ -34,5 +34,15 @@ struct PenaltyTable {
 };
 
 PYDL_DECLARE_FILL(fill_penalties, PenaltyTable)
+
+// Whole-array entry points (penalties.cpp) for weight wd and L1 share l1_ratio (L1: 1, L2: 0):
+namespace penalties {
+// wd * (l1_ratio * sum|w| + (1 - l1_ratio) * sum w^2), w: (n,); bit-identical for any thread count
+template <typename T>
+double value(const T* w, int64_t n, double wd, double l1_ratio);
+// grad += its gradient; grad, w: (n,)
+template <typename T>
+void backward(T* grad, const T* w, int64_t n, double wd, double l1_ratio);
+}  // namespace penalties
 
 }  // namespace pydl
