@@ -214,6 +214,8 @@ def _build(rec, loss_t, out_t, order):
         slot_of[id(e[1])] = k
     tape = _Tape()
     tape.nslots = len(entries)
+    tape.grad_buffers = None  # lent after the first backward (see _lend_arena)
+    tape.arena = None
     forward = []
     for e in entries:
         op, t = e[0], e[1]
@@ -413,7 +415,6 @@ class CompiledStep(_Compiled):
             tape = _build(rec, loss, out, order)
         if tape is not None:
             tape.inputs = (x_buf, y_buf)
-            tape.grad_buffers = None
         self._explain(key, tape, rec)
         self._store(key, tape)
         self.output = out.data
@@ -458,6 +459,10 @@ class CompiledStep(_Compiled):
             return
         tape = first
         lent = tape.grad_buffers
+        if lent is None:  # the recording run stopped before its backward (e.g. a NaN loss)
+            _replay_backward(tape)
+            _lend_arena(tape, [p for p in params if p.grad is not None])
+            return
         for p, buf in lent:
             p._gbuf = buf
         try:
@@ -521,6 +526,8 @@ def _lend_arena(tape, params):
 def _replay_backward(tape):
     from .tensor import accumulate_grad
 
+    if not tape.backward:  # nothing requires grad (every parameter frozen)
+        return
     grads = [None] * tape.nslots
     grads[tape.backward[0][1]] = tape.ones
     for bwd, slot, targets in tape.backward:

@@ -463,3 +463,33 @@ def test_a_compiled_step_used_from_two_threads_at_once_is_refused():
             step.forward(*[a[:4] for a in data()])
     finally:
         step._lock.release()
+
+
+def test_a_step_whose_recording_stopped_at_a_nan_loss_replays_correctly_later():
+    pydl.manual_seed(0)
+    m1, m2 = mlp(), mlp()
+    m2.load_state_dict(m1.state_dict())
+    loss = pydl.losses.CrossEntropyLoss()
+    step = compile_step(m2, loss)
+    x, y = data()
+    bad = x[:8].copy()
+    bad[0, 0] = np.nan
+    with pytest.raises(NonFiniteLossError):
+        step(bad, y[:8])                        # recorded, stopped before backward
+    for lo in (8, 16, 24):                      # replays: the first one lends the buffers
+        m1.zero_grad()
+        ref = loss(m1(Tensor(x[lo:lo + 8])), y[lo:lo + 8])
+        ref.backward()
+        assert step(x[lo:lo + 8], y[lo:lo + 8]) == float(ref.item())
+        for p, q in zip(m1.parameters(), m2.parameters()):
+            assert same_bits(p.grad, q.grad)
+
+
+def test_every_parameter_frozen_still_replays_the_forward():
+    pydl.manual_seed(0)
+    model = mlp().freeze()
+    step = compile_step(model, pydl.losses.CrossEntropyLoss())
+    x, y = data()
+    values = [step(x[:8], y[:8]) for _ in range(3)]
+    assert values[0] == values[1] == values[2]
+    assert all(p.grad is None for p in model.parameters())
