@@ -40,6 +40,7 @@ import threading
 import numpy as np
 
 from . import nn
+from .optim import NonFiniteUpdateError, Optimizer
 from .tensor import Op, Tensor, _tape, no_grad
 
 __all__ = ["NonFiniteLossError", "compile_step", "CompiledStep", "CompiledForward",
@@ -475,7 +476,9 @@ class CompiledStep(_Compiled):
         """Run one training step; return the loss value (float).
 
         Forward + loss, then (only if the loss is finite) backward, then (only if every
-        gradient is finite) the optimizer's update when the step has one.
+        gradient is finite) the optimizer's update when the step has one. pydl's optimizers
+        check the gradients in the update's own pass; for any other optimizer (or none) the
+        step reads its gradient buffer once.
 
         Raises:
             NonFiniteLossError: the loss or a gradient is NaN/Inf; parameters and optimizer
@@ -486,13 +489,26 @@ class CompiledStep(_Compiled):
             raise NonFiniteLossError(f"compile_step: the loss became {value}; nothing was "
                                      f"updated")
         self.backward()
+        opt = self.optimizer
+        if isinstance(opt, Optimizer):
+            # pydl's optimizers check every gradient (and the new state) in the same pass as
+            # the update and change nothing when one is not finite.
+            try:
+                opt.step()
+            except NonFiniteUpdateError as e:
+                name = next((n for n, p in self.model.named_parameters() if p is e.param), "?")
+                what = "gradient" if e.what == "grad" else "optimizer state"
+                raise NonFiniteLossError(f"compile_step: the {what} of {name!r} became "
+                                         f"non-finite although the loss {value} is finite; "
+                                         f"nothing was updated") from e
+            return value
         bad = self.non_finite_gradient()
         if bad is not None:
             name = next(n for n, p in self.model.named_parameters() if p is bad)
             raise NonFiniteLossError(f"compile_step: the gradient of {name!r} became non-finite "
                                      f"although the loss {value} is finite; nothing was updated")
-        if self.optimizer is not None:
-            self.optimizer.step()
+        if opt is not None:
+            opt.step()
         return value
 
 

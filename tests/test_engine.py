@@ -493,3 +493,16 @@ def test_every_parameter_frozen_still_replays_the_forward():
     values = [step(x[:8], y[:8]) for _ in range(3)]
     assert values[0] == values[1] == values[2]
     assert all(p.grad is None for p in model.parameters())
+
+
+def test_without_a_pydl_optimizer_the_step_checks_its_gradient_arena():
+    pydl.manual_seed(0)
+    model = _repro_model()
+    step = compile_step(model, pydl.losses.CrossEntropyLoss())     # no optimizer
+    x, y = np.ones((4, 2), np.float32), np.zeros(4, np.int64)
+    step(x, y)
+    step(x, y)                                                     # a replay: grads in the arena
+    assert step._arena is not None
+    _poison(model)
+    with pytest.raises(NonFiniteLossError, match="gradient of '0."):
+        step(x, y)
