@@ -10,9 +10,9 @@ and the momentum update of all six parameters, in float32.
   replay must never be slower than;
 - "numpy": the same step by hand.
 
-``test_finiteness_check`` times the gradient check alone (``step.non_finite_gradient()``: one
-pass over the gradient arena) beside the replayed step, so its share of a step can be read off the table
-(target: under 3% at batch 32).
+``test_finiteness_check`` times the gradient check alone (``step.non_finite_gradient()``,
+one pass over the gradient arena) beside the replayed step, so its share of a step can be read
+off the table (target: under 3% at batch 32).
 """
 
 import numpy as np

@@ -26,7 +26,8 @@ value into Python (``item()``, ``numpy()``, ``float()``, comparisons used in ``i
 array computed inside the step as a new Tensor, or uses an op defined with ``Tensor._make`` is
 marked as not replayable for its key, with one ``logging.debug`` line on the ``"pydl.engine"``
 logger saying why. A Module whose ``forward`` has Python side effects that must happen on every
-batch (logging, counting) sets the class attribute ``replayable = False``. Like any tracer, the engine cannot see Python numbers computed from tensor
+batch (logging, counting) sets the class attribute ``replayable = False``. Like any tracer, the
+engine cannot see Python numbers computed from tensor
 data through ``.data`` (``float(x.data.std())``); write such code with tensor ops.
 
 Public entry point for hand-written loops: :func:`compile_step`. ``Trainer.fit``, ``evaluate``
@@ -41,7 +42,7 @@ import numpy as np
 
 from . import nn
 from .optim import NonFiniteUpdateError, Optimizer
-from .tensor import Op, Tensor, _tape, no_grad
+from .tensor import Tensor, _tape, no_grad
 
 __all__ = ["NonFiniteLossError", "compile_step", "CompiledStep", "CompiledForward",
            "first_non_finite"]

@@ -17,8 +17,6 @@ Adding an activation = its C++ kernel pair (``<name>`` / ``<name>_backward`` in
 import inspect
 from dataclasses import dataclass, field
 
-import numpy as np
-
 from . import _validation, kernels
 from .tensor import Op, Tensor
 

@@ -11,7 +11,6 @@ import pytest
 
 import pydl
 from pydl import nn
-from pydl import functional as F
 from pydl.engine import CompiledForward, NonFiniteLossError, compile_step
 from pydl.tensor import Tensor
 from pydl.train import Trainer
@@ -59,22 +58,24 @@ def data(n=50, d=6, classes=4, dtype=np.float32, seed=0):
 
 CASES = {
     "mlp-ce-sgd-momentum": lambda: (mlp(dropout=0.2), pydl.losses.CrossEntropyLoss(),
-                                    lambda p: pydl.optim.SGD(p, lr=0.05, momentum=0.9), None, "int"),
+                                    lambda p: pydl.optim.SGD(p, lr=0.05, momentum=0.9), None,
+                                    "int"),
     "mlp-mse-adam": lambda: (mlp(act=nn.Tanh), pydl.losses.MSELoss(),
                              lambda p: pydl.optim.Adam(p, lr=1e-2), None, "reg"),
     "residual-ce-adamw": lambda: (Residual(6, 12, 4), pydl.losses.CrossEntropyLoss(
         label_smoothing=0.1), lambda p: pydl.optim.AdamW(p, lr=1e-2), None, "int"),
-    "frozen-bce-adam": lambda: (mlp(dims=(6, 16, 16, 1), act=nn.ELU), pydl.losses.BCEWithLogitsLoss(),
+    "frozen-bce-adam": lambda: (mlp(dims=(6, 16, 16, 1), act=nn.ELU),
+                                pydl.losses.BCEWithLogitsLoss(),
                                 lambda p: pydl.optim.Adam(p, lr=1e-2, weight_decay=1e-3), "freeze",
                                 "bin"),
     "sigmoid-l1-nesterov-l2reg": lambda: (mlp(act=nn.Sigmoid), pydl.losses.L1Loss(),
                                           lambda p: pydl.optim.SGD(p, lr=0.1, momentum=0.5,
                                                                    nesterov=True),
                                           pydl.regularizers.L2(1e-3), "reg"),
-    "leaky-huber-sgd-elasticnet": lambda: (mlp(act=nn.LeakyReLU, dropout=0.1, bias=False),
-                                           pydl.losses.HuberLoss(0.5),
-                                           lambda p: pydl.optim.SGD(p, lr=0.1, weight_decay=1e-3),
-                                           pydl.regularizers.ElasticNet(1e-3, 0.3), "reg"),
+    "leaky-huber-sgd-elasticnet": lambda: (
+        mlp(act=nn.LeakyReLU, dropout=0.1, bias=False), pydl.losses.HuberLoss(0.5),
+        lambda p: pydl.optim.SGD(p, lr=0.1, weight_decay=1e-3),
+        pydl.regularizers.ElasticNet(1e-3, 0.3), "reg"),
     "softmax-head-ce-l1reg": lambda: (nn.Sequential(nn.Linear(6, 8), nn.Softmax(), nn.Linear(8, 4),
                                                     nn.LogSoftmax()),
                                       pydl.losses.CrossEntropyLoss(reduction="sum"),
