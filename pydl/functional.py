@@ -9,23 +9,14 @@ import math
 import numpy as np
 
 from . import _validation, kernels
+from . import ops
 from . import random as _random
-from .tensor import Tensor, _matmul_into_grad, accumulate_grad
+from .tensor import Op, Tensor, _matmul_into_grad, _sum_rows_into_grad
 
 __all__ = [
-    "linear", "relu", "leaky_relu", "elu", "sigmoid", "tanh", "softmax", "log_softmax",
-    "dropout", "cross_entropy", "binary_cross_entropy_with_logits", "mse_loss", "l1_loss",
-    "huber_loss",
-]
-
-_ACTIVATION_BACKWARD = {
-    "relu": lambda dy, y, slope, alpha: kernels.relu_backward(dy, y),
-    "leaky_relu": lambda dy, y, slope, alpha: kernels.leaky_relu_backward(dy, y, slope),
-    "elu": lambda dy, y, slope, alpha: kernels.elu_backward(dy, y, alpha),
-    "sigmoid": lambda dy, y, slope, alpha: kernels.sigmoid_backward(dy, y),
-    "tanh": lambda dy, y, slope, alpha: kernels.tanh_backward(dy, y),
-}
-
+    "linear", "dropout", "cross_entropy", "binary_cross_entropy_with_logits", "mse_loss",
+    "l1_loss", "huber_loss",
+] + [row.name for row in ops.ACTIVATIONS]
 
 def _tensor(x):
     return x if isinstance(x, Tensor) else Tensor(x)
@@ -34,32 +25,6 @@ def _tensor(x):
 def _check_reduction(name, reduction):
     if reduction not in ("mean", "sum", "none"):
         raise ValueError(f"{name}: reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
-
-
-def _reduced(pred, values, dvalues, reduction, denom):
-    """Return the loss Tensor from per-element ``values`` and their derivatives ``dvalues``.
-
-    ``values`` has pred's shape (elementwise losses) or pred's leading dimensions (one value per
-    row, e.g. cross-entropy); ``dvalues[i]`` is d values[i] / d pred[i], shaped like pred.
-    "mean" divides the sum by ``denom`` (NaN when it is 0, as PyTorch), "sum" sums, "none"
-    returns ``values`` with a backward that scales each row by its upstream gradient.
-    """
-    dtype = pred.data.dtype
-    if reduction == "none":
-        extra = dvalues.ndim - values.ndim
-
-        def backward(g):
-            g = np.asarray(g)
-            return (dvalues * g.reshape(g.shape + (1,) * extra),)
-
-        return Tensor._make(np.asarray(values, dtype=dtype), (pred,), backward)
-    total = float(np.sum(values, dtype=np.float64))
-    if reduction == "sum":
-        scale = 1.0
-    else:
-        scale = 1.0 / denom if denom else math.nan
-    return Tensor._make(np.array(total * scale, dtype=dtype), (pred,),
-                        lambda g: (dvalues * (scale * g),))
 
 
 def _class_vector(name, arg, value, n, dtype):
@@ -75,24 +40,81 @@ def _class_vector(name, arg, value, n, dtype):
     return w.astype(dtype)
 
 
-def linear(x, weight, bias=None, activation=None, *, negative_slope=0.01, alpha=1.0):
+class LinearOp(Op):
+    """``act(x @ w.T + b)`` with the activation in the GEMM epilogue; dW and db accumulate into a
+    leaf parameter's gradient inside the GEMM / row reduction (operands: x, w, b or None)."""
+
+    y = None
+    z = None
+    dz = None
+    dx = None
+
+    def __init__(self, activation=None, params=()):
+        self.act = activation  # an ops.Activation row with an epilogue, or None
+        self.params = params
+        self.epilogue = (None, {}) if activation is None else activation.epilogue(*params)
+        # An activation whose backward reads its input keeps x @ w.T + b from the epilogue.
+        self.keeps_preact = activation is not None and activation.saves == "x"
+
+    def forward(self, x, w, b):
+        self.x, self.w = x, w
+        name, kwargs = self.epilogue
+        if self.keeps_preact:
+            if self.z is None:
+                self.z = np.empty((x.shape[0], w.shape[0]), np.result_type(x, w))
+            kwargs = dict(kwargs, preact=self.z)
+        self.y = kernels.linear(x, w, b, name, **kwargs, out=self.y)
+        return self.y
+
+    def backward(self, g):
+        act = self.act
+        dz = g
+        if act is not None:
+            saved = self.z if self.keeps_preact else self.y
+            dz = self.dz = act.backward(g, saved, *self.params, out=self.dz)
+        need_x, need_w, need_b = self.needs_grad
+        dx = dw = db = None
+        if need_x:
+            dx = self.dx = kernels.matmul(dz, self.w, out=self.dx)
+        if need_w:
+            weight = self.inputs[1]
+            if weight._backward is None:
+                _matmul_into_grad(weight, dz, self.x, trans_a=True)
+            else:
+                dw = kernels.matmul(dz, self.x, trans_a=True)
+        if need_b:
+            bias = self.inputs[2]
+            if bias._backward is None:
+                _sum_rows_into_grad(bias, dz)
+            else:
+                db = dz.sum(axis=0)
+        return dx, dw, db
+
+
+_FUSABLE = [row.name for row in ops.ACTIVATIONS if row.epilogue is not None]
+
+
+def linear(x, weight, bias=None, activation=None, *, negative_slope=0.01, alpha=1.0,
+           approximate="none"):
     """Apply a dense layer: ``activation(x @ weight.T + bias)``, fused in one kernel.
 
     Args:
         x: (batch, in_features) Tensor (or (*, in_features); leading dims are flattened).
         weight: (out_features, in_features) Tensor, PyTorch's layout.
         bias: Optional (out_features,) Tensor. Default None.
-        activation: None, "relu", "leaky_relu", "elu", "sigmoid" or "tanh", fused into the
-            kernel's epilogue. Default None.
+        activation: None or the name of a fusable activation of :mod:`pydl.ops` ("relu",
+            "leaky_relu", "elu", "sigmoid", "tanh", "gelu", "silu"), applied in the kernel's
+            epilogue. Default None.
         negative_slope: leaky_relu slope. Default 0.01.
         alpha: elu scale. Default 1.0.
+        approximate: gelu's form, "none" (erf) or "tanh". Default "none".
 
     Returns:
         The (batch, out_features) output Tensor.
 
     Raises:
         ValueError: x's last dimension differs from in_features (both are named), or weight is
-            not 2-D, or bias has the wrong shape.
+            not 2-D, or bias has the wrong shape, or an unknown activation.
         TypeError: dtypes differ (e.g. float64 input into float32 weights).
     """
     x = _tensor(x)
@@ -107,65 +129,56 @@ def linear(x, weight, bias=None, activation=None, *, negative_slope=0.01, alpha=
     if xd.ndim != 2:
         lead = xd.shape[:-1]
         y = linear(x.reshape(-1, wd.shape[1]), weight, bias, activation,
-                   negative_slope=negative_slope, alpha=alpha)
+                   negative_slope=negative_slope, alpha=alpha, approximate=approximate)
         return y.reshape(*lead, wd.shape[0])
-    bd = None if bias is None else bias.data
-    y = kernels.linear(xd, wd, bd, activation, negative_slope=negative_slope, alpha=alpha)
-    act_backward = None if activation is None else _ACTIVATION_BACKWARD[activation]
-
-    def backward(g):
-        dz = g if act_backward is None else act_backward(g, y, negative_slope, alpha)
-        dx = kernels.matmul(dz, wd) if x.requires_grad else None
-        dw = db = None
-        if weight.requires_grad:
-            if weight._backward is None:
-                _matmul_into_grad(weight, dz, xd, trans_a=True)
-            else:
-                dw = kernels.matmul(dz, xd, trans_a=True)
-        if bias is not None and bias.requires_grad:
-            db = dz.sum(axis=0)
-            if bias._backward is None:
-                accumulate_grad(bias, db)
-                db = None
-        return dx, dw, db
-
-    parents = (x, weight) if bias is None else (x, weight, bias)
-    return Tensor._make(y, parents, backward)
+    row, params = None, ()
+    if activation is not None:
+        if activation not in _FUSABLE:
+            raise ValueError(f"linear: unknown activation {activation!r}; expected None or one "
+                             f"of {_FUSABLE}")
+        row = ops.by_name[activation]
+        given = {"negative_slope": negative_slope, "alpha": alpha, "approximate": approximate}
+        params = tuple(given.get(p.name, p.default) for p in row.params)
+    return LinearOp(row, params)(x, weight, bias)
 
 
-def relu(x):
-    """Return max(x, 0) elementwise (gradient 0 at 0, as in PyTorch)."""
-    return _tensor(x).relu()
+def _activation_function(row):
+    def function(x, *args, **kwargs):
+        return ops.ActivationOp(row, row.resolve(row.name, args, kwargs))(_tensor(x))
+
+    sig = "".join(f", {p.name}={p.default!r}" for p in row.params)
+    function.__name__ = function.__qualname__ = row.name
+    function.__module__ = __name__
+    function.__signature__ = ops.signature(row, "x")
+    function.__doc__ = (f"Return {row.summary}.\n\n    Signature: ``{row.name}(x{sig})``; x is a "
+                        f"Tensor or an array (wrapped as a constant).\n    ")
+    return function
 
 
-def leaky_relu(x, negative_slope=0.01):
-    """Return x where x > 0, else negative_slope * x (negative_slope >= 0, default 0.01)."""
-    return _tensor(x).leaky_relu(negative_slope)
+for _row in ops.ACTIVATIONS:
+    globals()[_row.name] = _activation_function(_row)
+del _row
 
 
-def elu(x, alpha=1.0):
-    """Return x where x > 0, else alpha * (exp(x) - 1) (alpha >= 0, default 1.0)."""
-    return _tensor(x).elu(alpha)
+class DropoutOp(Op):
+    """Inverted dropout with a Philox mask keyed by the next ``pydl.random`` dropout key."""
 
+    y = None
+    mask = None
+    dx = None
 
-def sigmoid(x):
-    """Return 1 / (1 + exp(-x)) elementwise."""
-    return _tensor(x).sigmoid()
+    def __init__(self, p):
+        self.p = p
 
+    def forward(self, x):
+        seed, step = _random.next_dropout_key()
+        self.y, self.mask = kernels.dropout(x, self.p, seed, step, out=self.y,
+                                            mask_out=self.mask)
+        return self.y
 
-def tanh(x):
-    """Return tanh(x) elementwise."""
-    return _tensor(x).tanh()
-
-
-def softmax(x, axis=-1):
-    """Return the softmax of x along `axis` (default -1)."""
-    return _tensor(x).softmax(axis)
-
-
-def log_softmax(x, axis=-1):
-    """Return the log-softmax of x along `axis` (default -1)."""
-    return _tensor(x).log_softmax(axis)
+    def backward(self, g):
+        self.dx = kernels.dropout_backward(g, self.mask, self.p, out=self.dx)
+        return (self.dx,)
 
 
 def dropout(x, p=0.5, training=True):
@@ -190,9 +203,7 @@ def dropout(x, p=0.5, training=True):
     x = _tensor(x)
     if not training or p == 0.0:
         return x
-    seed, step = _random.next_dropout_key()
-    y, mask = kernels.dropout(x.data, p, seed, step)
-    return Tensor._make(y, (x,), lambda g: (kernels.dropout_backward(g, mask, p),))
+    return DropoutOp(p)(x)
 
 
 def _scaled(d, g):
@@ -200,10 +211,10 @@ def _scaled(d, g):
     return d if g == 1.0 else d * g
 
 
-def _labels(name, target, n):
-    if isinstance(target, Tensor):  # Tensors hold floats: accept whole-number labels
-        labels = target.data.astype(np.int64)
-        if not np.array_equal(labels, target.data):
+def _labels(name, target, n, from_tensor):
+    if from_tensor:  # Tensors hold floats: accept whole-number labels
+        labels = target.astype(np.int64)
+        if not np.array_equal(labels, target):
             raise ValueError(f"{name}: a Tensor target must hold whole numbers (class labels)")
     else:
         labels = np.asarray(target)
@@ -216,6 +227,63 @@ def _labels(name, target, n):
         raise ValueError(f"{name}: target must have shape ({n},) to match logits, got "
                          f"{labels.shape}")
     return labels
+
+
+class _ReducedLossOp(Op):
+    """A loss computed in numpy from per-element values and their derivatives.
+
+    Operands: pred, target. ``fn(pred, target) -> (values, dvalues, denom)``: ``values`` is
+    shaped like pred (element-wise losses) or like its leading dimensions (one value per row, as
+    cross-entropy), ``dvalues[i]`` is d values[i] / d pred[i] (pred's shape), ``denom`` divides
+    the sum for "mean" (NaN when it is 0, as PyTorch). "sum" sums; "none" returns ``values``.
+    The sum is taken in float64 whatever the dtype.
+    """
+
+    def __init__(self, fn, reduction):
+        self.fn, self.reduction = fn, reduction
+
+    def forward(self, pred, target):
+        values, self.dvalues, denom = self.fn(pred, target)
+        if self.reduction == "none":
+            self.extra = self.dvalues.ndim - np.ndim(values)
+            return np.asarray(values, dtype=pred.dtype)
+        total = float(np.sum(values, dtype=np.float64))
+        if self.reduction == "sum":
+            self.scale = 1.0
+        else:
+            self.scale = 1.0 / denom if denom else math.nan
+        return np.array(total * self.scale, dtype=pred.dtype)
+
+    def backward(self, g):
+        if self.reduction == "none":
+            g = np.asarray(g)
+            return self.dvalues * g.reshape(g.shape + (1,) * self.extra), None
+        return self.dvalues * (self.scale * g), None
+
+
+def _target_array(target):
+    return target.data if isinstance(target, Tensor) else target
+
+
+class CrossEntropyOp(Op):
+    """Softmax cross-entropy of (N, C) logits against labels (operands: logits, target)."""
+
+    dlogits = None
+
+    def __init__(self, reduction, label_smoothing, target_is_tensor):
+        self.reduction = reduction
+        self.label_smoothing = label_smoothing
+        self.target_is_tensor = target_is_tensor
+
+    def forward(self, logits, target):
+        labels = _labels("cross_entropy", target, logits.shape[0], self.target_is_tensor)
+        loss, self.dlogits = kernels.softmax_cross_entropy(
+            logits, labels, label_smoothing=self.label_smoothing, reduction=self.reduction,
+            dlogits=self.dlogits)
+        return np.array(loss, dtype=logits.dtype)
+
+    def backward(self, g):
+        return _scaled(self.dlogits, g), None
 
 
 def cross_entropy(logits, target, reduction="mean", label_smoothing=0.0, weight=None):
@@ -244,54 +312,58 @@ def cross_entropy(logits, target, reduction="mean", label_smoothing=0.0, weight=
     logits = _tensor(logits)
     ld = logits.data
     if ld.ndim == 1:
-        out = cross_entropy(logits.reshape(1, -1), np.reshape(
-            target.data if isinstance(target, Tensor) else target, (1,)), reduction,
-            label_smoothing, weight)
+        out = cross_entropy(logits.reshape(1, -1), np.reshape(_target_array(target), (1,)),
+                            reduction, label_smoothing, weight)
         return out.reshape(()) if reduction == "none" else out
     if ld.ndim != 2:
         raise ValueError(f"cross_entropy: logits must be (N, C) or (C,), got shape {ld.shape}")
-    labels = _labels("cross_entropy", target, ld.shape[0])
+    is_tensor = isinstance(target, Tensor)
     w = _class_vector("cross_entropy", "weight", weight, ld.shape[1], ld.dtype)
     if w is None and reduction != "none":
-        loss, dlogits = kernels.softmax_cross_entropy(
-            ld, labels, label_smoothing=label_smoothing, reduction=reduction)
-        return Tensor._make(np.array(loss, dtype=ld.dtype), (logits,),
-                            lambda g: (_scaled(dlogits, g),))
-    return _weighted_cross_entropy(logits, labels, w, reduction, float(label_smoothing))
-
-
-def _weighted_cross_entropy(logits, labels, w, reduction, eps):
-    """Cross-entropy with class weights and/or per-sample values (numpy; see cross_entropy)."""
-    ld = logits.data
-    n, c = ld.shape
+        return CrossEntropyOp(reduction, label_smoothing, is_tensor)(logits,
+                                                                     _target_array(target))
+    eps = float(label_smoothing)
     if not 0.0 <= eps <= 1.0:
         raise ValueError(f"cross_entropy: label_smoothing must be in [0, 1], got {eps}")
-    if n and (labels.min() < 0 or labels.max() >= c):
-        bad = int(np.flatnonzero((labels < 0) | (labels >= c))[0])
-        raise ValueError(f"cross_entropy: target[{bad}] = {labels[bad]} is outside [0, {c})")
-    logp = kernels.log_softmax(np.ascontiguousarray(ld))
-    prob = np.exp(logp)
-    rows = np.arange(n)
-    if w is None:
-        w = np.ones(c, ld.dtype)
-    wy = w[labels]
-    values = -(1.0 - eps) * wy * logp[rows, labels]
-    dvalues = prob * ((1.0 - eps) * wy)[:, None]
-    dvalues[rows, labels] -= (1.0 - eps) * wy
-    if eps:
-        values -= (eps / c) * (logp @ w)
-        dvalues += (eps / c) * (prob * w.sum() - w)
-    return _reduced(logits, values, dvalues, reduction, float(wy.sum(dtype=np.float64)))
+    return _ReducedLossOp(_weighted_cross_entropy(w, eps, is_tensor), reduction)(
+        logits, _target_array(target))
+
+
+def _weighted_cross_entropy(w, eps, target_is_tensor):
+    """The (values, dvalues, denom) function of cross-entropy with class weights w (or None)."""
+
+    def fn(ld, target):
+        n, c = ld.shape
+        labels = _labels("cross_entropy", target, n, target_is_tensor)
+        if n and (labels.min() < 0 or labels.max() >= c):
+            bad = int(np.flatnonzero((labels < 0) | (labels >= c))[0])
+            raise ValueError(f"cross_entropy: target[{bad}] = {labels[bad]} is outside "
+                             f"[0, {c})")
+        logp = kernels.log_softmax(np.ascontiguousarray(ld))
+        prob = np.exp(logp)
+        rows = np.arange(n)
+        cw = np.ones(c, ld.dtype) if w is None else w
+        wy = cw[labels]
+        values = -(1.0 - eps) * wy * logp[rows, labels]
+        dvalues = prob * ((1.0 - eps) * wy)[:, None]
+        dvalues[rows, labels] -= (1.0 - eps) * wy
+        if eps:
+            values -= (eps / c) * (logp @ cw)
+            dvalues += (eps / c) * (prob * cw.sum() - cw)
+        return values, dvalues, float(wy.sum(dtype=np.float64))
+
+    return fn
 
 
 def _float_target(name, pred, target):
-    """Return target as an array of pred's dtype and shape; (N,) targets fit (N, 1) outputs."""
-    t = target.data if isinstance(target, Tensor) else np.asarray(target)
-    if t.dtype != pred.data.dtype:
+    """Return target as an array of pred's dtype and shape (pred: an array); (N,) targets fit
+    (N, 1) outputs."""
+    t = np.asarray(target)
+    if t.dtype != pred.dtype:
         if t.dtype.kind not in "biuf":
             raise TypeError(f"{name}: target must be numeric, got dtype {t.dtype}")
-        t = t.astype(pred.data.dtype)
-    shape = pred.data.shape
+        t = t.astype(pred.dtype)
+    shape = pred.shape
     if t.shape != shape:
         if len(shape) == 2 and shape[1] == 1 and t.shape == shape[:1]:
             return t.reshape(shape)  # Keras/scikit-learn habit: y of shape (N,) for one output
@@ -300,13 +372,34 @@ def _float_target(name, pred, target):
     return t
 
 
+class _FusedLossOp(Op):
+    """A loss whose kernel returns (value, dpred) in one pass (operands: pred, target)."""
+
+    dpred = None
+
+    def __init__(self, name, kernel, reduction):
+        self.name, self.kernel, self.reduction = name, kernel, reduction
+
+    def forward(self, pred, target):
+        t = _float_target(self.name, pred, target)
+        loss, self.dpred = self.kernel(pred, t, self.dpred, reduction=self.reduction)
+        return np.array(loss, dtype=pred.dtype)
+
+    def backward(self, g):
+        return _scaled(self.dpred, g), None
+
+
+def _bce_kernel(pred, t, out, reduction):
+    return kernels.bce_with_logits(pred, t, reduction=reduction, dlogits=out)
+
+
+def _mse_kernel(pred, t, out, reduction):
+    return kernels.mse(pred, t, reduction=reduction, dpred=out)
+
+
 def _fused_loss(name, kernel, pred, target, reduction):
     _check_reduction(name, reduction)
-    pred = _tensor(pred)
-    t = _float_target(name, pred, target)
-    loss, dpred = kernel(pred.data, t, reduction=reduction)
-    return Tensor._make(np.array(loss, dtype=pred.data.dtype), (pred,),
-                        lambda g: (_scaled(dpred, g),))
+    return _FusedLossOp(name, kernel, reduction)(_tensor(pred), _target_array(target))
 
 
 def binary_cross_entropy_with_logits(logits, target, reduction="mean", weight=None,
@@ -335,11 +428,10 @@ def binary_cross_entropy_with_logits(logits, target, reduction="mean", weight=No
     """
     name = "binary_cross_entropy_with_logits"
     if weight is None and pos_weight is None and reduction != "none":
-        return _fused_loss(name, kernels.bce_with_logits, logits, target, reduction)
+        return _fused_loss(name, _bce_kernel, logits, target, reduction)
     _check_reduction(name, reduction)
     logits = _tensor(logits)
     x = logits.data
-    y = _float_target(name, logits, target)
     classes = x.shape[-1] if x.ndim else 1
     pw = _class_vector(name, "pos_weight", pos_weight, classes, x.dtype)
     w = 1.0
@@ -352,13 +444,18 @@ def binary_cross_entropy_with_logits(logits, target, reduction="mean", weight=No
         if shape != x.shape:
             raise ValueError(f"{name}: weight of shape {w.shape} does not broadcast to the "
                              f"logits' shape {x.shape}")
-    sig = kernels.sigmoid(np.ascontiguousarray(x))
-    soft_pos = np.logaddexp(0.0, -x)  # -log(sigmoid(x))
-    soft_neg = np.logaddexp(0.0, x)   # -log(1 - sigmoid(x))
-    pos = y if pw is None else pw * y
-    values = w * (pos * soft_pos + (1.0 - y) * soft_neg)
-    dvalues = w * (pos * (sig - 1.0) + (1.0 - y) * sig)
-    return _reduced(logits, values, np.broadcast_to(dvalues, x.shape), reduction, x.size)
+
+    def fn(x, target):
+        y = _float_target(name, x, target)
+        sig = kernels.sigmoid(np.ascontiguousarray(x))
+        soft_pos = np.logaddexp(0.0, -x)  # -log(sigmoid(x))
+        soft_neg = np.logaddexp(0.0, x)   # -log(1 - sigmoid(x))
+        pos = y if pw is None else pw * y
+        values = w * (pos * soft_pos + (1.0 - y) * soft_neg)
+        dvalues = w * (pos * (sig - 1.0) + (1.0 - y) * sig)
+        return values, np.broadcast_to(dvalues, x.shape), x.size
+
+    return _ReducedLossOp(fn, reduction)(logits, _target_array(target))
 
 
 def mse_loss(pred, target, reduction="mean"):
@@ -369,21 +466,26 @@ def mse_loss(pred, target, reduction="mean"):
     if reduction == "none":
         return _elementwise_loss("mse_loss", pred, target, reduction,
                                  lambda d: (d * d, 2.0 * d))
-    return _fused_loss("mse_loss", kernels.mse, pred, target, reduction)
+    return _fused_loss("mse_loss", _mse_kernel, pred, target, reduction)
 
 
 def _elementwise_loss(name, pred, target, reduction, value_and_grad):
+    """A loss from a numpy ``value_and_grad(pred - target) -> (values, dvalues)``."""
     _check_reduction(name, reduction)
-    pred = _tensor(pred)
-    diff = pred.data - _float_target(name, pred, target)
-    value, grad = value_and_grad(diff)
-    return _reduced(pred, value, grad, reduction, diff.size)
+
+    def fn(pred, target):
+        diff = pred - _float_target(name, pred, target)
+        value, grad = value_and_grad(diff)
+        return value, grad, diff.size
+
+    return _ReducedLossOp(fn, reduction)(_tensor(pred), _target_array(target))
 
 
 def l1_loss(pred, target, reduction="mean"):
-    """Return the mean (or summed) absolute error between pred and target (same shape).
+    """Return the absolute error between pred and target (same shape, or (N,) for (N, 1)).
 
-    The gradient at pred == target is 0, as in PyTorch.
+    ``reduction``: "mean" (default), "sum" or "none". The gradient at pred == target is 0, as
+    in PyTorch.
     """
     return _elementwise_loss("l1_loss", pred, target, reduction,
                              lambda d: (np.abs(d), np.sign(d)))
@@ -394,12 +496,12 @@ def huber_loss(pred, target, delta=1.0, reduction="mean"):
 
     Args:
         pred: Tensor.
-        target: Same shape; numpy array or Tensor.
+        target: Same shape ((N,) for an (N, 1) pred); numpy array or Tensor.
         delta: Threshold between the quadratic and linear parts, > 0. Default 1.0.
-        reduction: "mean" (default) or "sum".
+        reduction: "mean" (default), "sum" or "none".
 
     Returns:
-        A scalar Tensor, as ``torch.nn.functional.huber_loss``.
+        A scalar Tensor (pred's shape for "none"), as ``torch.nn.functional.huber_loss``.
 
     Raises:
         ValueError: delta <= 0 or NaN, shapes differ, or an unknown reduction.

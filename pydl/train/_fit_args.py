@@ -227,6 +227,23 @@ def sample_weights(y, sample_weight, class_weight, loss):
     return w
 
 
+class SampleWeighted:
+    """The loss of a weighted fit: ``weighted_loss`` of ``loss`` with the batch's weights.
+
+    The Trainer sets ``batch_weights`` before each step. The weights are a new array every batch,
+    so the engine runs such a step eagerly (it never replays stale weights).
+    """
+
+    __slots__ = ("loss", "batch_weights")
+
+    def __init__(self, loss):
+        self.loss = loss
+        self.batch_weights = None
+
+    def __call__(self, out, y):
+        return weighted_loss(self.loss, out, y, self.batch_weights)
+
+
 def weighted_loss(loss, out, y, w):
     """Return sum_i w_i * loss_i / N (Keras's weighted mean), loss_i the per-sample loss."""
     per = loss.with_reduction("none")(out, y)

@@ -14,10 +14,10 @@ from .. import kernels
 from .. import random as _random
 from .._nn_utils import clip_grad_norm_
 from ..losses import CrossEntropyLoss
+from ..engine import CompiledForward, CompiledStep, NonFiniteLossError
 from ..optim import NonFiniteUpdateError, Optimizer
 from ..tensor import Tensor, no_grad
 from . import _fit_args as _args
-from ._fast_step import SequentialStep
 from ._fit_args import accuracy  # noqa: F401  (re-exported by pydl.train)
 from .callbacks import Callback
 from .history import History
@@ -25,23 +25,6 @@ from .history import History
 __all__ = ["NonFiniteLossError", "Trainer"]
 
 
-class NonFiniteLossError(RuntimeError):
-    """Raised by ``Trainer.fit`` when a training batch's loss or gradient is NaN or infinite.
-
-    The step that produced it updated nothing, so the model holds the weights of the last good
-    step.
-
-    Attributes:
-        history: The History of the finished epochs (also ``trainer.history``).
-        epoch: The epoch (0-based) of the bad batch.
-        batch: The batch index within that epoch.
-    """
-
-    def __init__(self, message, history, epoch, batch):
-        super().__init__(message)
-        self.history = history
-        self.epoch = epoch
-        self.batch = batch
 
 
 def _check_int(who, name, value, low):
@@ -81,12 +64,12 @@ class Trainer:
     NaN/Inf loss or gradient raises :class:`NonFiniteLossError` and the weights and optimizer
     state stay those of the last good step.
 
-    Speed: when the model is a plain ``nn.Sequential`` of ``Linear`` (optionally followed by a
-    fusable activation), and ``Dropout`` layers, the loss is ``CrossEntropyLoss`` and the labels
-    are int32/int64, ``fit`` runs each step as a recorded sequence of the same kernel calls the
-    autograd graph would make (bit-identical results, much less Python per batch). Its
-    gradient arrays are reused: ``p.grad`` after a step is overwritten by the next step, so copy
-    it if you keep it (e.g. in a callback). Anything else runs through the graph.
+    Speed: every step goes through :mod:`pydl.engine`: the first batch of each shape runs eagerly
+    while the step is recorded, later batches replay the recorded kernel calls (the same bits,
+    much less Python per batch), for any model, loss and optimizer; ``predict`` and
+    ``evaluate`` replay the eval-mode forward the same way. The gradient arrays are reused:
+    ``p.grad`` after a step is overwritten by the next step, so copy it if you keep it (e.g. in
+    a callback).
 
     Logged values (``History.history``, callback logs): ``loss`` is the size-weighted mean over
     the epoch's batches of the batch DATA loss (weighted by sample/class weights when given);
@@ -262,15 +245,16 @@ class Trainer:
     # --- evaluation -----------------------------------------------------------------------
     def _forward_all(self, x, batch_size):
         """Return the eval-mode outputs for all of x, computed in batches without a graph."""
+        fwd = getattr(self, "_compiled_forward", None)
+        if fwd is None or fwd.model is not self.model:
+            fwd = self._compiled_forward = CompiledForward(self.model)
         n = len(x)
         x = x[slice(*_dist.row_range(n))]  # data-parallel: this rank's rows (else all)
         was_training = self.model.training
         self.model.eval()
         try:
-            with no_grad():
-                # No samples: the empty batch itself gives the (0, outputs) shape.
-                outs = [np.asarray(self.model(Tensor(x[i:i + batch_size])).data)
-                        for i in range(0, max(len(x), 1), batch_size)]
+            # No samples: the empty batch itself gives the (0, outputs) shape.
+            outs = [fwd(x[i:i + batch_size]) for i in range(0, max(len(x), 1), batch_size)]
         finally:
             self.model.train(was_training)
         return _dist.gather_rows(outs[0] if len(outs) == 1 else np.concatenate(outs, axis=0), n)
@@ -495,19 +479,22 @@ class Trainer:
         for cb in callbacks:
             getattr(cb, hook)(*args)
 
-    def _fast_step(self, x, y):
-        """Return a SequentialStep for this epoch, or None to use the autograd graph."""
-        groups = getattr(self.optimizer, "param_groups", None)
-        if groups is None:
-            return None
-        step = SequentialStep.build(self.model, self.loss, x, y)
-        if step is None:
-            return None
-        # The step overwrites the gradients of the model's parameters instead of zeroing them:
-        # an optimizer parameter outside the model would keep a stale gradient.
+    def _engine_step(self, w=None):
+        """Return the recorded step of (model, loss), made once per Trainer and reused.
+
+        With sample weights (``w``) the loss is :class:`_fit_args.SampleWeighted`, whose
+        per-batch weights make the engine run each step eagerly (same results, no replay).
+        """
+        if w is not None:
+            step = CompiledStep(self.model, _args.SampleWeighted(self.loss))
+        else:
+            step = getattr(self, "_compiled", None)
+            if step is None or step.model is not self.model or step.loss is not self.loss:
+                step = self._compiled = CompiledStep(self.model, self.loss)
         own = {id(p) for p in self.model.parameters()}
-        if any(id(p) not in own for group in groups for p in group["params"]):
-            return None
+        groups = getattr(self.optimizer, "param_groups", [])
+        # The step zeroes the model's gradients; the optimizer's other parameters need its own.
+        self._zero_optimizer = any(id(p) not in own for g in groups for p in g["params"])
         return step
 
     def _fit_epoch(self, epoch, epochs, x, y, x_val, y_val, batch_size, shuffle, callbacks,
@@ -533,11 +520,7 @@ class Trainer:
         end_cbs = [cb for cb in callbacks if _overrides(cb, "on_batch_end")]
         try:
             self.model.train()
-            fast = self._fast_step(x, y) if w is None else None  # weights: via the loss
-            out_all = None
-            if fast is not None and self.metrics:
-                # The step writes each batch's logits straight into the epoch's output array.
-                out_all = np.empty((n, fast.ops[-1].layer.out_features), x.dtype)
+            step = self._engine_step(w)
             for b in range(n_batches):
                 lo = b * batch_size
                 hi = min(n, lo + batch_size)
@@ -546,14 +529,10 @@ class Trainer:
                 batch_logs = {"batch": b, "size": hi - lo}
                 if begin_cbs:
                     self._call(begin_cbs, "on_batch_begin", b, batch_logs)
-                if fast is not None:
-                    value = self._fast_batch(fast, xb, yb, epoch, b, history,
-                                             None if out_all is None else out_all[lo:hi])
-                else:
-                    value, out = self._step(xb, yb, epoch, b, history,
-                                            None if w is None else w[idx])
-                    if self.metrics:
-                        outs.append(out)
+                value = self._step(step, xb, yb, epoch, b, history,
+                                   None if w is None else w[idx])
+                if self.metrics:
+                    outs.append(step.output.copy())
                 total += value * (hi - lo)
                 batch_logs["loss"] = value
                 if end_cbs:
@@ -561,10 +540,9 @@ class Trainer:
                 if bar is not None:
                     bar.update(1)
                     bar.set_postfix_str(f"loss: {total / hi:.4f}", refresh=False)
-            y_seen = None
+            y_seen = out_all = None
             if self.metrics:
-                if out_all is None:
-                    out_all = np.concatenate(outs, axis=0)
+                out_all = np.concatenate(outs, axis=0)
                 y_seen = y[order] if order is not None else y
             # Data-parallel: sums over all ranks, outputs gathered (else unchanged).
             total, n, y_seen, out_all = _dist.reduce_epoch(self.model, total, n, y_seen,
@@ -588,22 +566,6 @@ class Trainer:
                   f"{_fmt(logs)}", file=sys.stdout, flush=True)
         return logs
 
-    def _fast_batch(self, fast, xb, yb, epoch, batch, history, out):
-        """The step of ``_step`` through a SequentialStep (same results); return the loss value."""
-        reg = self.regularizer
-        value = fast.forward(xb, yb, out)
-        total = value + reg.penalty(self.model) if reg is not None else value
-        total = _dist.agree_finite(total)  # data-parallel: NaN on any rank stops every rank
-        if not math.isfinite(total):
-            self._non_finite(total, epoch, batch, history)
-        fast.backward()
-        if reg is not None:
-            reg.add_gradients(self.model)
-        _dist.average_gradients(self.optimizer)  # data-parallel: before the finiteness check
-        self._clip_gradients()
-        self._optimizer_step(value, epoch, batch, history)
-        return value
-
     def _non_finite(self, value, epoch, batch, history):
         raise NonFiniteLossError(
             f"fit: the training loss became {value} at epoch {epoch} (0-based), batch "
@@ -616,33 +578,34 @@ class Trainer:
         if self._clip_grad_norm is not None:
             clip_grad_norm_(self.model.parameters(), self._clip_grad_norm)
 
-    def _step(self, xb, yb, epoch, batch, history, wb=None):
-        """One optimisation step; return (data loss value, detached outputs)."""
+    def _step(self, step, xb, yb, epoch, batch, history, wb=None):
+        """One optimisation step through the engine; return the data loss value."""
         model, reg = self.model, self.regularizer
-        self.optimizer.zero_grad()
-        model.zero_grad()
-        out = model(Tensor(xb))
-        loss = self.loss(out, yb) if wb is None else _args.weighted_loss(self.loss, out, yb, wb)
-        value = float(loss.item())
+        if self._zero_optimizer:
+            self.optimizer.zero_grad()
+        if wb is not None:
+            step.loss.batch_weights = wb
+        value = step.forward(xb, yb)
         total = value + reg.penalty(model) if reg is not None else value
         total = _dist.agree_finite(total)  # data-parallel: NaN on any rank stops every rank
         if not math.isfinite(total):
             self._non_finite(total, epoch, batch, history)
-        loss.backward()
+        step.backward()
         if reg is not None:
             reg.add_gradients(model)
         _dist.average_gradients(self.optimizer)  # data-parallel: before the finiteness check
         self._clip_gradients()
-        self._optimizer_step(value, epoch, batch, history)
-        return value, (out.data.copy() if self.metrics else None)
+        self._optimizer_step(value, epoch, batch, history, step)
+        return value
 
-    def _optimizer_step(self, value, epoch, batch, history):
+    def _optimizer_step(self, value, epoch, batch, history, step):
         """optimizer.step(), with a NaN/Inf gradient or state turned into NonFiniteLossError.
 
         A finite loss can still have a NaN/Inf gradient (e.g. sqrt or log at 0), and a finite
         gradient can overflow Adam's exp_avg_sq: pydl's optimizers refuse such a step without
-        changing anything (NonFiniteUpdateError); any other optimizer gets the gradients checked
-        here first.
+        changing anything (NonFiniteUpdateError) in the same pass that reads the gradients; any
+        other optimizer gets the gradients checked here first (one pass over the engine's
+        gradient buffer).
         """
         param = None
         if isinstance(self.optimizer, Optimizer):
@@ -652,11 +615,8 @@ class Trainer:
             except NonFiniteUpdateError as e:
                 param, what, cause = e.param, e.what, e
         else:
-            for p in self.model.parameters():
-                if p.grad is not None and not np.isfinite(p.grad).all():
-                    param, what, cause = p, "grad", None
-                    break
-            else:
+            param, what, cause = step.non_finite_gradient(), "grad", None
+            if param is None:
                 self.optimizer.step()
                 return
         name = next((n for n, p in self.model.named_parameters() if p is param), "?")
