@@ -11,5 +11,9 @@ void bind_dropout(pybind11::module_& m);
 void bind_penalties(pybind11::module_& m);
 void bind_losses(pybind11::module_& m);
 void bind_optimizers(pybind11::module_& m);
+void bind_conv(pybind11::module_& m);
+void bind_pool(pybind11::module_& m);
+void bind_norm(pybind11::module_& m);
+void bind_embedding(pybind11::module_& m);
 
 }  // namespace pydl::bind

@@ -12,6 +12,7 @@
 
 #include <cstdint>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 namespace pydl::bind {
@@ -71,6 +72,38 @@ void require_no_overlap(const py::array& out, const py::array& in, const char* o
 
 // ValueError unless lo <= v <= hi (NaN always fails); `what` is the parameter name.
 void require_range(double v, double lo, double hi, const char* op, const char* what);
+
+// Calls f(float{}) or f(double{}) for dt: the one dtype switch of the layer bindings.
+template <typename F>
+decltype(auto) by_dtype(DType dt, F&& f) {
+  if (dt == DType::kF32) return f(float{});
+  return f(double{});
+}
+
+// The float or double half of a kernel table (tables have members f32 and f64).
+template <typename T, typename Table>
+const auto& of_dtype(const Table& t) {
+  if constexpr (std::is_same_v<T, float>) {
+    return t.f32;
+  } else {
+    return t.f64;
+  }
+}
+
+// An int (repeated n times) or a sequence of n ints, each >= min: the kernel_size / stride /
+// padding / dilation arguments of convolution and pooling. TypeError for a non-int (bool
+// included), ValueError for a wrong length or a value below min.
+Shape int_tuple(py::handle obj, size_t n, int64_t min, const char* op, const char* arg);
+
+// Output length of a sliding window: (in + 2 * pad - dil * (k - 1) - 1) / stride + 1; ValueError
+// naming the sizes when it is not positive (the window is larger than the padded input).
+int64_t window_out_size(int64_t in, int64_t k, int64_t stride, int64_t pad, int64_t dil,
+                        const char* op, const char* axis);
+
+// Integer indices (int32 or int64 array of any shape, else TypeError) as int64, each checked to
+// lie in [0, bound) (ValueError naming the first offending position and value).
+std::vector<int64_t> checked_indices(const py::array& a, int64_t bound, const char* op,
+                                     const char* arg);
 
 template <typename T>
 T* ptr(py::array& a) {
