@@ -106,16 +106,7 @@ py::array conv_forward(py::handle x_obj, py::handle w_obj, py::handle b_obj, py:
   const py::array w_in = require_array(w_obj, op, "weight");
   require_dtype(w_in, dt, op, "weight");
   const ConvShape s = conv_shape(x_in, w_in, stride, padding, dilation, groups, op);
-  py::array b;
-  if (!b_obj.is_none()) {
-    const py::array b_in = require_array(b_obj, op, "bias");
-    require_dtype(b_in, dt, op, "bias");
-    if (b_in.ndim() != 1 || b_in.shape(0) != s.c_out) {
-      throw py::value_error(std::string(op) + ": bias must have shape (" +
-                            std::to_string(s.c_out) + ",), got " + shape_str(b_in));
-    }
-    b = contiguous(b_in);
-  }
+  const py::object b = optional_vector(b_obj, s.c_out, dt, op, "bias");
   const Shape os = out_shape(s, x_in.ndim() == 4);
   py::array y = output(py::none(), os, dt, op);
   const py::array x = contiguous(x_in), w = contiguous(w_in);
@@ -125,7 +116,7 @@ py::array conv_forward(py::handle x_obj, py::handle w_obj, py::handle b_obj, py:
     T* py_ = ptr<T>(y);
     const T* px = cptr<T>(x);
     const T* pw = cptr<T>(w);
-    const T* pb = b ? cptr<T>(b) : nullptr;
+    const T* pb = cptr_opt<T>(b);
     py::gil_scoped_release release;
     fns.forward(py_, px, pw, pb, s);
   });
@@ -156,12 +147,9 @@ py::tuple conv_backward(py::handle dy_obj, py::handle x_obj, py::handle w_obj, p
   by_dtype(dt, [&](auto zero) {
     using T = decltype(zero);
     const ConvFns<T>& fns = of_dtype<T>(kernels().conv);
-    auto out_ptr = [](py::object& o) {
-      return o.is_none() ? nullptr : static_cast<T*>(py::array(o).mutable_data());
-    };
-    T* pdx = out_ptr(dx);
-    T* pdw = out_ptr(dw);
-    T* pdb = out_ptr(db);
+    T* pdx = ptr_opt<T>(dx);
+    T* pdw = ptr_opt<T>(dw);
+    T* pdb = ptr_opt<T>(db);
     const T* pdy = cptr<T>(dyc);
     const T* px = cptr<T>(x);
     const T* pw = cptr<T>(w);

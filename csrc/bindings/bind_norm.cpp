@@ -11,28 +11,6 @@
 namespace pydl::bind {
 namespace {
 
-// An optional per-feature array of length n and dtype dt (contiguous), or an empty handle.
-py::array optional_vector(py::handle obj, int64_t n, DType dt, const char* op, const char* arg) {
-  if (obj.is_none()) return py::array();
-  const py::array a = require_array(obj, op, arg);
-  require_dtype(a, dt, op, arg);
-  if (a.ndim() != 1 || a.shape(0) != n) {
-    throw py::value_error(std::string(op) + ": " + arg + " must have shape (" +
-                          std::to_string(n) + ",), got " + shape_str(a));
-  }
-  return contiguous(a);
-}
-
-template <typename T>
-const T* cptr_or_null(const py::array& a) {
-  return a ? cptr<T>(a) : nullptr;
-}
-
-template <typename T>
-T* ptr_or_null(py::object& o) {
-  return o.is_none() ? nullptr : static_cast<T*>(py::array(o).mutable_data());
-}
-
 // x (N, C, *spatial): returns (N, C, S).
 void nc_s(const py::array& x, int64_t& n, int64_t& c, int64_t& s, const char* op) {
   if (x.ndim() < 2) {
@@ -53,18 +31,18 @@ py::tuple batch_norm_forward(py::handle x_obj, py::handle w_obj, py::handle b_ob
   const DType dt = float_dtype(x_in, op, "x");
   int64_t n, c, s;
   nc_s(x_in, n, c, s, op);
-  const py::array w = optional_vector(w_obj, c, dt, op, "weight");
-  const py::array b = optional_vector(b_obj, c, dt, op, "bias");
+  const py::object w = optional_vector(w_obj, c, dt, op, "weight");
+  const py::object b = optional_vector(b_obj, c, dt, op, "bias");
   if (rm_obj.is_none() != rv_obj.is_none()) {
     throw py::value_error(std::string(op) + ": pass both running_mean and running_var, or "
                           "neither");
   }
-  py::array rm, rv;
+  py::object rm = py::none(), rv = py::none();
   if (!rm_obj.is_none()) {
     rm = inout(rm_obj, Shape{c}, dt, op, "running_mean");
     rv = inout(rv_obj, Shape{c}, dt, op, "running_var");
   }
-  if (!training && !rm) {
+  if (!training && rm.is_none()) {
     throw py::value_error(std::string(op) + ": eval mode (training=False) needs running_mean "
                           "and running_var");
   }
@@ -82,10 +60,10 @@ py::tuple batch_norm_forward(py::handle x_obj, py::handle w_obj, py::handle b_ob
   by_dtype(dt, [&](auto zero) {
     using T = decltype(zero);
     const NormFns<T>& fns = of_dtype<T>(kernels().norm);
-    T* prm = rm ? ptr<T>(rm) : nullptr;
-    T* prv = rv ? ptr<T>(rv) : nullptr;
+    T* prm = ptr_opt<T>(rm);
+    T* prv = ptr_opt<T>(rv);
     T *py_ = ptr<T>(y), *pm = ptr<T>(mean), *pi = ptr<T>(invstd);
-    const T *px = cptr<T>(x), *pw = cptr_or_null<T>(w), *pb = cptr_or_null<T>(b);
+    const T *px = cptr<T>(x), *pw = cptr_opt<T>(w), *pb = cptr_opt<T>(b);
     py::gil_scoped_release release;
     fns.batch_norm_forward(py_, pm, pi, prm, prv, px, pw, pb, n, c, s, eps, momentum, training);
   });
@@ -103,10 +81,10 @@ py::tuple batch_norm_backward(py::handle dy_obj, py::handle x_obj, py::handle me
   require_same_shape(dy_in, x_in, op, "dy", "x");
   int64_t n, c, s;
   nc_s(x_in, n, c, s, op);
-  const py::array mean = optional_vector(mean_obj, c, dt, op, "mean");
-  const py::array invstd = optional_vector(invstd_obj, c, dt, op, "invstd");
-  if (!mean || !invstd) throw py::value_error(std::string(op) + ": mean and invstd are required");
-  const py::array w = optional_vector(w_obj, c, dt, op, "weight");
+  const py::object mean = optional_vector(mean_obj, c, dt, op, "mean");
+  const py::object invstd = optional_vector(invstd_obj, c, dt, op, "invstd");
+  if (mean.is_none() || invstd.is_none()) throw py::value_error(std::string(op) + ": mean and invstd are required");
+  const py::object w = optional_vector(w_obj, c, dt, op, "weight");
   py::object dx = py::none(), dw = py::none(), db = py::none();
   if (need_x) dx = output(py::none(), shape_of(x_in), dt, op);
   if (need_w) dw = output(py::none(), Shape{c}, dt, op);
@@ -115,9 +93,9 @@ py::tuple batch_norm_backward(py::handle dy_obj, py::handle x_obj, py::handle me
   by_dtype(dt, [&](auto zero) {
     using T = decltype(zero);
     const NormFns<T>& fns = of_dtype<T>(kernels().norm);
-    T *pdx = ptr_or_null<T>(dx), *pdw = ptr_or_null<T>(dw), *pdb = ptr_or_null<T>(db);
-    const T *pdy = cptr<T>(dy), *px = cptr<T>(x), *pm = cptr<T>(mean), *pi = cptr<T>(invstd);
-    const T* pw = cptr_or_null<T>(w);
+    T *pdx = ptr_opt<T>(dx), *pdw = ptr_opt<T>(dw), *pdb = ptr_opt<T>(db);
+    const T *pdy = cptr<T>(dy), *px = cptr<T>(x), *pm = cptr_opt<T>(mean), *pi = cptr_opt<T>(invstd);
+    const T* pw = cptr_opt<T>(w);
     py::gil_scoped_release release;
     fns.batch_norm_backward(pdx, pdw, pdb, pdy, px, pm, pi, pw, n, c, s, training);
   });
@@ -130,8 +108,8 @@ py::tuple layer_norm_forward(py::handle x_obj, py::handle w_obj, py::handle b_ob
   const DType dt = float_dtype(x_in, op, "x");
   require_ndim(x_in, 2, op, "x");
   const int64_t m = x_in.shape(0), d = x_in.shape(1);
-  const py::array w = optional_vector(w_obj, d, dt, op, "weight");
-  const py::array b = optional_vector(b_obj, d, dt, op, "bias");
+  const py::object w = optional_vector(w_obj, d, dt, op, "weight");
+  const py::object b = optional_vector(b_obj, d, dt, op, "bias");
   if (!(eps >= 0.0)) throw py::value_error(std::string(op) + ": eps must be >= 0");
   if (d == 0) throw py::value_error(std::string(op) + ": rows must not be empty");
   py::array y = output(py::none(), shape_of(x_in), dt, op);
@@ -142,7 +120,7 @@ py::tuple layer_norm_forward(py::handle x_obj, py::handle w_obj, py::handle b_ob
     using T = decltype(zero);
     const NormFns<T>& fns = of_dtype<T>(kernels().norm);
     T *py_ = ptr<T>(y), *pm = ptr<T>(mean), *pr = ptr<T>(rstd);
-    const T *px = cptr<T>(x), *pw = cptr_or_null<T>(w), *pb = cptr_or_null<T>(b);
+    const T *px = cptr<T>(x), *pw = cptr_opt<T>(w), *pb = cptr_opt<T>(b);
     py::gil_scoped_release release;
     fns.layer_norm_forward(py_, pm, pr, px, pw, pb, m, d, eps);
   });
@@ -160,10 +138,10 @@ py::tuple layer_norm_backward(py::handle dy_obj, py::handle x_obj, py::handle me
   require_ndim(x_in, 2, op, "x");
   require_same_shape(dy_in, x_in, op, "dy", "x");
   const int64_t m = x_in.shape(0), d = x_in.shape(1);
-  const py::array mean = optional_vector(mean_obj, m, dt, op, "mean");
-  const py::array rstd = optional_vector(rstd_obj, m, dt, op, "rstd");
-  if (!mean || !rstd) throw py::value_error(std::string(op) + ": mean and rstd are required");
-  const py::array w = optional_vector(w_obj, d, dt, op, "weight");
+  const py::object mean = optional_vector(mean_obj, m, dt, op, "mean");
+  const py::object rstd = optional_vector(rstd_obj, m, dt, op, "rstd");
+  if (mean.is_none() || rstd.is_none()) throw py::value_error(std::string(op) + ": mean and rstd are required");
+  const py::object w = optional_vector(w_obj, d, dt, op, "weight");
   py::object dx = py::none(), dw = py::none(), db = py::none();
   if (need_x) dx = output(py::none(), shape_of(x_in), dt, op);
   if (need_w) dw = output(py::none(), Shape{d}, dt, op);
@@ -172,9 +150,9 @@ py::tuple layer_norm_backward(py::handle dy_obj, py::handle x_obj, py::handle me
   by_dtype(dt, [&](auto zero) {
     using T = decltype(zero);
     const NormFns<T>& fns = of_dtype<T>(kernels().norm);
-    T *pdx = ptr_or_null<T>(dx), *pdw = ptr_or_null<T>(dw), *pdb = ptr_or_null<T>(db);
-    const T *pdy = cptr<T>(dy), *px = cptr<T>(x), *pm = cptr<T>(mean), *pr = cptr<T>(rstd);
-    const T* pw = cptr_or_null<T>(w);
+    T *pdx = ptr_opt<T>(dx), *pdw = ptr_opt<T>(dw), *pdb = ptr_opt<T>(db);
+    const T *pdy = cptr<T>(dy), *px = cptr<T>(x), *pm = cptr_opt<T>(mean), *pr = cptr_opt<T>(rstd);
+    const T* pw = cptr_opt<T>(w);
     py::gil_scoped_release release;
     fns.layer_norm_backward(pdx, pdw, pdb, pdy, px, pm, pr, pw, m, d);
   });

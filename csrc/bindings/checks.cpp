@@ -196,6 +196,17 @@ Shape element_strides(const py::array& a, const char* op, const char* arg) {
   return s;
 }
 
+py::object optional_vector(py::handle obj, int64_t n, DType dt, const char* op, const char* arg) {
+  if (obj.is_none()) return py::none();
+  const py::array a = require_array(obj, op, arg);
+  require_dtype(a, dt, op, arg);
+  if (a.ndim() != 1 || a.shape(0) != n) {
+    throw py::value_error(std::string(op) + ": " + arg + " must have shape (" +
+                          std::to_string(n) + ",), got " + shape_str(a));
+  }
+  return contiguous(a);
+}
+
 Shape int_tuple(py::handle obj, size_t n, int64_t min, const char* op, const char* arg) {
   auto one = [&](py::handle v) -> int64_t {
     if (!py::isinstance<py::int_>(v) || py::isinstance<py::bool_>(v)) {

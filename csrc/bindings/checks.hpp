@@ -105,6 +105,21 @@ int64_t window_out_size(int64_t in, int64_t k, int64_t stride, int64_t pad, int6
 std::vector<int64_t> checked_indices(const py::array& a, int64_t bound, const char* op,
                                      const char* arg);
 
+// An optional 1-D input: None stays None; otherwise an array of dtype dt and shape (n,)
+// (TypeError / ValueError naming `arg`), made contiguous.
+py::object optional_vector(py::handle obj, int64_t n, DType dt, const char* op, const char* arg);
+
+// Data pointer of an array held in a py::object, or nullptr for None (optional inputs/outputs).
+template <typename T>
+const T* cptr_opt(const py::object& o) {
+  return o.is_none() ? nullptr : static_cast<const T*>(py::reinterpret_borrow<py::array>(o).data());
+}
+template <typename T>
+T* ptr_opt(const py::object& o) {
+  return o.is_none() ? nullptr
+                     : static_cast<T*>(py::reinterpret_borrow<py::array>(o).mutable_data());
+}
+
 template <typename T>
 T* ptr(py::array& a) {
   return static_cast<T*>(a.mutable_data());
