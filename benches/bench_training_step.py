@@ -1,8 +1,17 @@
 """One training step of a 40-256-256-10 MLP (ReLU, dropout 0.2, cross-entropy, SGD momentum 0.9):
 pydl's Sequential + CrossEntropyLoss + SGD next to the same step written by hand in numpy.
 
-Both steps do the same work: forward with dropout masks, mean softmax cross-entropy, backward,
+All steps do the same work: forward with dropout masks, mean softmax cross-entropy, backward,
 and the momentum update of all six parameters, in float32.
+
+- "pydl-eager": the plain autograd loop (zero_grad, forward, loss, backward, step);
+- "pydl-replay": ``pydl.compile_step(model, loss, opt)``, the engine's recorded step replayed
+  (what ``Trainer.fit`` runs), including its loss and gradient finiteness checks;
+- "numpy": the same step by hand.
+
+``test_finiteness_check`` times the gradient check alone (``step.non_finite_gradient()``: one
+pass over the gradient arena) beside the replayed step, so its share of a step can be read off the table
+(target: under 3% at batch 32).
 """
 
 import numpy as np
@@ -23,7 +32,7 @@ def make_batch(batch):
     return x, y
 
 
-def pydl_step_fn(batch):
+def pydl_step_fn(batch, replay=False):
     pydl.manual_seed(0)
     model = nn.Sequential(nn.Linear(40, 256), nn.ReLU(), nn.Dropout(P_DROP),
                           nn.Linear(256, 256), nn.ReLU(), nn.Dropout(P_DROP),
@@ -31,10 +40,13 @@ def pydl_step_fn(batch):
     criterion = pydl.losses.CrossEntropyLoss()
     opt = pydl.optim.SGD(model.parameters(), lr=LR, momentum=MOMENTUM)
     x, y = make_batch(batch)
+    if replay:
+        return pydl.compile_step(model, criterion, opt), x, y
 
     def step():
         opt.zero_grad()
         loss = criterion(model(x), y)
+        loss.item()
         loss.backward()
         opt.step()
 
@@ -109,10 +121,31 @@ class NumpyMLP:
         return loss
 
 
-@pytest.mark.parametrize("impl", ["pydl", "numpy"])
+@pytest.mark.parametrize("impl", ["pydl-eager", "pydl-replay", "numpy"])
 @pytest.mark.parametrize("batch", [32, 512])
 def test_train_step(benchmark, threads, impl, batch):
     benchmark.group = f"train-step-b{batch}[{threads}t]"
-    step = pydl_step_fn(batch) if impl == "pydl" else NumpyMLP(batch).step
-    step()  # warm up (allocates the momentum buffers)
+    if impl == "pydl-replay":
+        compiled, x, y = pydl_step_fn(batch, replay=True)
+
+        def step():
+            compiled(x, y)
+    elif impl == "pydl-eager":
+        step = pydl_step_fn(batch)
+    else:
+        step = NumpyMLP(batch).step
+    step()  # warm up (records the step, allocates the momentum buffers)
     benchmark(step)
+
+
+@pytest.mark.parametrize("impl", ["check", "pydl-replay"])
+@pytest.mark.parametrize("batch", [32])
+def test_finiteness_check(benchmark, threads, impl, batch):
+    benchmark.group = f"finite-check-b{batch}[{threads}t]"
+    compiled, x, y = pydl_step_fn(batch, replay=True)
+    compiled(x, y)
+    compiled(x, y)
+    if impl == "check":
+        benchmark(compiled.non_finite_gradient)
+    else:
+        benchmark(lambda: compiled(x, y))

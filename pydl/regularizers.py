@@ -23,7 +23,7 @@ import math
 import numpy as np
 
 from . import kernels
-from .tensor import Tensor, leaf_grad_buffer
+from .tensor import Op, leaf_grad_buffer
 
 __all__ = ["ElasticNet", "L1", "L2", "Regularizer"]
 
@@ -37,6 +37,24 @@ def _check(name, value, high=math.inf):
         bound = ">= 0" if high == math.inf else f"in [0, {high}]"
         raise ValueError(f"{name} must be {bound}, got {value!r}")
     return v
+
+
+class _PenaltyOp(Op):
+    """The penalty of the operand parameters; backward adds its gradient into their ``.grad``."""
+
+    def __init__(self, reg):
+        self.reg = reg
+
+    def forward(self, *weights):
+        value = sum(self.reg._value(w) for w in weights)
+        return np.array(value, dtype=weights[0].dtype if weights else np.float32)
+
+    def backward(self, g):
+        scale = float(g)
+        for p, need in zip(self.inputs, self.needs_grad):
+            if need:
+                self.reg._add_scaled(leaf_grad_buffer(p), p.data, scale)
+        return (None,) * len(self.inputs)
 
 
 class Regularizer:
@@ -65,18 +83,7 @@ class Regularizer:
 
         Frozen parameters count in the value but get no gradient.
         """
-        params = self.parameters(model)
-        value = sum(self._value(p.data) for p in params)
-        dtype = params[0].data.dtype if params else np.float32
-        trainable = tuple(p for p in params if p.requires_grad)
-
-        def backward(g):
-            scale = float(g)
-            for p in trainable:
-                self._add_scaled(leaf_grad_buffer(p), p.data, scale)
-            return (None,) * len(trainable)
-
-        return Tensor._make(np.array(value, dtype=dtype), trainable, backward)
+        return _PenaltyOp(self)(*self.parameters(model))
 
     def _add_scaled(self, grad, w, scale):
         if scale >= 0.0 and grad.flags.c_contiguous and grad.flags.writeable:

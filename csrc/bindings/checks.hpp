@@ -120,6 +120,11 @@ T* ptr_opt(const py::object& o) {
                      : static_cast<T*>(py::reinterpret_borrow<py::array>(o).mutable_data());
 }
 
+// The index of `obj` in `choices` (a str option such as approximate="tanh"): TypeError if obj is
+// not a str, ValueError naming every choice if it is not one of them.
+int require_choice(py::handle obj, const std::vector<const char*>& choices, const char* op,
+                   const char* arg);
+
 template <typename T>
 T* ptr(py::array& a) {
   return static_cast<T*>(a.mutable_data());
