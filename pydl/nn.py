@@ -226,6 +226,73 @@ class Module:
             p.requires_grad = True
         return self
 
+    # --- PyTorch conveniences -------------------------------------------------------------
+    def apply(self, fn):
+        """Call ``fn(module)`` on every sub-module (children first) and on this one; return self.
+
+        Example:
+            >>> model.apply(lambda m: pydl.nn.init.zeros_(m.bias) if hasattr(m, "bias") else None)
+        """
+        for m in self.children():
+            m.apply(fn)
+        fn(self)
+        return self
+
+    def requires_grad_(self, requires_grad=True):
+        """Set ``requires_grad`` on every parameter (False freezes them all); return self."""
+        for p in self.parameters():
+            p.requires_grad = bool(requires_grad)
+        return self
+
+    def num_parameters(self, trainable_only=False):
+        """Return the number of parameter elements (each shared parameter counted once).
+
+        Args:
+            trainable_only: Count only parameters with ``requires_grad=True``. Default False.
+        """
+        return sum(int(p.data.size) for p in self.parameters()
+                   if p.requires_grad or not trainable_only)
+
+    def to(self, dtype):
+        """Cast every parameter (and gradient and floating buffer) to ``dtype`` in place; return self.
+
+        As in PyTorch, an optimizer built before the cast keeps state of the old dtype: build it
+        after casting.
+
+        Args:
+            dtype: float32 or float64 (a numpy dtype, type or name such as ``"float64"``).
+
+        Raises:
+            TypeError: dtype is not float32 or float64.
+        """
+        try:
+            dt = np.dtype(dtype)
+        except TypeError:
+            raise TypeError(f"Module.to: dtype must be float32 or float64, got {dtype!r}") from None
+        if dt not in (np.float32, np.float64):
+            raise TypeError(f"Module.to: dtype must be float32 or float64, got {dt}")
+        for p in self.parameters():
+            if p.data.dtype != dt:
+                p.data = np.ascontiguousarray(p.data, dtype=dt)
+                if p.grad is not None:
+                    p.grad = np.ascontiguousarray(p.grad, dtype=dt)
+        for m in self.modules():
+            buffers = m.__dict__.get("_buffers") or {}
+            for name, b in list(buffers.items()):
+                if isinstance(b, Tensor) and b.data.dtype != dt:
+                    b.data = np.ascontiguousarray(b.data, dtype=dt)
+                elif isinstance(b, np.ndarray) and b.dtype.kind == "f" and b.dtype != dt:
+                    setattr(m, name, np.ascontiguousarray(b, dtype=dt))
+        return self
+
+    def double(self):
+        """Cast parameters and floating buffers to float64; return self."""
+        return self.to(np.float64)
+
+    def float(self):
+        """Cast parameters and floating buffers to float32; return self."""
+        return self.to(np.float32)
+
     # --- state ----------------------------------------------------------------------------
     def state_dict(self):
         """Return an OrderedDict from dotted parameter name to a copy of its array.

@@ -552,3 +552,84 @@ def test_deepcopy_gives_an_independent_model(rng):
     clone[0].weight.data[...] = 0
     assert model[0].weight.data.any()
     assert not np.array_equal(clone(x).data, model(x).data)
+
+
+# --- PyTorch conveniences: to/double/float, apply, requires_grad_, num_parameters ----------------
+
+def test_num_parameters_matches_pytorch_and_counts_shared_once():
+    import torch
+    tmodel = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.ReLU(), torch.nn.Dropout(0.5),
+                                 torch.nn.Linear(8, 6), torch.nn.Tanh(), torch.nn.Linear(6, 3))
+    model = make_mlp()
+    assert model.num_parameters() == sum(p.numel() for p in tmodel.parameters())
+    model[0].freeze()
+    assert model.num_parameters(trainable_only=True) == model.num_parameters() - (8 * 4 + 8)
+    block = Block()  # "tied" shares a Linear: its parameters are counted once
+    assert block.num_parameters() == sum(p.data.size for p in block.parameters())
+    assert block.num_parameters() < sum(v.size for v in block.state_dict().values())
+
+
+def test_requires_grad_freezes_and_unfreezes_and_returns_self():
+    model = make_mlp()
+    assert model.requires_grad_(False) is model
+    assert not any(p.requires_grad for p in model.parameters())
+    assert model.num_parameters(trainable_only=True) == 0
+    model[3].requires_grad_()
+    assert [p.requires_grad for p in model.parameters()] == [False, False, True, True, False,
+                                                            False]
+
+
+def test_apply_visits_children_before_parents_like_pytorch():
+    import torch
+    order = []
+    model = make_mlp()
+    assert model.apply(lambda m: order.append(type(m).__name__)) is model
+    torder = []
+    torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.ReLU(), torch.nn.Dropout(0.5),
+                        torch.nn.Linear(8, 6), torch.nn.Tanh(), torch.nn.Linear(6, 3)).apply(
+        lambda m: torder.append(type(m).__name__))
+    assert order == torder
+
+
+def test_to_double_float_cast_parameters_and_grads_in_place(rng):
+    model = make_mlp()
+    x = rng.standard_normal((3, 4))
+    model(x).sum().backward()
+    before = {k: v.astype(F64) for k, v in model.state_dict().items()}
+    params = list(model.parameters())
+    assert model.double() is model
+    assert list(model.parameters()) == params  # same Parameter objects, new arrays
+    for k, v in model.state_dict().items():
+        assert v.dtype == F64 and np.array_equal(v, before[k])
+    assert all(p.grad.dtype == F64 and p.data.flags.c_contiguous for p in params)
+    model.eval()
+    out64 = model(x).data
+    assert out64.dtype == F64
+    assert model.to("float32") is model and model(x).data.dtype == np.float32
+    assert model.float().double().state_dict()["0.weight"].dtype == F64
+    with pytest.raises(TypeError, match="float32 or float64"):
+        model.to(np.int32)
+    with pytest.raises(TypeError, match="float32 or float64"):
+        model.to("cuda")
+
+
+def test_double_model_trains_with_a_new_optimizer_and_matches_torch(rng):
+    import torch
+    model = make_mlp().double()
+    tmodel = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.ReLU(), torch.nn.Dropout(0.5),
+                                 torch.nn.Linear(8, 6), torch.nn.Tanh(),
+                                 torch.nn.Linear(6, 3)).double().eval()
+    tmodel.load_state_dict({k: torch.tensor(v) for k, v in model.state_dict().items()})
+    model.eval()
+    opt = pydl.optim.SGD(model.parameters(), lr=0.1)
+    topt = torch.optim.SGD(tmodel.parameters(), lr=0.1)
+    x = rng.standard_normal((5, 4))
+    for _ in range(3):
+        opt.zero_grad()
+        (model(x) ** 2).mean().backward()
+        opt.step()
+        topt.zero_grad()
+        (tmodel(torch.tensor(x)) ** 2).mean().backward()
+        topt.step()
+    for k, v in tmodel.state_dict().items():
+        np.testing.assert_allclose(model.state_dict()[k], v.numpy(), rtol=1e-12, atol=1e-14)
