@@ -5,6 +5,7 @@ from . import kernels
 from . import random
 from .random import manual_seed
 from .tensor import Tensor, no_grad, tensor
+from .tensor_ops import cat, stack
 from . import functional, losses, ops, testing
 from . import nn, optim, regularizers
 from . import datasets, io, metrics
@@ -19,7 +20,7 @@ __all__ = ["__version__", "cpu_info", "get_num_threads", "kernels", "set_num_thr
            "Tensor", "tensor", "no_grad", "manual_seed", "functional", "losses", "testing",
            "random", "nn", "optim", "regularizers", "datasets", "io", "metrics",
            "save", "load", "save_model", "load_model", "train", "transfer", "engine",
-           "compile_step", "ops", "distributed"]
+           "compile_step", "ops", "cat", "stack", "distributed"]
 
 
 def set_num_threads(n):

@@ -229,3 +229,105 @@ def l2_penalty_backward(grad: np.ndarray, w: np.ndarray, wd: float) -> None: ...
 def elastic_net_penalty_backward(
     grad: np.ndarray, w: np.ndarray, wd: float, l1_ratio: float = 0.5
 ) -> None: ...
+
+# --- convolution ---
+_IntOrTuple = Union[int, Sequence[int]]
+
+def conv_forward(
+    x: np.ndarray,
+    weight: np.ndarray,
+    bias: Optional[np.ndarray] = None,
+    *,
+    stride: _IntOrTuple = 1,
+    padding: Union[_IntOrTuple, Literal["valid", "same"]] = 0,
+    dilation: _IntOrTuple = 1,
+    groups: int = 1,
+) -> np.ndarray: ...
+def conv_backward(
+    dy: np.ndarray,
+    x: np.ndarray,
+    weight: np.ndarray,
+    *,
+    stride: _IntOrTuple = 1,
+    padding: Union[_IntOrTuple, Literal["valid", "same"]] = 0,
+    dilation: _IntOrTuple = 1,
+    groups: int = 1,
+    need_input_grad: bool = True,
+    need_weight_grad: bool = True,
+    need_bias_grad: bool = True,
+) -> Tuple[Optional[np.ndarray], Optional[np.ndarray], Optional[np.ndarray]]: ...
+
+# --- pooling ---
+def max_pool_forward(
+    x: np.ndarray,
+    kernel_size: _IntOrTuple,
+    stride: Optional[_IntOrTuple] = None,
+    padding: _IntOrTuple = 0,
+) -> Tuple[np.ndarray, np.ndarray]: ...
+def max_pool_backward(
+    dy: np.ndarray, indices: np.ndarray, input_shape: Sequence[int]
+) -> np.ndarray: ...
+def avg_pool_forward(
+    x: np.ndarray,
+    kernel_size: _IntOrTuple,
+    stride: Optional[_IntOrTuple] = None,
+    padding: _IntOrTuple = 0,
+) -> np.ndarray: ...
+def avg_pool_backward(
+    dy: np.ndarray,
+    input_shape: Sequence[int],
+    kernel_size: _IntOrTuple,
+    stride: Optional[_IntOrTuple] = None,
+    padding: _IntOrTuple = 0,
+) -> np.ndarray: ...
+def adaptive_avg_pool_forward(x: np.ndarray, output_size: _IntOrTuple) -> np.ndarray: ...
+def adaptive_avg_pool_backward(dy: np.ndarray, input_shape: Sequence[int]) -> np.ndarray: ...
+
+# --- normalisation ---
+def batch_norm_forward(
+    x: np.ndarray,
+    weight: Optional[np.ndarray] = None,
+    bias: Optional[np.ndarray] = None,
+    running_mean: Optional[np.ndarray] = None,
+    running_var: Optional[np.ndarray] = None,
+    *,
+    training: bool = True,
+    momentum: float = 0.1,
+    eps: float = 1e-5,
+) -> Tuple[np.ndarray, np.ndarray, np.ndarray]: ...
+def batch_norm_backward(
+    dy: np.ndarray,
+    x: np.ndarray,
+    mean: np.ndarray,
+    invstd: np.ndarray,
+    weight: Optional[np.ndarray] = None,
+    *,
+    training: bool = True,
+    need_input_grad: bool = True,
+    need_weight_grad: bool = True,
+    need_bias_grad: bool = True,
+) -> Tuple[Optional[np.ndarray], Optional[np.ndarray], Optional[np.ndarray]]: ...
+def layer_norm_forward(
+    x: np.ndarray,
+    weight: Optional[np.ndarray] = None,
+    bias: Optional[np.ndarray] = None,
+    *,
+    eps: float = 1e-5,
+) -> Tuple[np.ndarray, np.ndarray, np.ndarray]: ...
+def layer_norm_backward(
+    dy: np.ndarray,
+    x: np.ndarray,
+    mean: np.ndarray,
+    rstd: np.ndarray,
+    weight: Optional[np.ndarray] = None,
+    *,
+    need_input_grad: bool = True,
+    need_weight_grad: bool = True,
+    need_bias_grad: bool = True,
+) -> Tuple[Optional[np.ndarray], Optional[np.ndarray], Optional[np.ndarray]]: ...
+
+# --- embedding ---
+def embedding_forward(weight: np.ndarray, indices: np.ndarray) -> np.ndarray: ...
+def embedding_backward(
+    dout: np.ndarray, indices: np.ndarray, dweight: np.ndarray, *, padding_idx: int = -1
+) -> np.ndarray: ...

@@ -52,6 +52,7 @@ import numpy as np
 
 from . import nn, ops, optim
 from . import random as _random
+from .layers import CONTAINERS, LAYERS
 from .tensor import Tensor
 
 __all__ = ["save", "load", "save_model", "load_model"]
@@ -546,8 +547,15 @@ def _architecture(module, where="model"):
     for name, (cls, args) in _ACTIVATIONS.items():
         if t is cls:
             return dict({"type": name}, **{a: getattr(module, a) for a in args})
+    if CONTAINERS.get(t.__name__) is t:
+        return {"type": t.__name__,
+                "layers": [[name, _architecture(m, f"{where}.{name}")]
+                           for name, m in module._modules.items()]}
+    if LAYERS.get(t.__name__) is t:
+        return {"type": t.__name__, "config": module.config()}
     raise TypeError(f"save_model: cannot describe {where} ({t.__name__}); supported layers are "
-                    f"Sequential, Linear, {', '.join(_ACTIVATIONS)}. Save its weights with "
+                    f"Sequential, Linear, {', '.join(_ACTIVATIONS)}, {', '.join(CONTAINERS)}, "
+                    f"{', '.join(LAYERS)}. Save its weights with "
                     f"pydl.save(model, path) and rebuild the model in code instead")
 
 
@@ -565,17 +573,20 @@ def _build(spec, path, weights, where="model", depth=0):
     if depth > _MAX_DEPTH:
         fail(f"Sequential layers nest deeper than {_MAX_DEPTH} levels")
     kind = spec["type"]
-    if kind == "Sequential":
+    if kind == "Sequential" or kind in CONTAINERS:
         expected = {"type", "layers"}
+    elif kind in LAYERS:
+        expected = {"type", "config"}
     elif kind == "Linear":
         expected = {"type", "in_features", "out_features", "bias", "dtype"}
     elif kind in _ACTIVATIONS:
         expected = {"type", *_ACTIVATIONS[kind][1]}
     else:
-        fail(f"unknown layer type {kind!r}; known: Sequential, Linear, {', '.join(_ACTIVATIONS)}")
+        fail(f"unknown layer type {kind!r}; known: Sequential, Linear, "
+             f"{', '.join(_ACTIVATIONS)}, {', '.join(CONTAINERS)}, {', '.join(LAYERS)}")
     if set(spec) != expected:
         fail(f"{kind} needs exactly the fields {sorted(expected)}, got {sorted(spec)}")
-    if kind == "Sequential":
+    if kind == "Sequential" or kind in CONTAINERS:
         layers = spec["layers"]
         if not isinstance(layers, list) or not all(
                 isinstance(x, list) and len(x) == 2 and isinstance(x[0], str) for x in layers):
@@ -586,9 +597,15 @@ def _build(spec, path, weights, where="model", depth=0):
         if bad:
             fail(f"invalid layer name(s) {bad}: names must be unique, non-empty, without '.', "
                  f"and not a Module attribute")
-        return nn.Sequential(OrderedDict(
-            (name, _build(sub, path, weights, f"{where}.{name}", depth + 1))
-            for name, sub in layers))
+        built = OrderedDict((name, _build(sub, path, weights, f"{where}.{name}", depth + 1))
+                            for name, sub in layers)
+        if kind == "ModuleList":
+            if names != [str(i) for i in range(len(names))]:
+                fail("ModuleList layers must be named '0', '1', ... in order")
+            return nn.ModuleList(built.values())
+        return nn.ModuleDict(built) if kind == "ModuleDict" else nn.Sequential(built)
+    if kind in LAYERS:
+        return _build_layer(LAYERS[kind], spec["config"], weights, where, fail)
     values = {k: v for k, v in spec.items() if k != "type"}
     for k, v in values.items():
         ok = {"bias": isinstance(v, bool), "dtype": v in ("float32", "float64"),
@@ -616,13 +633,37 @@ def _build(spec, path, weights, where="model", depth=0):
         fail(f"{kind}: {e}")
 
 
+def _build_layer(cls, config, weights, where, fail):
+    """Construct a layer from its config(), its weight's size checked against the file first."""
+    if not isinstance(config, dict) or not all(isinstance(k, str) for k in config):
+        fail(f"{cls.__name__} 'config' must be an object of constructor arguments")
+    shape_of = getattr(cls, "weight_shape", None)
+    try:
+        need = None if shape_of is None else shape_of(config)
+    except (KeyError, TypeError, ValueError):
+        fail(f"{cls.__name__} config {config!r} is incomplete or malformed")
+    if need is not None:
+        prefix = where.partition(".")[2]
+        key = f"{prefix}.weight" if prefix else "weight"
+        stored = weights.get(key)
+        if not isinstance(stored, np.ndarray) or stored.shape != tuple(need):
+            got = f"shape {stored.shape}" if isinstance(stored, np.ndarray) else "no such key"
+            fail(f"{cls.__name__} needs key 'model.{key}' of shape {tuple(need)}, the file has "
+                 f"{got}")
+    try:
+        return cls(**config)
+    except (TypeError, ValueError, OverflowError) as e:
+        fail(f"{cls.__name__}: {e}")
+
+
 def save_model(model, path, optimizer=None):
     """Save a model's architecture and weights (and optionally its optimizer) atomically.
 
     The architecture is stored as JSON in the file's header, so :func:`load_model` rebuilds the
     model without the code that made it. Supported: ``Sequential`` (nested allowed) of
-    ``Linear``, ``ReLU``, ``LeakyReLU``, ``ELU``, ``Sigmoid``, ``Tanh``, ``Softmax`` and
-    ``Dropout``. Frozen parameters and the train/eval mode are recorded too. With an optimizer
+    ``Linear``, the activations, ``Dropout``, the layers of :mod:`pydl.layers` (convolution,
+    pooling, normalisation with its running statistics, embedding, Flatten, Identity) and
+    ``ModuleList`` / ``ModuleDict`` containers. Frozen parameters and the train/eval mode are recorded too. With an optimizer
     (SGD, Adam or AdamW over parameters of ``model``) its type, hyper-parameters and state are
     saved, so training resumes exactly where it stopped.
 

@@ -107,3 +107,38 @@ __all__ += [
     "l2_penalty",
     "l2_penalty_backward",
 ]
+
+# --- convolution ---
+from ._core import conv_backward, conv_forward
+
+__all__ += ["conv_forward", "conv_backward"]
+
+# --- pooling ---
+from ._core import (
+    adaptive_avg_pool_backward,
+    adaptive_avg_pool_forward,
+    avg_pool_backward,
+    avg_pool_forward,
+    max_pool_backward,
+    max_pool_forward,
+)
+
+__all__ += [
+    "max_pool_forward",
+    "max_pool_backward",
+    "avg_pool_forward",
+    "avg_pool_backward",
+    "adaptive_avg_pool_forward",
+    "adaptive_avg_pool_backward",
+]
+
+# --- normalisation ---
+from ._core import batch_norm_backward, batch_norm_forward, layer_norm_backward, layer_norm_forward
+
+__all__ += ["batch_norm_forward", "batch_norm_backward", "layer_norm_forward",
+            "layer_norm_backward"]
+
+# --- embedding ---
+from ._core import embedding_backward, embedding_forward
+
+__all__ += ["embedding_forward", "embedding_backward"]

@@ -61,6 +61,7 @@ class Parameter(Tensor):
 # replaced layer or a changed hyper-parameter (e.g. Dropout.p) records the step anew.
 _structure_version = 0
 
+
 _IncompatibleKeys = namedtuple("IncompatibleKeys", ["missing_keys", "unexpected_keys"])
 
 
@@ -85,6 +86,7 @@ class Module:
     def __init__(self):
         object.__setattr__(self, "_parameters", OrderedDict())
         object.__setattr__(self, "_modules", OrderedDict())
+        object.__setattr__(self, "_buffers", OrderedDict())
         object.__setattr__(self, "training", True)
 
     def __setattr__(self, name, value):
@@ -95,7 +97,13 @@ class Module:
             raise AttributeError(f"cannot assign {name!r} before Module.__init__() is called "
                                  f"(call super().__init__() first in {type(self).__name__})")
         modules = self._modules
-        if isinstance(value, Parameter):
+        buffers = self.__dict__.get("_buffers")
+        if buffers is not None and name in buffers:
+            if value is not None and not isinstance(value, np.ndarray):
+                raise TypeError(f"cannot assign {type(value).__name__} as buffer {name!r} (a "
+                                f"numpy array or None is required)")
+            buffers[name] = value
+        elif isinstance(value, Parameter):
             modules.pop(name, None)
             params[name] = value
         elif isinstance(value, Module):
@@ -118,6 +126,7 @@ class Module:
         _structure_version += 1
         self._parameters.pop(name, None)
         self._modules.pop(name, None)
+        self.__dict__.get("_buffers", {}).pop(name, None)
         object.__delattr__(self, name)
 
     def forward(self, *args, **kwargs):
@@ -296,13 +305,54 @@ class Module:
         """Cast parameters and floating buffers to float32; return self."""
         return self.to(np.float32)
 
+    # --- buffers (non-trainable state such as BatchNorm's running statistics) --------------
+    def register_buffer(self, name, array):
+        """Register a numpy array (or None) as state that is saved but not trained.
+
+        Buffers appear in ``state_dict()`` after the module's parameters (PyTorch's order), are
+        loaded in place by ``load_state_dict`` and cast by ``to(dtype)`` when floating.
+
+        Raises:
+            TypeError: array is neither a numpy array nor None.
+        """
+        if array is not None and not isinstance(array, np.ndarray):
+            raise TypeError(f"register_buffer: {name!r} must be a numpy array or None, got "
+                            f"{type(array).__name__}")
+        self._buffers[name] = array
+        object.__setattr__(self, name, array)
+
+    def named_buffers(self, prefix=""):
+        """Yield ``(dotted_name, array)`` for every buffer of this module and those below it."""
+        for mname, m in self.named_modules(prefix):
+            for name, b in m.__dict__.get("_buffers", {}).items():
+                if b is not None:
+                    yield (f"{mname}.{name}" if mname else name), b
+
+    def buffers(self):
+        """Yield every buffer array."""
+        for _, b in self.named_buffers():
+            yield b
+
+    def _state_entries(self, prefix=""):
+        """Yield (dotted name, array) of parameters then buffers per module, children after."""
+        for name, p in self._parameters.items():
+            if p is not None:
+                yield prefix + name, p.data
+        for name, b in self.__dict__.get("_buffers", {}).items():
+            if b is not None:
+                yield prefix + name, b
+        for name, m in self._modules.items():
+            if m is not None:
+                yield from m._state_entries(f"{prefix}{name}.")
+
     # --- state ----------------------------------------------------------------------------
     def state_dict(self):
-        """Return an OrderedDict from dotted parameter name to a copy of its array.
+        """Return an OrderedDict from dotted parameter/buffer name to a copy of its array.
 
-        Frozen parameters are included; keys and layouts are PyTorch's.
+        Frozen parameters and buffers (e.g. ``running_mean``) are included; keys and layouts are
+        PyTorch's.
         """
-        return OrderedDict((name, p.data.copy()) for name, p in self._named_parameter_entries())
+        return OrderedDict((name, a.copy()) for name, a in self._state_entries())
 
     def load_state_dict(self, state_dict, strict=True):
         """Copy arrays into the parameters after validating ALL of them first.
@@ -330,7 +380,7 @@ class Module:
         if not hasattr(state_dict, "keys") or not hasattr(state_dict, "__getitem__"):
             raise TypeError(f"load_state_dict: expected a dict of arrays, got "
                             f"{type(state_dict).__name__}")
-        own = OrderedDict(self._named_parameter_entries())
+        own = OrderedDict(self._state_entries())
         given = list(state_dict.keys())
         missing = [k for k in own if k not in state_dict]
         unexpected = [k for k in given if k not in own]
@@ -343,20 +393,20 @@ class Module:
             raise ValueError(f"load_state_dict into {type(self).__name__}: " + "; ".join(parts)
                              + " (pass strict=False to load a subset)")
         updates = []
-        for name, p in own.items():
+        for name, target in own.items():
             if name not in state_dict:
                 continue
             value = _state_array(name, state_dict[name])
-            if value.shape != p.data.shape:
+            if value.shape != target.shape:
                 raise ValueError(f"load_state_dict: {name!r} has shape {value.shape}, the model "
-                                 f"expects {p.data.shape}")
-            if value.dtype.kind not in "biuf" or not np.can_cast(value.dtype, p.data.dtype,
+                                 f"expects {target.shape}")
+            if value.dtype.kind not in "biuf" or not np.can_cast(value.dtype, target.dtype,
                                                                   casting="same_kind"):
                 raise ValueError(f"load_state_dict: {name!r} has dtype {value.dtype}, which "
-                                 f"cannot be cast to the parameter's {p.data.dtype}")
-            updates.append((p, value))
-        for p, value in updates:
-            np.copyto(p.data, value, casting="same_kind")
+                                 f"cannot be cast to the model's {target.dtype}")
+            updates.append((target, value))
+        for target, value in updates:
+            np.copyto(target, value, casting="same_kind")
         return _IncompatibleKeys(missing, unexpected)
 
     # --- printing -------------------------------------------------------------------------
@@ -586,3 +636,10 @@ def _register_submodule(name, module):
 
 init = _register_submodule("init", importlib.import_module("._nn_init", __package__))
 utils = _register_submodule("utils", importlib.import_module("._nn_utils", __package__))
+
+
+# Convolution, pooling, normalisation, embedding and containers live in pydl/layers.py.
+from .layers import *  # noqa: E402,F401,F403
+from .layers import __all__ as _layer_names  # noqa: E402
+
+__all__ += _layer_names

@@ -10,8 +10,10 @@ strategy   trainable parameters
 "large"    every layer, starting from the pretrained weights
 =========  =====================================================================
 
-"Layer" means a module that owns parameters directly (e.g. a ``Linear``), in registration order
-(for a ``Sequential``, its order of execution); activations and Dropout do not count.
+"Layer" means a module that owns parameters directly (e.g. a ``Linear`` or ``Conv2d``), in
+registration order (for a ``Sequential``, its order of execution); activations, pooling and Dropout
+do not count, and a BatchNorm/LayerNorm counts with the layer before it (a Conv + BatchNorm block
+is one layer).
 
 Frozen parameters (``requires_grad = False``) get no gradient and pydl's optimizers skip them
 entirely; an optimizer creates a parameter's state (momentum, Adam moments) at its first update,
@@ -36,6 +38,24 @@ STRATEGIES = ("small", "medium", "large")
 def parameterised_layers(model):
     """Return the modules of ``model`` that own parameters directly, in registration order."""
     return [m for m in model.modules() if any(p is not None for p in m._parameters.values())]
+
+
+def _blocks(model):
+    """Group parameterised layers into the units the strategies count.
+
+    A normalisation layer (BatchNorm, LayerNorm) belongs to the layer before it, so a
+    Conv + BatchNorm block (or Linear + LayerNorm) counts as ONE layer: freezing a convolution
+    while its batch norm trains (or the reverse) is never what "train the last layer" means.
+    """
+    from .layers import LayerNorm, _BatchNorm
+
+    blocks = []
+    for m in parameterised_layers(model):
+        if blocks and isinstance(m, (_BatchNorm, LayerNorm)):
+            blocks[-1].append(m)
+        else:
+            blocks.append([m])
+    return blocks
 
 
 def _check_strategy(who, strategy, n_trainable):
@@ -72,7 +92,7 @@ def freeze_for(model, strategy, n_trainable=None):
         ['2.weight', '2.bias', '4.weight', '4.bias']
     """
     _check_strategy("freeze_for", strategy, n_trainable)
-    layers = parameterised_layers(model)
+    layers = _blocks(model)
     if not layers:
         raise ValueError("freeze_for: the model has no parameters")
     if strategy == "small":
@@ -85,8 +105,9 @@ def freeze_for(model, strategy, n_trainable=None):
             raise ValueError(f"freeze_for: n_trainable={n} but the model has only {len(layers)} "
                              f"layers with parameters (use 'large' to train all)")
     model.freeze()
-    for layer in layers[len(layers) - n:]:
-        layer.unfreeze()
+    for block in layers[len(layers) - n:]:
+        for layer in block:
+            layer.unfreeze()
     return model
 
 

@@ -110,6 +110,38 @@ def valid_calls():
         calls[name] = lambda kw=kw: dict(x=f32(4, 5), out=np.zeros((4, 5), np.float32), **kw)
         calls[name + "_backward"] = lambda kw=kw: dict(
             dy=f32(4, 5), x=f32(4, 5, seed=1), out=np.zeros((4, 5), np.float32), **kw)
+    # Layer kernels (convolution, pooling, normalisation, embedding).
+    calls["conv_forward"] = lambda: dict(x=f32(2, 4, 6, 5), weight=f32(6, 2, 3, 2), bias=f32(6),
+                                         stride=(2, 1), padding=1, dilation=1, groups=2)
+    calls["conv_backward"] = lambda: dict(dy=f32(2, 6, 3, 6), x=f32(2, 4, 6, 5),
+                                          weight=f32(6, 2, 3, 2), stride=(2, 1), padding=1,
+                                          dilation=1, groups=2, need_input_grad=True,
+                                          need_weight_grad=True, need_bias_grad=True)
+    calls["max_pool_forward"] = lambda: dict(x=f32(2, 3, 6, 5), kernel_size=2, stride=None,
+                                             padding=1)
+    calls["max_pool_backward"] = lambda: dict(dy=f32(2, 3, 2, 2),
+                                              indices=np.zeros((2, 3, 2, 2), np.int64),
+                                              input_shape=(2, 3, 4, 4))
+    calls["avg_pool_forward"] = lambda: dict(x=f32(2, 3, 6, 5), kernel_size=(3, 2), stride=1,
+                                             padding=(1, 0))
+    calls["avg_pool_backward"] = lambda: dict(dy=f32(2, 3, 6, 4), input_shape=(2, 3, 6, 5),
+                                              kernel_size=(3, 2), stride=1, padding=(1, 0))
+    calls["adaptive_avg_pool_forward"] = lambda: dict(x=f32(2, 3, 7), output_size=3)
+    calls["adaptive_avg_pool_backward"] = lambda: dict(dy=f32(2, 3, 3), input_shape=(2, 3, 7))
+    calls["batch_norm_forward"] = lambda: dict(
+        x=f32(4, 3, 5), weight=f32(3), bias=f32(3), running_mean=np.zeros(3, np.float32),
+        running_var=np.ones(3, np.float32), training=True, momentum=0.1, eps=1e-5)
+    calls["batch_norm_backward"] = lambda: dict(
+        dy=f32(4, 3, 5), x=f32(4, 3, 5, seed=1), mean=f32(3), invstd=np.ones(3, np.float32),
+        weight=f32(3), training=True, need_input_grad=True, need_weight_grad=True,
+        need_bias_grad=True)
+    calls["layer_norm_forward"] = lambda: dict(x=f32(4, 5), weight=f32(5), bias=f32(5), eps=1e-5)
+    calls["layer_norm_backward"] = lambda: dict(
+        dy=f32(4, 5), x=f32(4, 5, seed=1), mean=f32(4), rstd=np.ones(4, np.float32),
+        weight=f32(5), need_input_grad=True, need_weight_grad=True, need_bias_grad=True)
+    calls["embedding_forward"] = lambda: dict(weight=f32(6, 3), indices=np.array([[0, 5], [2, 2]]))
+    calls["embedding_backward"] = lambda: dict(dout=f32(2, 2, 3), indices=np.array([[0, 5], [2, 2]]),
+                                               dweight=np.zeros((6, 3), np.float32), padding_idx=2)
     for name in ("softmax", "log_softmax"):
         calls[name] = lambda: dict(x=f32(4, 5), axis=0, out=np.zeros((4, 5), np.float32))
         calls[name + "_backward"] = lambda: dict(dy=f32(4, 5), y=f32(4, 5, seed=1), axis=-1,
@@ -118,7 +150,7 @@ def valid_calls():
 
 
 CALLS = valid_calls()
-OUTPUT_ARGS = ("out", "dlogits", "dpred", "mask_out")
+OUTPUT_ARGS = ("out", "dlogits", "dpred", "mask_out", "dweight")
 
 
 def misaligned(shape, dtype=np.float32):

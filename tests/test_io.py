@@ -449,7 +449,9 @@ def test_bad_header_raises_value_error(saved, edit, message):
 
 
 @pytest.mark.parametrize("layer, message", [
-    ({"type": "Conv2d", "channels": 3}, "unknown layer type 'Conv2d'"),
+    ({"type": "ConvTranspose2d", "channels": 3}, "unknown layer type 'ConvTranspose2d'"),
+    ({"type": "Conv2d", "channels": 3}, "Conv2d needs exactly the fields \\['config', 'type'\\]"),
+    ({"type": "Conv2d", "config": {"in_channels": 1}}, "Conv2d config .* incomplete"),
     ({"type": "Dropout", "p": 1.5}, "Dropout"),
     ({"type": "Dropout", "p": "0.1"}, "invalid value"),
     ({"type": "ReLU", "inplace": True}, "exactly the fields"),

@@ -189,7 +189,11 @@ std::vector<int64_t> per_item_int(py::handle v, size_t n, const char* op, const 
     }
     int overflow = 0;
     py::object index = py::reinterpret_steal<py::object>(PyNumber_Index(h.ptr()));
-    if (!index) throw py::error_already_set();
+    if (!index) {  // e.g. a 0-d float array, which claims __index__ and then refuses it
+      PyErr_Clear();
+      throw py::type_error(std::string(op) + ": " + name + " must be an int or a list of ints, " +
+                           "got " + std::string(py::str(py::repr(h))));
+    }
     const long long x = PyLong_AsLongLongAndOverflow(index.ptr(), &overflow);
     if (overflow != 0) {
       throw py::value_error(std::string(op) + ": " + name + " does not fit in 64 bits");

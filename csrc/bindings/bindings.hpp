@@ -16,6 +16,10 @@ void bind_dropout(pybind11::module_& m);
 void bind_penalties(pybind11::module_& m);
 void bind_losses(pybind11::module_& m);
 void bind_optimizers(pybind11::module_& m);
+void bind_conv(pybind11::module_& m);
+void bind_pool(pybind11::module_& m);
+void bind_norm(pybind11::module_& m);
+void bind_embedding(pybind11::module_& m);
 
 // The one dtype switch: f(T{}) with T = float for kF32 and double for kF64.
 template <typename F>

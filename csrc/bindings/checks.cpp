@@ -222,6 +222,89 @@ Shape element_strides(const py::array& a, const char* op, const char* arg) {
   return s;
 }
 
+py::object optional_vector(py::handle obj, int64_t n, DType dt, const char* op, const char* arg) {
+  if (obj.is_none()) return py::none();
+  const py::array a = require_array(obj, op, arg);
+  require_dtype(a, dt, op, arg);
+  if (a.ndim() != 1 || a.shape(0) != n) {
+    throw py::value_error(std::string(op) + ": " + arg + " must have shape (" +
+                          std::to_string(n) + ",), got " + shape_str(a));
+  }
+  return contiguous(a);
+}
+
+Shape int_tuple(py::handle obj, size_t n, int64_t min, const char* op, const char* arg) {
+  auto one = [&](py::handle v) -> int64_t {
+    if (!py::isinstance<py::int_>(v) || py::isinstance<py::bool_>(v)) {
+      // numpy integers are accepted too
+      if (!py::hasattr(v, "__index__") || py::isinstance<py::bool_>(v) ||
+          py::isinstance<py::float_>(v))
+        throw py::type_error(std::string(op) + ": " + arg + " must be an int or a tuple of " +
+                             std::to_string(n) + " ints, got " +
+                             std::string(py::str(py::type::handle_of(v).attr("__name__"))));
+    }
+    int overflow = 0;
+    py::object idx = py::reinterpret_steal<py::object>(PyNumber_Index(v.ptr()));
+    if (!idx) throw py::error_already_set();
+    const long long x = PyLong_AsLongLongAndOverflow(idx.ptr(), &overflow);
+    if (overflow != 0 || x < min || x > (int64_t{1} << 40)) {
+      throw py::value_error(std::string(op) + ": " + arg + " must be >= " + std::to_string(min) +
+                            ", got " + std::string(py::str(v)));
+    }
+    return static_cast<int64_t>(x);
+  };
+  if (py::isinstance<py::tuple>(obj) || py::isinstance<py::list>(obj)) {
+    py::sequence seq = py::reinterpret_borrow<py::sequence>(obj);
+    if (seq.size() != n) {
+      throw py::value_error(std::string(op) + ": " + arg + " must have " + std::to_string(n) +
+                            " entries (one per spatial axis), got " + std::string(py::str(obj)));
+    }
+    Shape out;
+    for (size_t i = 0; i < n; ++i) out.push_back(one(seq[i]));
+    return out;
+  }
+  return Shape(n, one(obj));
+}
+
+int64_t window_out_size(int64_t in, int64_t k, int64_t stride, int64_t pad, int64_t dil,
+                        const char* op, const char* axis) {
+  const int64_t span = dil * (k - 1) + 1;
+  const int64_t padded = in + 2 * pad;
+  if (padded < span) {
+    throw py::value_error(std::string(op) + ": the window (kernel " + std::to_string(k) +
+                          ", dilation " + std::to_string(dil) + ", spanning " +
+                          std::to_string(span) + ") is larger than the padded input " + axis +
+                          " (" + std::to_string(in) + " + 2 * padding " + std::to_string(pad) +
+                          " = " + std::to_string(padded) +
+                          "), so the output would be empty; use a smaller kernel or more padding");
+  }
+  return (padded - span) / stride + 1;
+}
+
+std::vector<int64_t> checked_indices(const py::array& a, int64_t bound, const char* op,
+                                     const char* arg) {
+  const py::dtype dt = a.dtype();
+  const bool i64 = dt.equal(py::dtype::of<int64_t>());
+  if (!i64 && !dt.equal(py::dtype::of<int32_t>())) {
+    throw py::type_error(std::string(op) + ": " + arg +
+                         " must be an integer array (int32 or int64), got dtype " +
+                         std::string(py::str(dt)) + "; cast with .astype(numpy.int64)");
+  }
+  const py::array c = contiguous(a);
+  const int64_t n = c.size();
+  std::vector<int64_t> out(static_cast<size_t>(n));
+  for (int64_t i = 0; i < n; ++i) {
+    const int64_t v = i64 ? cptr<int64_t>(c)[i] : cptr<int32_t>(c)[i];
+    if (v < 0 || v >= bound) {
+      throw py::value_error(std::string(op) + ": " + arg + " has value " + std::to_string(v) +
+                            " at flat position " + std::to_string(i) + ", out of range [0, " +
+                            std::to_string(bound) + ")");
+    }
+    out[static_cast<size_t>(i)] = v;
+  }
+  return out;
+}
+
 }  // namespace pydl::bind
 
 namespace pydl::bind {

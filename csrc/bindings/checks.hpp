@@ -12,6 +12,7 @@
 
 #include <cstdint>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "common/act.hpp"
@@ -73,6 +74,48 @@ void require_no_overlap(const py::array& out, const py::array& in, const char* o
 
 // ValueError unless lo <= v <= hi (NaN always fails); `what` is the parameter name.
 void require_range(double v, double lo, double hi, const char* op, const char* what);
+
+// The one dtype switch, by_dtype(dt, f), is in bindings/bindings.hpp.
+
+// The float or double half of a kernel table (tables have members f32 and f64).
+template <typename T, typename Table>
+const auto& of_dtype(const Table& t) {
+  if constexpr (std::is_same_v<T, float>) {
+    return t.f32;
+  } else {
+    return t.f64;
+  }
+}
+
+// An int (repeated n times) or a sequence of n ints, each >= min: the kernel_size / stride /
+// padding / dilation arguments of convolution and pooling. TypeError for a non-int (bool
+// included), ValueError for a wrong length or a value below min.
+Shape int_tuple(py::handle obj, size_t n, int64_t min, const char* op, const char* arg);
+
+// Output length of a sliding window: (in + 2 * pad - dil * (k - 1) - 1) / stride + 1; ValueError
+// naming the sizes when it is not positive (the window is larger than the padded input).
+int64_t window_out_size(int64_t in, int64_t k, int64_t stride, int64_t pad, int64_t dil,
+                        const char* op, const char* axis);
+
+// Integer indices (int32 or int64 array of any shape, else TypeError) as int64, each checked to
+// lie in [0, bound) (ValueError naming the first offending position and value).
+std::vector<int64_t> checked_indices(const py::array& a, int64_t bound, const char* op,
+                                     const char* arg);
+
+// An optional 1-D input: None stays None; otherwise an array of dtype dt and shape (n,)
+// (TypeError / ValueError naming `arg`), made contiguous.
+py::object optional_vector(py::handle obj, int64_t n, DType dt, const char* op, const char* arg);
+
+// Data pointer of an array held in a py::object, or nullptr for None (optional inputs/outputs).
+template <typename T>
+const T* cptr_opt(const py::object& o) {
+  return o.is_none() ? nullptr : static_cast<const T*>(py::reinterpret_borrow<py::array>(o).data());
+}
+template <typename T>
+T* ptr_opt(const py::object& o) {
+  return o.is_none() ? nullptr
+                     : static_cast<T*>(py::reinterpret_borrow<py::array>(o).mutable_data());
+}
 
 // The index of `obj` in `choices` (a str option such as approximate="tanh"): TypeError if obj is
 // not a str, ValueError naming every choice if it is not one of them.

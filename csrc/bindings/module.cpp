@@ -66,4 +66,8 @@ PYBIND11_MODULE(_core, m) {
   pydl::bind::bind_penalties(m);
   pydl::bind::bind_losses(m);
   pydl::bind::bind_optimizers(m);
+  pydl::bind::bind_conv(m);
+  pydl::bind::bind_pool(m);
+  pydl::bind::bind_norm(m);
+  pydl::bind::bind_embedding(m);
 }

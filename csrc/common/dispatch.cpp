@@ -20,6 +20,10 @@ KernelTable make_table(Isa isa) {
   generic::fill_penalties(t.penalty);
   generic::fill_losses(t.loss);
   generic::fill_optimizers(t.optim);
+  generic::fill_conv(t.conv);
+  generic::fill_pool(t.pool);
+  generic::fill_norm(t.norm);
+  generic::fill_embedding(t.embedding);
 #if defined(PYDL_X86)
   if (isa == Isa::kAvx2 || isa == Isa::kAvx512) {
     avx2::fill_gemm(t.gemm);
@@ -28,6 +32,10 @@ KernelTable make_table(Isa isa) {
     avx2::fill_penalties(t.penalty);
     avx2::fill_losses(t.loss);
     avx2::fill_optimizers(t.optim);
+    avx2::fill_conv(t.conv);
+    avx2::fill_pool(t.pool);
+    avx2::fill_norm(t.norm);
+    avx2::fill_embedding(t.embedding);
   }
   if (isa == Isa::kAvx512) {
     avx512::fill_gemm(t.gemm);
@@ -36,6 +44,10 @@ KernelTable make_table(Isa isa) {
     avx512::fill_penalties(t.penalty);
     avx512::fill_losses(t.loss);
     avx512::fill_optimizers(t.optim);
+    avx512::fill_conv(t.conv);
+    avx512::fill_pool(t.pool);
+    avx512::fill_norm(t.norm);
+    avx512::fill_embedding(t.embedding);
   }
 #else
   (void)isa;

@@ -7,11 +7,15 @@
 #pragma once
 
 #include "activations/activations.hpp"
+#include "conv/conv.hpp"
 #include "dropout/dropout.hpp"
+#include "embedding/embedding.hpp"
 #include "gemm/gemm.hpp"
 #include "losses/losses.hpp"
+#include "norm/norm.hpp"
 #include "optimizers/optimizers.hpp"
 #include "penalties/penalties.hpp"
+#include "pool/pool.hpp"
 
 namespace pydl {
 
@@ -24,6 +28,10 @@ struct KernelTable {
   PenaltyTable penalty;
   LossTable loss;
   OptimTable optim;
+  ConvTable conv;
+  PoolTable pool;
+  NormTable norm;
+  EmbeddingTable embedding;
 };
 
 const char* isa_name(Isa isa);

@@ -189,6 +189,13 @@ void parallel_run(int64_t n_tasks, TaskFn fn, void* ctx) {
         delete g_pool;  // joins the old workers; no job is running (we hold g_pool_mu)
         g_pool = new Pool(nt - 1);
       }
+      // While its job runs the caller is a worker too: a kernel called from inside a task (a
+      // GEMM inside a convolution's per-sample task) then runs serially on that thread instead
+      // of trying to lock g_pool_mu, which this thread already holds.
+      struct InJob {
+        InJob() { t_in_worker = true; }
+        ~InJob() { t_in_worker = false; }
+      } in_job;
       g_pool->run(n_tasks, fn, ctx);
       return;
     }

@@ -20,7 +20,8 @@ int get_num_threads();
 void set_num_threads(int n);
 
 // Calls fn(ctx, tid) for tid in [0, n_tasks) using up to get_num_threads() threads, the caller
-// included, and returns when all calls have finished. Tasks must be independent.
+// included, and returns when all calls have finished. Tasks must be independent. A parallel_run
+// called from inside a task runs its tasks serially on that thread.
 using TaskFn = void (*)(void* ctx, int64_t tid);
 void parallel_run(int64_t n_tasks, TaskFn fn, void* ctx);
 

@@ -1,0 +1,246 @@
+// Convolution lowered to GEMMs (the AVX2/AVX-512 entries; conv_avx2.cpp, conv_avx512.cpp).
+//
+// Per sample n and group g, with K = C_in/G * KH * KW and P = OH * OW output positions:
+//   forward          y_ng (C_out/G x P)  = w_g (C_out/G x K) @ col_ng (K x P)      (+ b, pre-filled)
+//   backward_data    dcol (K x P)        = w_g^T @ dy_ng, then dx_ng += col2im(dcol)
+//   backward_weight  dw_g (C_out/G x K) += dy_ng @ col_ng^T
+// col_ng is never built whole: the P positions are cut into tiles of at most kColTileElems / K
+// columns whose unfolded inputs sit in a per-thread workspace (or, for a 1x1, stride-1, unpadded
+// convolution, are read from x in place through the GEMM's strides). The GEMM is the one of the
+// active kernel table (gemm/gemm.hpp), so this file holds no per-ISA code of its own.
+#pragma once
+
+#include <cstring>
+
+#include "common/dispatch.hpp"
+#include "common/workspace.hpp"
+#include "conv/conv_common.hpp"
+#include "gemm/gemm.hpp"
+
+namespace pydl {
+namespace PYDL_ISA_NS {
+namespace conv_detail {
+
+// Unfolded-input tile: 32K elements (128 KB in float32) stays in L2 next to the GEMM's packing
+// buffers; a tile is never narrower than kMinTileCols positions so GEMMs keep a useful width.
+constexpr int64_t kColTileElems = int64_t{1} << 15;
+constexpr int64_t kMinTileCols = 32;
+
+inline void run_gemm(const GemmArgs<float>& g) { kernels().gemm.sgemm(g); }
+inline void run_gemm(const GemmArgs<double>& g) { kernels().gemm.dgemm(g); }
+
+struct Lowering {
+  int64_t cig, cog, k, p, tile;
+  bool in_place;  // 1x1, stride 1, no padding: x_ng is already col_ng
+};
+
+inline Lowering lowering(const ConvShape& s) {
+  Lowering l;
+  l.cig = s.c_in / s.groups;
+  l.cog = s.c_out / s.groups;
+  l.k = l.cig * s.kh * s.kw;
+  l.p = s.oh * s.ow;
+  l.in_place = s.kh == 1 && s.kw == 1 && s.sh == 1 && s.sw == 1 && s.ph == 0 && s.pw == 0;
+  int64_t t = kColTileElems / (l.k > 0 ? l.k : 1);
+  t = t < kMinTileCols ? kMinTileCols : t;
+  l.tile = l.in_place || t > l.p ? l.p : t;
+  return l;
+}
+
+inline int64_t clamp64(int64_t v, int64_t lo, int64_t hi) { return v < lo ? lo : (v > hi ? hi : v); }
+
+// col (K x (p1 - p0)) = the unfolded inputs of output positions [p0, p1) of one sample and group;
+// xg: (C_in/G, H, W).
+template <typename T>
+void im2col(T* col, const T* xg, int64_t p0, int64_t p1, const ConvShape& s, const Lowering& l) {
+  const int64_t tw = p1 - p0;
+  for (int64_t r = 0; r < l.k; ++r) {
+    const int64_t ci = r / (s.kh * s.kw), kp = (r / s.kw) % s.kh, kq = r % s.kw;
+    const T* xc = xg + ci * s.h * s.w;
+    const int64_t off = kq * s.dw - s.pw;  // iw = j * SW + off
+    // Output columns j whose iw lies inside the input: [jlo, jhi).
+    const int64_t jlo = off >= 0 ? 0 : clamp64((-off + s.sw - 1) / s.sw, 0, s.ow);
+    const int64_t jhi = s.w - 1 - off < 0 ? 0 : clamp64((s.w - 1 - off) / s.sw + 1, 0, s.ow);
+    T* dst = col + r * tw;
+    for (int64_t q = p0; q < p1;) {
+      const int64_t i = q / s.ow, j0 = q % s.ow;
+      const int64_t j1 = s.ow < j0 + (p1 - q) ? s.ow : j0 + (p1 - q);
+      T* d = dst + (q - p0) - j0;  // d[j] is output column j of row i
+      const int64_t ih = i * s.sh - s.ph + kp * s.dh;
+      if (ih < 0 || ih >= s.h) {
+        for (int64_t j = j0; j < j1; ++j) d[j] = T(0);
+      } else {
+        const T* xr = xc + ih * s.w + off;
+        const int64_t a = clamp64(jlo, j0, j1), b = clamp64(jhi, a, j1);
+        for (int64_t j = j0; j < a; ++j) d[j] = T(0);
+        if (s.sw == 1) {
+          for (int64_t j = a; j < b; ++j) d[j] = xr[j];
+        } else {
+          for (int64_t j = a; j < b; ++j) d[j] = xr[j * s.sw];
+        }
+        for (int64_t j = b; j < j1; ++j) d[j] = T(0);
+      }
+      q += j1 - j0;
+    }
+  }
+}
+
+// dxg (C_in/G, H, W) += col2im(dcol) for output positions [p0, p1): the transpose of im2col.
+template <typename T>
+void col2im_add(T* dxg, const T* dcol, int64_t p0, int64_t p1, const ConvShape& s,
+                const Lowering& l) {
+  const int64_t tw = p1 - p0;
+  for (int64_t r = 0; r < l.k; ++r) {
+    const int64_t ci = r / (s.kh * s.kw), kp = (r / s.kw) % s.kh, kq = r % s.kw;
+    T* xc = dxg + ci * s.h * s.w;
+    const int64_t off = kq * s.dw - s.pw;
+    const int64_t jlo = off >= 0 ? 0 : clamp64((-off + s.sw - 1) / s.sw, 0, s.ow);
+    const int64_t jhi = s.w - 1 - off < 0 ? 0 : clamp64((s.w - 1 - off) / s.sw + 1, 0, s.ow);
+    const T* src = dcol + r * tw;
+    for (int64_t q = p0; q < p1;) {
+      const int64_t i = q / s.ow, j0 = q % s.ow;
+      const int64_t j1 = s.ow < j0 + (p1 - q) ? s.ow : j0 + (p1 - q);
+      const T* d = src + (q - p0) - j0;
+      const int64_t ih = i * s.sh - s.ph + kp * s.dh;
+      if (ih >= 0 && ih < s.h) {
+        T* xr = xc + ih * s.w + off;
+        const int64_t a = clamp64(jlo, j0, j1), b = clamp64(jhi, a, j1);
+        for (int64_t j = a; j < b; ++j) xr[j * s.sw] += d[j];
+      }
+      q += j1 - j0;
+    }
+  }
+}
+
+// y (N, C_out, OH, OW) = conv(x (N, C_in, H, W), w (C_out, C_in/G, KH, KW)) + b
+template <typename T>
+void gemm_forward(T* y, const T* x, const T* w, const T* b, const ConvShape& s) {
+  const Lowering l = lowering(s);
+  parallel_for(s.n, [&](int64_t n) {
+    T* col = l.in_place ? nullptr
+                        : static_cast<T*>(thread_workspace(WorkspaceSlot::kScratch,
+                                                           sizeof(T) * l.k * l.tile));
+    for (int64_t g = 0; g < s.groups; ++g) {
+      const T* xg = x + (n * s.c_in + g * l.cig) * s.h * s.w;
+      T* yg = y + (n * s.c_out + g * l.cog) * l.p;
+      if (b) {
+        for (int64_t co = 0; co < l.cog; ++co)
+          for (int64_t q = 0; q < l.p; ++q) yg[co * l.p + q] = b[g * l.cog + co];
+      }
+      for (int64_t p0 = 0; p0 < l.p; p0 += l.tile) {
+        const int64_t p1 = p0 + l.tile < l.p ? p0 + l.tile : l.p;
+        GemmArgs<T> a;
+        a.m = l.cog;
+        a.n = p1 - p0;
+        a.k = l.k;
+        a.a = w + g * l.cog * l.k;
+        a.rs_a = l.k;
+        a.cs_a = 1;
+        if (l.in_place) {
+          a.b = xg + p0;
+          a.rs_b = s.h * s.w;
+        } else {
+          im2col(col, xg, p0, p1, s, l);
+          a.b = col;
+          a.rs_b = p1 - p0;
+        }
+        a.cs_b = 1;
+        a.c = yg + p0;
+        a.ldc = l.p;
+        a.accumulate = b != nullptr;
+        run_gemm(a);
+      }
+    }
+  });
+}
+
+// dx (N, C_in, H, W) from dy (N, C_out, OH, OW) and w
+template <typename T>
+void gemm_backward_data(T* dx, const T* dy, const T* w, const ConvShape& s) {
+  const Lowering l = lowering(s);
+  parallel_for(s.n, [&](int64_t n) {
+    T* dcol = l.in_place ? nullptr
+                         : static_cast<T*>(thread_workspace(WorkspaceSlot::kScratch,
+                                                            sizeof(T) * l.k * l.tile));
+    T* dxn = dx + n * s.c_in * s.h * s.w;
+    if (!l.in_place) std::memset(dxn, 0, sizeof(T) * s.c_in * s.h * s.w);
+    for (int64_t g = 0; g < s.groups; ++g) {
+      T* dxg = dxn + g * l.cig * s.h * s.w;
+      for (int64_t p0 = 0; p0 < l.p; p0 += l.tile) {
+        const int64_t p1 = p0 + l.tile < l.p ? p0 + l.tile : l.p;
+        GemmArgs<T> a;
+        a.m = l.k;
+        a.n = p1 - p0;
+        a.k = l.cog;
+        a.a = w + g * l.cog * l.k;  // element (r, co) of w_g^T at w_g[co * K + r]
+        a.rs_a = 1;
+        a.cs_a = l.k;
+        a.b = dy + (n * s.c_out + g * l.cog) * l.p + p0;
+        a.rs_b = l.p;
+        a.cs_b = 1;
+        a.c = l.in_place ? dxg + p0 : dcol;
+        a.ldc = l.in_place ? s.h * s.w : p1 - p0;
+        run_gemm(a);
+        if (!l.in_place) col2im_add(dxg, dcol, p0, p1, s, l);
+      }
+    }
+  });
+}
+
+// dw (C_out, C_in/G, KH, KW) and db (C_out,) from dy and x
+template <typename T>
+void gemm_backward_weight(T* dw, T* db, const T* dy, const T* x, const ConvShape& s) {
+  const Lowering l = lowering(s);
+  blocked_sample_sum(dw, s.c_out * l.k, s.n, [&](int64_t n0, int64_t n1, T* out) {
+    T* col = l.in_place ? nullptr
+                        : static_cast<T*>(thread_workspace(WorkspaceSlot::kScratch,
+                                                           sizeof(T) * l.k * l.tile));
+    if (n0 == n1) std::memset(out, 0, sizeof(T) * s.c_out * l.k);
+    for (int64_t n = n0; n < n1; ++n) {
+      for (int64_t g = 0; g < s.groups; ++g) {
+        const T* xg = x + (n * s.c_in + g * l.cig) * s.h * s.w;
+        for (int64_t p0 = 0; p0 < l.p; p0 += l.tile) {
+          const int64_t p1 = p0 + l.tile < l.p ? p0 + l.tile : l.p;
+          GemmArgs<T> a;
+          a.m = l.cog;
+          a.n = l.k;
+          a.k = p1 - p0;
+          a.a = dy + (n * s.c_out + g * l.cog) * l.p + p0;
+          a.rs_a = l.p;
+          a.cs_a = 1;
+          if (l.in_place) {
+            a.b = xg + p0;  // element (q, r) of col^T at x_g[r * H * W + q]
+            a.cs_b = s.h * s.w;
+          } else {
+            im2col(col, xg, p0, p1, s, l);
+            a.b = col;
+            a.cs_b = p1 - p0;
+          }
+          a.rs_b = 1;
+          a.c = out + g * l.cog * l.k;
+          a.ldc = l.k;
+          a.accumulate = n > n0 || p0 > 0;
+          run_gemm(a);
+        }
+      }
+    }
+  });
+  if (db) bias_grad(db, dy, s);
+}
+
+template <typename T>
+void fill_gemm_fns(ConvFns<T>& f) {
+  f.forward = &gemm_forward<T>;
+  f.backward_data = &gemm_backward_data<T>;
+  f.backward_weight = &gemm_backward_weight<T>;
+}
+
+}  // namespace conv_detail
+
+inline void fill_conv_table(ConvTable& t) {
+  conv_detail::fill_gemm_fns(t.f32);
+  conv_detail::fill_gemm_fns(t.f64);
+}
+
+}  // namespace PYDL_ISA_NS
+}  // namespace pydl

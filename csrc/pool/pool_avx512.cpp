@@ -1,0 +1,6 @@
+// The shared pooling kernels (pool_impl.hpp) built for this translation unit's instruction set.
+#include "pool/pool_impl.hpp"
+
+namespace pydl::avx512 {
+void fill_pool(PoolTable& t) { fill_pool_table(t); }
+}  // namespace pydl::avx512
