@@ -1,24 +1,18 @@
-// Never-packing GEMM kernels for skinny shapes, tried by the blocked driver (gemm_driver.hpp)
+// Never-packing GEMM kernel for skinny shapes, tried by the blocked driver (gemm_driver.hpp)
 // before it packs anything:
-//  - m <= kSkinnyMaxM rows (batch-1..8 inference: 1x256x256, 8x784x512), where packing B costs
-//    as much as the multiply-adds because each B element is used by at most 8 rows;
-//  - n <= kSkinnyMaxN columns (a classifier head x @ W.T with 10 outputs), where the blocked
-//    micro-kernel would compute a whole NR-wide tile (16 or 32 columns) for 10 useful ones.
-// Two kernels, chosen by the layout of op(B):
-//  - dot: op(B) column j contiguous along k (rs_b == 1, the `x @ W.T` of a linear layer) and A
-//    rows contiguous along k. C[i, j] = dot(A[i, :], B[:, j]) for an RI x RJ block at a time:
-//    W-lane partial sums over k (masked loads for the ragged end), then a fixed-order horizontal
-//    sum. A rows that are not contiguous (op(A) = A.T) are first copied when m <= 8 (m * k
-//    elements, against m * n * k multiply-adds).
-//  - row: op(B) row p contiguous along n (cs_b == 1). C[i, j0:j0+cw] accumulates
-//    A[i, p] * B[p, j0:j0+cw] over p = 0..k-1 for R rows at once, the last vector masked, in the
-//    blocked driver's KC blocks: the same bits as the packed path.
-// Other layouts (both strides non-unit) go to the blocked driver.
+//  - m <= kSkinnyMaxM rows (batch-1..8: dx = dy @ W), where packing B costs as much as the
+//    multiply-adds because each B element is used by at most 8 rows;
+//  - n <= kSkinnyMaxN columns, where the blocked micro-kernel would compute a whole NR-wide tile
+//    (16 or 32 columns) for 10 useful ones.
+// It needs op(B) rows contiguous along n (cs_b == 1): C[i, j0:j0+cw] accumulates
+// A[i, p] * B[p, j0:j0+cw] for R rows at once, the last vector masked, in the blocked driver's KC
+// blocks, so every element gets exactly the bits the packed path gives it: results do not depend
+// on the layout of the operands (other layouts take the packed path, with the same bits), on the
+// number of rows, or on the thread split. A dot-product kernel over contiguous k (for x @ W.T)
+// would be faster at batch 1 but sums in a different order, which would make a product's bits
+// depend on its operands' strides; it is not used.
 //
-// Every element of C is computed by one kernel call whose arithmetic depends only on k and the
-// element's own row and column (the block shape decides which lanes and registers hold it, never
-// the order of its sums), so results are bit-identical whatever the thread split. The epilogue
-// runs on each task's finished region.
+// The epilogue runs on each task's finished region.
 #pragma once
 
 #include <cstdint>
@@ -77,103 +71,6 @@ inline int64_t task_count(int64_t m, int64_t n, int64_t k, int64_t units) {
 // Registers: AVX2 has 16 vector registers, AVX-512 32.
 template <typename T>
 constexpr int kVecRegs = simd::Vec<T>::W * static_cast<int>(sizeof(T)) == 64 ? 32 : 16;
-
-// ---- dot kernel -------------------------------------------------------------------------------
-
-// Block shape: RI rows x RJ columns of accumulators plus RI A vectors and one B vector.
-template <typename T>
-constexpr int kDotRows = kVecRegs<T> == 32 ? 4 : 3;
-template <typename T>
-constexpr int dot_cols(int ri) {
-  return ri == 1 ? 8 : 4;
-}
-
-// c[i * ldc + j] (+)= sum_p a[i * lda + p] * b[j * ldb + p] for i < RI, j < RJ.
-template <typename T, int RI, int RJ>
-__attribute__((noinline)) void dot_kernel(int64_t k, const T* __restrict a, int64_t lda,
-                                          const T* __restrict b, int64_t ldb, T* __restrict c,
-                                          int64_t ldc, bool accumulate) {
-  using V = simd::Vec<T>;
-  constexpr int W = V::W;
-  V acc[RI][RJ];
-#pragma GCC unroll 8
-  for (int i = 0; i < RI; ++i)
-#pragma GCC unroll 8
-    for (int j = 0; j < RJ; ++j) acc[i][j] = simd::zero<V>();
-  auto step = [&](int64_t p, auto load) {
-    V av[RI];
-#pragma GCC unroll 8
-    for (int i = 0; i < RI; ++i) av[i] = load(a + i * lda + p);
-#pragma GCC unroll 8
-    for (int j = 0; j < RJ; ++j) {
-      const V bj = load(b + j * ldb + p);
-#pragma GCC unroll 8
-      for (int i = 0; i < RI; ++i) acc[i][j] = simd::fmadd(av[i], bj, acc[i][j]);
-    }
-  };
-  const int64_t kv = k / W * W;
-  for (int64_t p = 0; p < kv; p += W) step(p, [](const T* q) { return simd::loadu(q); });
-  if (kv < k) {
-    const int64_t rest = k - kv;
-    step(kv, [rest](const T* q) { return simd::load_partial(q, rest); });
-  }
-#pragma GCC unroll 8
-  for (int i = 0; i < RI; ++i) {
-#pragma GCC unroll 8
-    for (int j = 0; j < RJ; ++j) {
-      const T s = simd::reduce_add(acc[i][j]);
-      T* cp = c + i * ldc + j;
-      *cp = accumulate ? *cp + s : s;
-    }
-  }
-}
-
-template <typename T, int RI, int RJ>
-void dot_cols_dispatch(int64_t rj, int64_t k, const T* a, int64_t lda, const T* b, int64_t ldb,
-                       T* c, int64_t ldc, bool accumulate) {
-  if constexpr (RJ > 1) {
-    if (rj < RJ) {
-      dot_cols_dispatch<T, RI, RJ - 1>(rj, k, a, lda, b, ldb, c, ldc, accumulate);
-      return;
-    }
-  }
-  dot_kernel<T, RI, RJ>(k, a, lda, b, ldb, c, ldc, accumulate);
-}
-
-template <typename T, int RI>
-void dot_dispatch(int64_t ri, int64_t rj, int64_t k, const T* a, int64_t lda, const T* b,
-                  int64_t ldb, T* c, int64_t ldc, bool accumulate) {
-  if constexpr (RI > 1) {
-    if (ri < RI) {
-      dot_dispatch<T, RI - 1>(ri, rj, k, a, lda, b, ldb, c, ldc, accumulate);
-      return;
-    }
-  }
-  dot_cols_dispatch<T, RI, dot_cols<T>(RI)>(rj, k, a, lda, b, ldb, c, ldc, accumulate);
-}
-
-// C[i0:i1, j0:j1] by dot blocks; a is row-major with row stride lda (unit column stride).
-// cols_outer: column blocks in the outer loop (few rows: each B column block is read once and the
-// A rows stay in L1); otherwise row groups outer (few columns: B stays in L1).
-template <typename T>
-void dot_region(const GemmArgs<T>& g, const T* a, int64_t lda, int64_t i0, int64_t i1, int64_t j0,
-                int64_t j1, bool cols_outer) {
-  const EvenSplit rs = even_split(i1 - i0, kDotRows<T>);
-  const EvenSplit cs = even_split(j1 - j0, dot_cols<T>(static_cast<int>(rs.base + (rs.extra > 0))));
-  const int64_t ldb = g.cs_b;
-  auto block = [&](int64_t ti, int64_t tj) {
-    const int64_t i = i0 + rs.start(ti), j = j0 + cs.start(tj);
-    dot_dispatch<T, kDotRows<T>>(rs.rows(ti), cs.rows(tj), g.k, a + i * lda, lda, g.b + j * ldb,
-                                 ldb, g.c + i * g.ldc + j, g.ldc, g.accumulate);
-  };
-  if (cols_outer) {
-    for (int64_t tj = 0; tj < cs.count; ++tj)
-      for (int64_t ti = 0; ti < rs.count; ++ti) block(ti, tj);
-  } else {
-    for (int64_t ti = 0; ti < rs.count; ++ti)
-      for (int64_t tj = 0; tj < cs.count; ++tj) block(ti, tj);
-  }
-}
 
 // ---- row kernel -------------------------------------------------------------------------------
 
@@ -291,19 +188,7 @@ template <typename T>
 bool skinny_gemm(const GemmArgs<T>& g, int64_t kcb) {
   const bool few_rows = g.m <= kSkinnyMaxM;
   if (!few_rows && g.n > kSkinnyMaxN) return false;
-  const bool dot = g.rs_b == 1 && (g.cs_a == 1 || few_rows);
-  if (!dot && g.cs_b != 1) return false;
-  const T* a = g.a;
-  int64_t lda = g.rs_a;
-  if (dot && g.cs_a != 1) {
-    // Few rows of a transposed A: copy them k-contiguous once.
-    T* buf = static_cast<T*>(thread_workspace(WorkspaceSlot::kPackA,
-                                              static_cast<size_t>(g.m * g.k) * sizeof(T)));
-    for (int64_t i = 0; i < g.m; ++i)
-      for (int64_t p = 0; p < g.k; ++p) buf[i * g.k + p] = g.a[i * g.rs_a + p * g.cs_a];
-    a = buf;
-    lda = g.k;
-  }
+  if (g.cs_b != 1) return false;
   // Few rows: tasks split the columns; few columns: they split the rows.
   const int64_t extent = few_rows ? g.n : g.m;
   const int64_t tasks = task_count(g.m, g.n, g.k, ceil_div(extent, 8));
@@ -317,11 +202,7 @@ bool skinny_gemm(const GemmArgs<T>& g, int64_t kcb) {
       i0 = parts.start(t);
       i1 = i0 + parts.rows(t);
     }
-    if (dot) {
-      dot_region(g, a, lda, i0, i1, j0, j1, few_rows);
-    } else {
-      row_region(g, kcb, i0, i1, j0, j1);
-    }
+    row_region(g, kcb, i0, i1, j0, j1);
     if (has_epilogue(g)) apply_epilogue(g, g.c + i0 * g.ldc + j0, g.ldc, i1 - i0, j0, j1 - j0);
   });
   return true;
