@@ -280,6 +280,23 @@ class _Compiled:
         self._version = None
         self._params = []
 
+    def __getstate__(self):
+        # A copy (pickle, deepcopy) starts with no recorded tapes and its own lock: tapes hold
+        # buffers tied to this object's parameters.
+        state = self.__dict__.copy()
+        del state["_lock"]
+        state["_tapes"] = {}
+        state["_version"] = None
+        state["_params"] = []
+        for key in ("_pending", "_arena", "output"):
+            if key in state:
+                state[key] = None
+        return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
+
     def _parameters(self):
         """Return the model's parameters (listed again only when its structure changed)."""
         if self._version != nn._structure_version:

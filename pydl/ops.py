@@ -102,6 +102,15 @@ class Activation:
         """Apply the activation to the Tensor x with the given (checked) parameter values."""
         return ActivationOp(self, params)(x)
 
+    def __reduce__(self):
+        # A row holds kernels and lambdas: pickle it (e.g. inside a pickled model or Trainer) by
+        # name, and unpickle to the same row of this table.
+        return (_row_by_name, (self.name,))
+
+
+def _row_by_name(name):
+    return by_name[name]
+
 
 class ActivationOp(Op):
     """The op of one activation row: its forward kernel, and backward from the saved x or y."""

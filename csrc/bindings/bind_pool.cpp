@@ -142,7 +142,8 @@ PoolShape from_dy(const py::array& dy, const Shape& in, const char* op) {
   return s;
 }
 
-py::array max_pool_backward(py::handle dy_obj, py::handle idx_obj, const Shape& in) {
+py::array max_pool_backward(py::handle dy_obj, py::handle idx_obj, py::handle in_obj) {
+  const Shape in = shape_arg(in_obj, "max_pool_backward");
   const char* op = "max_pool_backward";
   const PoolShape s = from_dy(require_array(dy_obj, op, "dy"), in, op);
   DType dt;
@@ -178,8 +179,9 @@ py::array avg_pool_forward(py::handle x_obj, py::handle kernel, py::handle strid
   return y;
 }
 
-py::array avg_pool_backward(py::handle dy_obj, const Shape& in, py::handle kernel,
+py::array avg_pool_backward(py::handle dy_obj, py::handle in_obj, py::handle kernel,
                             py::handle stride, py::handle padding) {
+  const Shape in = shape_arg(in_obj, "avg_pool_backward");
   const char* op = "avg_pool_backward";
   const PoolShape s = window_shape(in, kernel, stride, padding, op);
   DType dt;
@@ -207,7 +209,8 @@ py::array adaptive_avg_pool_forward(py::handle x_obj, py::handle output_size) {
   return y;
 }
 
-py::array adaptive_avg_pool_backward(py::handle dy_obj, const Shape& in) {
+py::array adaptive_avg_pool_backward(py::handle dy_obj, py::handle in_obj) {
+  const Shape in = shape_arg(in_obj, "adaptive_avg_pool_backward");
   const char* op = "adaptive_avg_pool_backward";
   const PoolShape s = from_dy(require_array(dy_obj, op, "dy"), in, op);
   if (s.h == 0 || s.w == 0 || s.oh < 1 || s.ow < 1) {

@@ -245,7 +245,11 @@ Shape int_tuple(py::handle obj, size_t n, int64_t min, const char* op, const cha
     }
     int overflow = 0;
     py::object idx = py::reinterpret_steal<py::object>(PyNumber_Index(v.ptr()));
-    if (!idx) throw py::error_already_set();
+    if (!idx) {  // e.g. a 0-d float array: it has __index__ but refuses it
+      PyErr_Clear();
+      throw py::type_error(std::string(op) + ": " + arg + " must be an int or a tuple of " +
+                           std::to_string(n) + " ints, got " + std::string(py::str(py::repr(v))));
+    }
     const long long x = PyLong_AsLongLongAndOverflow(idx.ptr(), &overflow);
     if (overflow != 0 || x < min || x > (int64_t{1} << 40)) {
       throw py::value_error(std::string(op) + ": " + arg + " must be >= " + std::to_string(min) +
