@@ -167,6 +167,9 @@ class PredictionHandler(BaseHTTPRequestHandler):
     """Answer ``/predict`` and ``/health`` for ``self.server.predictor``."""
 
     protocol_version = "HTTP/1.1"  # keep connections alive between requests
+    # Headers and body go out in two writes; with Nagle's algorithm the second waits for the
+    # client's delayed ACK (~40 ms on Linux) on a kept-alive connection.
+    disable_nagle_algorithm = True
     server_version = "pydl-serve"
     error_content_type = "application/json"
     error_message_format = '{"error": "%(code)d %(message)s"}'
