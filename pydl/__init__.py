@@ -10,13 +10,14 @@ from . import nn, optim, regularizers
 from . import datasets, io, metrics
 from .io import load, load_model, save, save_model
 from . import train, transfer
+from . import onnx  # imports the onnx package only when a model is exported
 
 __version__ = "0.1.0"
 
 __all__ = ["__version__", "cpu_info", "get_num_threads", "kernels", "set_num_threads",
            "Tensor", "tensor", "no_grad", "manual_seed", "functional", "losses", "testing",
            "random", "nn", "optim", "regularizers", "datasets", "io", "metrics",
-           "save", "load", "save_model", "load_model", "train", "transfer"]
+           "save", "load", "save_model", "load_model", "train", "transfer", "onnx"]
 
 
 def set_num_threads(n):

@@ -117,6 +117,22 @@ def _header_array(header):
 
 def _write_npz(path, arrays):
     """Write ``arrays`` (name -> ndarray) as an uncompressed .npz at ``path``, atomically."""
+    def write(f):
+        with zipfile.ZipFile(f, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as zf:
+            for name, arr in arrays.items():
+                with zf.open(name + ".npy", "w", force_zip64=True) as member:
+                    np.lib.format.write_array(member, np.asanyarray(arr), allow_pickle=False)
+
+    atomic_write(path, write)
+
+
+def atomic_write(path, write):
+    """Create or replace the file ``path`` atomically with what ``write(binary_file)`` writes.
+
+    The data go to a temporary file in the target's directory, which is flushed, fsync'ed and
+    renamed over ``path``; on any error the temporary file is removed and a previous file at
+    ``path`` is left untouched.
+    """
     path = os.fspath(path)
     directory, base = os.path.split(os.path.abspath(path))
     tmp = os.path.join(directory, f".{base}.{secrets.token_hex(6)}.tmp")
@@ -124,10 +140,7 @@ def _write_npz(path, arrays):
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     try:
         with os.fdopen(fd, "wb") as f:
-            with zipfile.ZipFile(f, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as zf:
-                for name, arr in arrays.items():
-                    with zf.open(name + ".npy", "w", force_zip64=True) as member:
-                        np.lib.format.write_array(member, np.asanyarray(arr), allow_pickle=False)
+            write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)

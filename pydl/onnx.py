@@ -1,0 +1,357 @@
+"""Export models to ONNX (``pip install "pydl[onnx]"`` brings the ``onnx`` package).
+
+:func:`export` runs the model once on a sample input of the given shape, in eval mode and
+without a graph, and writes each op it runs as ONNX nodes, with the parameters as initializers
+named by their ``state_dict`` keys. The file passes ``onnx.checker`` and runs in onnxruntime (or
+any ONNX runtime) with a dynamic batch dimension.
+
+How pydl ops become ONNX nodes (eval semantics):
+
+=====================  ============================================================
+pydl                   ONNX
+=====================  ============================================================
+Linear                 ``Gemm`` (transB=1) on 2-D inputs; ``MatMul`` + ``Add`` on
+                       (batch, ..., features) inputs
+ReLU / LeakyReLU       ``Relu`` / ``LeakyRelu`` (alpha = negative_slope)
+ELU                    ``Elu`` (alpha)
+Sigmoid / Tanh         ``Sigmoid`` / ``Tanh``
+Softmax(axis)          ``Softmax`` (axis)
+Dropout                removed (the identity in eval mode)
+=====================  ============================================================
+
+A Linear followed by an activation is a ``Gemm`` followed by the activation node (ONNX has no
+fused form; runtimes fuse them themselves).
+"""
+
+import errno
+import os
+from collections import namedtuple
+
+import numpy as np
+
+from . import nn
+from .io import atomic_write
+from .tensor import Tensor, no_grad
+
+__all__ = ["export", "UnsupportedOpError", "DEFAULT_OPSET", "MIN_OPSET"]
+
+#: The opset written when ``export(..., opset=None)``: supported by onnxruntime >= 1.14 and by
+#: every op pydl maps (LayerNormalization, the newest, entered ONNX in opset 17).
+DEFAULT_OPSET = 17
+#: The oldest opset accepted: 13 gave Softmax its single-axis semantics (pydl's and PyTorch's).
+MIN_OPSET = 13
+_BATCH = "batch"
+
+
+class UnsupportedOpError(ValueError):
+    """The model uses an op or layer that has no ONNX mapping; the message names it."""
+
+
+def _require_onnx():
+    try:
+        import onnx
+    except ImportError as e:
+        raise ImportError('pydl.onnx.export needs the onnx package: pip install "pydl[onnx]" '
+                          '(or pip install "onnx>=1.15")') from e
+    return onnx
+
+
+# --- the graph under construction -----------------------------------------------------------
+
+Value = namedtuple("Value", ["name", "shape"])
+Value.__doc__ = """A tensor of the ONNX graph: its name and the shape pydl gave it in the trace."""
+
+
+class GraphBuilder:
+    """Collect ONNX nodes and initializers with unique names, for one opset and float dtype.
+
+    Op mappings (``(builder, inputs, out_shape, **params) -> output name``) call :meth:`node`
+    for each ONNX node they emit and :meth:`initializer` for each constant.
+
+    Args:
+        opset: The ONNX opset the nodes must be valid in.
+        dtype: The model's float dtype (float32 or float64).
+    """
+
+    def __init__(self, opset, dtype):
+        from onnx import helper
+        self.opset = opset
+        self.dtype = np.dtype(dtype)
+        self.elem_type = helper.np_dtype_to_tensor_dtype(self.dtype)
+        self.nodes = []
+        self.initializers = []
+        self._used = set()
+        self._constants = {}
+
+    def fresh(self, hint):
+        """Return an unused value name based on ``hint``."""
+        name, i = hint, 1
+        while name in self._used:
+            i += 1
+            name = f"{hint}_{i}"
+        self._used.add(name)
+        return name
+
+    def initializer(self, array, hint):
+        """Store ``array`` (in the model's dtype) as a constant; return its name.
+
+        The same array object passed twice (a shared parameter) is stored once.
+        """
+        from onnx import numpy_helper
+        key = id(array)
+        if key in self._constants and self._constants[key][0] is array:
+            return self._constants[key][1]
+        name = self.fresh(hint)
+        data = np.ascontiguousarray(array, dtype=self.dtype)
+        self.initializers.append(numpy_helper.from_array(data, name))
+        self._constants[key] = (array, name)
+        return name
+
+    def int64_initializer(self, values, hint):
+        """Store a 1-D int64 constant (shapes, axes); return its name."""
+        from onnx import numpy_helper
+        name = self.fresh(hint)
+        self.initializers.append(numpy_helper.from_array(np.asarray(values, np.int64), name))
+        return name
+
+    def node(self, op_type, inputs, hint=None, **attributes):
+        """Append one node with a single output; return the output's name."""
+        from onnx import helper
+        out = self.fresh(hint or op_type.lower())
+        self.nodes.append(helper.make_node(op_type, list(inputs), [out],
+                                           name=self.fresh(f"{op_type}_node"), **attributes))
+        return out
+
+
+# --- op mappings ----------------------------------------------------------------------------
+# Each mapping turns one pydl op into ONNX nodes: (builder, inputs, out_shape, **params) -> name.
+# ``inputs`` are Values; params are the op's parameters, arrays included.
+
+def _linear(b, inputs, out_shape, weight, bias=None, name="linear"):
+    (x,) = inputs
+    if len(x.shape) == 2:
+        args = [x.name, b.initializer(weight, f"{name}.weight")]
+        if bias is not None:
+            args.append(b.initializer(bias, f"{name}.bias"))
+        return b.node("Gemm", args, name, transB=1)
+    y = b.node("MatMul", [x.name, b.initializer(weight.T, f"{name}.weight_t")], name)
+    if bias is not None:
+        y = b.node("Add", [y, b.initializer(bias, f"{name}.bias")], name)
+    return y
+
+
+def _elementwise(op_type, **renamed):
+    """A mapping to the one-input ONNX node ``op_type``; ``renamed`` maps pydl to ONNX names."""
+    def mapping(b, inputs, out_shape, **params):
+        return b.node(op_type, [inputs[0].name],
+                      **{renamed[k]: float(v) for k, v in params.items()})
+    return mapping
+
+
+def _softmax(op_type):
+    def mapping(b, inputs, out_shape, axis=-1):
+        return b.node(op_type, [inputs[0].name], axis=int(axis))
+    return mapping
+
+
+def _identity(b, inputs, out_shape, **params):
+    return inputs[0].name
+
+
+_MAPPINGS = {
+    "linear": _linear,
+    "relu": _elementwise("Relu"),
+    "leaky_relu": _elementwise("LeakyRelu", negative_slope="alpha"),
+    "elu": _elementwise("Elu", alpha="alpha"),
+    "sigmoid": _elementwise("Sigmoid"),
+    "tanh": _elementwise("Tanh"),
+    "softmax": _softmax("Softmax"),
+    "dropout": _identity,  # eval semantics
+}
+
+
+# --- the front end: which ops a model runs --------------------------------------------------
+
+def _layer_op(module, name):
+    """Return ``(op name, params)`` for a pydl layer, or None if it has no mapping."""
+    t = type(module)
+    if t is nn.Linear:
+        bias = None if module.bias is None else module.bias.data
+        return "linear", dict(weight=module.weight.data, bias=bias, name=name or "linear")
+    simple = {nn.ReLU: "relu", nn.Sigmoid: "sigmoid", nn.Tanh: "tanh", nn.Dropout: "dropout"}
+    if t in simple:
+        return simple[t], {}
+    if t is nn.LeakyReLU:
+        return "leaky_relu", dict(negative_slope=module.negative_slope)
+    if t is nn.ELU:
+        return "elu", dict(alpha=module.alpha)
+    if t is nn.Softmax:
+        return "softmax", dict(axis=module.axis)
+    return None
+
+
+def _trace(module, x, value, b, name=""):
+    """Run ``module`` on the Tensor ``x`` and emit its ops; return (output Tensor, Value)."""
+    if type(module) is nn.Sequential:
+        for child_name, child in module._modules.items():
+            x, value = _trace(child, x, value, b, f"{name}.{child_name}" if name else child_name)
+        return x, value
+    op = _layer_op(module, name)
+    if op is None:
+        where = f"layer {name!r} " if name else "the model "
+        raise UnsupportedOpError(
+            f"export: {where}({type(module).__name__}) has no ONNX mapping; exportable layers "
+            f"are Sequential, Linear, ReLU, LeakyReLU, ELU, Sigmoid, Tanh, Softmax and Dropout")
+    y = module(x)
+    kind, params = op
+    return y, Value(_MAPPINGS[kind](b, [value], y.shape, **params), y.shape)
+
+
+def _first_layer(model):
+    for module in model.modules():
+        if not module._modules and type(module) is not nn.Sequential:
+            return module
+    return None
+
+
+# --- export ---------------------------------------------------------------------------------
+
+def _check_input_shape(model, input_shape):
+    if isinstance(input_shape, (str, bytes)) or not hasattr(input_shape, "__len__"):
+        raise TypeError(f"export: input_shape must be a tuple such as (None, 64), got "
+                        f"{input_shape!r}")
+    shape = tuple(input_shape)
+    first = _first_layer(model)
+    if isinstance(first, nn.Linear):
+        need, layout = 2, f"(batch, {first.in_features}) or more: (batch, ..., {first.in_features})"
+    else:
+        need, layout = 1, "(batch, ...)"
+    if len(shape) < need:
+        what = f"first layer is {type(first).__name__}" if first else "has no layers"
+        raise ValueError(f"export: the model's {what}; it needs an input of rank {need} "
+                         f"{layout}; input_shape {shape!r} has rank {len(shape)}")
+    dims_ok = all(isinstance(d, (int, np.integer)) and not isinstance(d, bool) and d > 0
+                  for d in shape[1:])
+    batch_ok = shape[0] is None or (isinstance(shape[0], (int, np.integer))
+                                    and not isinstance(shape[0], bool) and shape[0] > 0)
+    if not (dims_ok and batch_ok):
+        raise ValueError(f"export: input_shape must be None (the batch dimension) followed by "
+                         f"positive ints, e.g. (None, 64); got {input_shape!r}")
+    return tuple(int(d) for d in shape[1:])
+
+
+def _model_dtype(model):
+    dtypes = {p.data.dtype for p in model.parameters()}
+    if len(dtypes) > 1:
+        raise ValueError(f"export: the model mixes parameter dtypes {sorted(map(str, dtypes))}; "
+                         f"cast it to one with .float() or .double() first")
+    return dtypes.pop() if dtypes else np.dtype(np.float32)
+
+
+def _check_opset(onnx, opset):
+    newest = onnx.defs.onnx_opset_version()
+    if opset is None:
+        return min(DEFAULT_OPSET, newest)
+    if isinstance(opset, bool) or not isinstance(opset, (int, np.integer)) or not (
+            MIN_OPSET <= opset <= newest):
+        raise ValueError(f"export: opset must be an int from {MIN_OPSET} to {newest} (the newest "
+                         f"this onnx package knows), got {opset!r}")
+    return int(opset)
+
+
+def _check_path(path):
+    path = os.fspath(path)
+    directory = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(directory):
+        raise FileNotFoundError(errno.ENOENT, f"export: cannot write {path!r}: the directory "
+                                f"{directory!r} does not exist", path)
+    return path
+
+
+def _build(model, input_shape, opset=None):
+    """Return the ONNX ``ModelProto`` of ``model`` without writing it (see :func:`export`)."""
+    onnx = _require_onnx()
+    from onnx import helper
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"export: model must be a pydl.nn.Module, got {type(model).__name__}")
+    opset = _check_opset(onnx, opset)
+    sample_dims = _check_input_shape(model, input_shape)
+    dtype = _model_dtype(model)
+    b = GraphBuilder(opset, dtype)
+    x_name = b.fresh("input")
+    # Two samples, so that nothing in the trace can mistake the batch dimension for a singleton.
+    x = np.random.default_rng(0).standard_normal((2,) + sample_dims).astype(dtype)
+    was_training = model.training
+    model.eval()
+    try:
+        with no_grad():
+            try:
+                y, out = _trace(model, Tensor(x), Value(x_name, x.shape), b)
+            except UnsupportedOpError:
+                raise
+            except (ValueError, TypeError) as e:
+                raise ValueError(f"export: the model cannot run on input_shape "
+                                 f"{tuple(input_shape)!r}: {e}") from e
+    finally:
+        model.train(was_training)
+    if out.name == x_name:  # e.g. only Dropout: the graph still needs a node
+        out = Value(b.node("Identity", [x_name], "output"), out.shape)
+    out_dims = [_BATCH] + list(y.shape[1:])
+    graph = helper.make_graph(
+        b.nodes, "pydl_model",
+        [helper.make_tensor_value_info(x_name, b.elem_type, [_BATCH, *sample_dims])],
+        [helper.make_tensor_value_info(out.name, b.elem_type, out_dims)],
+        initializer=b.initializers)
+    opsets = [helper.make_opsetid("", opset)]
+    proto = helper.make_model(graph, opset_imports=opsets, producer_name="pydl",
+                              ir_version=helper.find_min_ir_version_for(opsets))
+    onnx.checker.check_model(proto, full_check=True)
+    return proto
+
+
+def export(model, path, input_shape, opset=None):
+    """Write ``model`` to ``path`` as an ONNX file with a dynamic batch dimension.
+
+    The model is traced once on a sample input in EVAL mode: Dropout is left out (and batch
+    normalisation uses its running statistics). A model in training mode is exported with these
+    eval semantics too, and is left in training mode afterwards. Parameters become initializers
+    named by their ``state_dict`` keys (``"0.weight"``, ...); the graph's input is ``"input"``
+    with shape ``("batch", *input_shape[1:])``. The model passes ``onnx.checker`` (full check)
+    before it is written; the file is written atomically (a temporary file renamed over
+    ``path``).
+
+    Args:
+        model: A ``pydl.nn.Module`` built from exportable layers (see this module's table).
+        path: The file to write (str or path-like), e.g. ``"model.onnx"``.
+        input_shape: The input's shape with ``None`` for the batch dimension, e.g. ``(None, 64)``;
+            a number there is accepted and exported as the dynamic batch dimension as well.
+        opset: The ONNX opset, from ``MIN_OPSET`` (13) to the newest the installed onnx knows.
+            Default None = ``DEFAULT_OPSET`` (17).
+
+    Returns:
+        The ``onnx.ModelProto`` that was written.
+
+    Raises:
+        ImportError: the onnx package is not installed.
+        TypeError: model is not a Module, or input_shape is not a sequence.
+        ValueError: input_shape has the wrong rank (the message names the rank the first layer
+            needs) or sizes the model rejects, opset is out of range, or the parameters mix
+            float32 and float64.
+        UnsupportedOpError: (a ValueError) the model uses a layer or op without an ONNX mapping;
+            the message names it.
+        OSError: ``path`` cannot be written (e.g. its directory does not exist); the message
+            names the path.
+
+    Example:
+        >>> model = pydl.nn.Sequential(pydl.nn.Linear(64, 32), pydl.nn.ReLU(),
+        ...                            pydl.nn.Linear(32, 10))
+        >>> pydl.onnx.export(model, "mlp.onnx", input_shape=(None, 64))
+        >>> import onnxruntime
+        >>> session = onnxruntime.InferenceSession("mlp.onnx")
+        >>> session.run(None, {"input": x.astype(np.float32)})[0]    # == model(x) in eval mode
+    """
+    path = _check_path(path)
+    proto = _build(model, input_shape, opset)
+    data = proto.SerializeToString()
+    atomic_write(path, lambda f: f.write(data))
+    return proto

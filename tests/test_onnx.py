@@ -1,0 +1,273 @@
+"""pydl.onnx.export: the files pass onnx.checker, and two independent ONNX runtimes (onnxruntime
+and onnx's reference evaluator) reproduce pydl's eval-mode outputs to 1e-5 at batch 1 and 7."""
+
+import os
+
+import numpy as np
+import pytest
+
+import pydl
+from pydl import nn
+
+onnx = pytest.importorskip("onnx")
+ort = pytest.importorskip("onnxruntime")
+from onnx.reference import ReferenceEvaluator  # noqa: E402
+
+import pydl.onnx as pydl_onnx  # noqa: E402
+
+TOL = 1e-5
+
+
+def _pydl_eval(model, x):
+    was = model.training
+    model.eval()
+    try:
+        with pydl.no_grad():
+            return np.asarray(model(x).data)
+    finally:
+        model.train(was)
+
+
+def _onnxruntime(path):
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    return lambda x: session.run(None, {"input": x})[0]
+
+
+def _reference(path):
+    evaluator = ReferenceEvaluator(onnx.load(str(path)))
+    return lambda x: evaluator.run(None, {"input": x})[0]
+
+
+RUNTIMES = {"onnxruntime": _onnxruntime, "onnx.reference": _reference}
+
+
+def check_export(model, input_shape, tmp_path, opset=None, seed=0, tol=TOL,
+                 runtimes=("onnxruntime", "onnx.reference")):
+    """Export, check the file, and compare the runtimes with pydl at batch 1 and 7."""
+    path = tmp_path / "model.onnx"
+    proto = pydl_onnx.export(model, path, input_shape, opset=opset)
+    loaded = onnx.load(str(path))
+    onnx.checker.check_model(loaded, full_check=True)
+    assert loaded == proto
+    dims = loaded.graph.input[0].type.tensor_type.shape.dim
+    assert dims[0].dim_param == "batch"
+    assert [d.dim_value for d in dims[1:]] == list(input_shape[1:])
+    dtype = next(iter(model.parameters())).data.dtype if list(model.parameters()) else np.float32
+    rng = np.random.default_rng(seed)
+    for name in runtimes:
+        run = RUNTIMES[name](path)
+        for batch in (1, 7):
+            x = rng.standard_normal((batch,) + tuple(input_shape[1:])).astype(dtype)
+            np.testing.assert_allclose(run(x), _pydl_eval(model, x), rtol=tol, atol=tol,
+                                       err_msg=f"{name} at batch {batch}")
+    return loaded
+
+
+def _ops(proto):
+    return [n.op_type for n in proto.graph.node]
+
+
+@pytest.mark.parametrize("layer, ops", [
+    (nn.ReLU(), ["Relu"]),
+    (nn.LeakyReLU(0.2), ["LeakyRelu"]),
+    (nn.ELU(0.7), ["Elu"]),
+    (nn.Sigmoid(), ["Sigmoid"]),
+    (nn.Tanh(), ["Tanh"]),
+    (nn.Softmax(), ["Softmax"]),
+    (nn.Softmax(axis=0), ["Softmax"]),
+    (nn.Dropout(0.5), []),
+])
+def test_each_activation_after_a_linear(layer, ops, tmp_path):
+    pydl.manual_seed(1)
+    proto = check_export(nn.Sequential(nn.Linear(6, 5), layer), (None, 6), tmp_path)
+    assert _ops(proto) == ["Gemm"] + ops
+
+
+@pytest.mark.parametrize("bias", [True, False])
+def test_linear_is_one_gemm_with_named_initializers(bias, tmp_path):
+    pydl.manual_seed(2)
+    layer = nn.Linear(9, 4, bias=bias)
+    proto = check_export(nn.Sequential(layer), (None, 9), tmp_path)
+    assert _ops(proto) == ["Gemm"]
+    stored = {t.name: onnx.numpy_helper.to_array(t) for t in proto.graph.initializer}
+    assert sorted(stored) == (["0.bias", "0.weight"] if bias else ["0.weight"])
+    np.testing.assert_array_equal(stored["0.weight"], layer.weight.data)
+
+
+def test_a_bare_linear_and_a_bare_dropout(tmp_path):
+    pydl.manual_seed(3)
+    check_export(nn.Linear(3, 2), (None, 3), tmp_path)
+    proto = check_export(nn.Dropout(0.3), (None, 4), tmp_path)
+    assert _ops(proto) == ["Identity"]
+
+
+def test_train_mode_model_exports_eval_semantics_and_stays_in_train_mode(tmp_path):
+    pydl.manual_seed(4)
+    model = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Dropout(0.5), nn.Linear(16, 3))
+    assert model.training
+    proto = check_export(model, (None, 8), tmp_path)
+    assert model.training and all(m.training for m in model.modules())
+    assert "Dropout" not in _ops(proto)
+
+
+def test_inputs_of_rank_3_use_matmul_and_add(tmp_path):
+    pydl.manual_seed(5)
+    model = nn.Sequential(nn.Linear(5, 7), nn.Tanh(), nn.Linear(7, 2, bias=False))
+    proto = check_export(model, (None, 4, 5), tmp_path)
+    assert _ops(proto) == ["MatMul", "Add", "Tanh", "MatMul"]
+
+
+def test_float64_model(tmp_path):
+    pydl.manual_seed(6)
+    model = nn.Sequential(nn.Linear(4, 8, dtype=np.float64), nn.LeakyReLU(), nn.Sigmoid(),
+                          nn.Linear(8, 5, dtype=np.float64), nn.Tanh(),
+                          nn.Linear(5, 2, dtype=np.float64), nn.ReLU(), nn.Softmax())
+    proto = check_export(model, (None, 4), tmp_path, tol=1e-12)
+    assert proto.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.DOUBLE
+
+
+def test_float64_elu_in_the_reference_runtime(tmp_path):
+    # onnxruntime's CPU Elu kernel is float32-only (a runtime gap, not an invalid model).
+    pydl.manual_seed(6)
+    model = nn.Sequential(nn.Linear(4, 3, dtype=np.float64), nn.ELU(0.5))
+    check_export(model, (None, 4), tmp_path, tol=1e-12, runtimes=("onnx.reference",))
+
+
+def test_nested_sequentials_and_a_shared_layer(tmp_path):
+    pydl.manual_seed(7)
+    shared = nn.Linear(6, 6)
+    model = nn.Sequential(nn.Sequential(shared, nn.ReLU()), shared, nn.Sequential(nn.Linear(6, 2)))
+    proto = check_export(model, (None, 6), tmp_path)
+    names = sorted(t.name for t in proto.graph.initializer)
+    assert names == ["0.0.bias", "0.0.weight", "2.0.bias", "2.0.weight"]  # shared: stored once
+
+
+@pytest.mark.parametrize("opset", [13, 17, 21])
+def test_opsets(opset, tmp_path):
+    pydl.manual_seed(8)
+    model = nn.Sequential(nn.Linear(5, 8), nn.LeakyReLU(0.1), nn.Linear(8, 3), nn.Softmax())
+    proto = check_export(model, (None, 5), tmp_path, opset=opset)
+    assert [o.version for o in proto.opset_import if o.domain == ""] == [opset]
+
+
+def test_default_opset(tmp_path):
+    proto = check_export(nn.Sequential(nn.Linear(2, 2)), (None, 2), tmp_path)
+    assert proto.opset_import[0].version == pydl_onnx.DEFAULT_OPSET == 17
+
+
+_LAYERS = [nn.ReLU, lambda: nn.LeakyReLU(0.3), lambda: nn.ELU(1.5), nn.Sigmoid, nn.Tanh,
+           lambda: nn.Dropout(0.25)]
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_random_composite_models(seed, tmp_path):
+    rng = np.random.default_rng(seed)
+    pydl.manual_seed(seed)
+    width = int(rng.integers(1, 20))
+    first = width
+    layers = []
+    for _ in range(int(rng.integers(1, 5))):
+        out = int(rng.integers(1, 20))
+        layers.append(nn.Linear(width, out, bias=bool(rng.integers(0, 2))))
+        width = out
+        for _ in range(int(rng.integers(0, 3))):
+            layers.append(_LAYERS[int(rng.integers(len(_LAYERS)))]())
+    if rng.integers(0, 2):
+        layers.append(nn.Softmax())
+    model = nn.Sequential(*layers)
+    if rng.integers(0, 2):
+        model.eval()
+    check_export(model, (None, first), tmp_path, seed=seed)
+
+
+# --- bad input ------------------------------------------------------------------------------
+
+def _mlp():
+    return nn.Sequential(nn.Linear(4, 3), nn.ReLU(), nn.Linear(3, 2))
+
+
+@pytest.mark.parametrize("shape", [(None,), (4,), ()])
+def test_wrong_rank_names_the_expected_rank(shape, tmp_path):
+    with pytest.raises(ValueError, match="rank 2") as e:
+        pydl_onnx.export(_mlp(), tmp_path / "m.onnx", shape)
+    assert f"rank {len(shape)}" in str(e.value) or shape == ()
+    assert not os.listdir(tmp_path)
+
+
+def test_wrong_feature_count_is_a_value_error(tmp_path):
+    with pytest.raises(ValueError, match="expected input with 4 features"):
+        pydl_onnx.export(_mlp(), tmp_path / "m.onnx", (None, 5))
+    assert not os.listdir(tmp_path)
+
+
+@pytest.mark.parametrize("shape", [(None, 0), (None, -3), (None, 2.5), (None, None), (0, 4)])
+def test_bad_input_shape_entries(shape, tmp_path):
+    with pytest.raises(ValueError, match="input_shape"):
+        pydl_onnx.export(_mlp(), tmp_path / "m.onnx", shape)
+
+
+def test_input_shape_must_be_a_sequence(tmp_path):
+    with pytest.raises(TypeError, match="input_shape"):
+        pydl_onnx.export(_mlp(), tmp_path / "m.onnx", 4)
+
+
+def test_a_number_as_batch_dimension_is_still_dynamic(tmp_path):
+    pydl.manual_seed(9)
+    check_export(_mlp(), (3, 4), tmp_path)
+
+
+def test_path_in_a_missing_directory_names_the_path(tmp_path):
+    target = tmp_path / "no" / "such" / "dir" / "m.onnx"
+    with pytest.raises(OSError) as e:
+        pydl_onnx.export(_mlp(), target, (None, 4))
+    assert str(target) in str(e.value)
+    assert not (tmp_path / "no").exists()
+
+
+def test_an_existing_file_is_replaced(tmp_path):
+    target = tmp_path / "m.onnx"
+    target.write_bytes(b"old")
+    pydl_onnx.export(_mlp(), target, (None, 4))
+    onnx.checker.check_model(onnx.load(str(target)))
+    assert os.listdir(tmp_path) == ["m.onnx"]
+
+
+class _Custom(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.lin = nn.Linear(4, 2)
+
+    def forward(self, x):
+        return self.lin(x).abs()
+
+
+def test_unsupported_layer_names_it(tmp_path):
+    model = nn.Sequential(nn.Linear(4, 4), _Custom())
+    with pytest.raises(pydl_onnx.UnsupportedOpError, match=r"'1' \(_Custom\)"):
+        pydl_onnx.export(model, tmp_path / "m.onnx", (None, 4))
+    assert not os.listdir(tmp_path)
+
+
+@pytest.mark.parametrize("opset", [12, 10 ** 6, "17", True])
+def test_opset_out_of_range(opset, tmp_path):
+    with pytest.raises(ValueError, match="opset must be an int from 13"):
+        pydl_onnx.export(_mlp(), tmp_path / "m.onnx", (None, 4), opset=opset)
+
+
+def test_model_must_be_a_module(tmp_path):
+    with pytest.raises(TypeError, match="pydl.nn.Module"):
+        pydl_onnx.export(lambda x: x, tmp_path / "m.onnx", (None, 4))
+
+
+def test_mixed_dtypes_are_refused(tmp_path):
+    model = nn.Sequential(nn.Linear(4, 3), nn.Linear(3, 2, dtype=np.float64))
+    with pytest.raises(ValueError, match="mixes parameter dtypes"):
+        pydl_onnx.export(model, tmp_path / "m.onnx", (None, 4))
+
+
+def test_missing_onnx_package_says_how_to_install(tmp_path, monkeypatch):
+    monkeypatch.setitem(__import__("sys").modules, "onnx", None)  # makes `import onnx` fail
+    with pytest.raises(ImportError, match=r'pip install "pydl\[onnx\]"'):
+        pydl_onnx.export(_mlp(), tmp_path / "m.onnx", (None, 4))
