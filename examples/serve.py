@@ -35,8 +35,9 @@ replay reuses per-model buffers (pydl's kernels still use ``--threads`` threads 
 Connections are kept alive (HTTP/1.1); one that sends nothing for ``--timeout`` seconds (default
 30) is closed, so idle or slow clients cannot hold threads forever.
 
-Stop it with Ctrl-C or SIGTERM: the server stops accepting connections and exits with status 0. It prints ``serving on http://HOST:PORT`` (with the real port when ``--port 0`` asked
-for any free one) once it accepts connections.
+Stop it with Ctrl-C or SIGTERM: the server stops accepting connections and exits with status 0.
+It prints ``serving on http://HOST:PORT`` (with the real port when ``--port 0`` asked for any free
+one) once it accepts connections. ``tools/serve_load.py`` measures requests/s and latencies.
 """
 
 import argparse
