@@ -2,7 +2,7 @@
 
 The server runs as a subprocess, as a user would start it. Answers are checked against a numpy
 forward pass computed from the saved file's arrays (float64, independent of pydl) and, exactly,
-against pydl's own eval-mode forward of the loaded model on the same batch.
+against pydl's own eval-mode forward and Trainer.predict of the loaded model on the same batch.
 """
 
 import http.client
@@ -104,6 +104,9 @@ def _check(path, model, x, outputs):
     with pydl.no_grad():
         expected = model(x).data
     np.testing.assert_array_equal(got, expected)  # JSON numbers round-trip float32 exactly
+    trainer = pydl.train.Trainer(model, pydl.losses.CrossEntropyLoss(),
+                                 pydl.optim.SGD(model.parameters(), lr=0.1))
+    np.testing.assert_array_equal(got, trainer.predict(x))
 
 
 def test_predicts_like_the_model_from_many_threads(served):
