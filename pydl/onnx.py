@@ -122,6 +122,28 @@ class GraphBuilder:
                                            name=self.fresh(f"{op_type}_node"), **attributes))
         return out
 
+    def finish(self, x, y, input_elem_type=None):
+        """Return the checked ``ModelProto`` with graph input ``x`` and output ``y`` (Values).
+
+        The first dimension of both is the dynamic dimension ``"batch"``; ``input_elem_type``
+        (an ONNX TensorProto type) defaults to the model's float type.
+        """
+        import onnx
+        from onnx import helper
+        if y.name == x.name:  # e.g. only Dropout: the graph still needs a node
+            y = Value(self.node("Identity", [x.name], "output"), y.shape)
+        graph = helper.make_graph(
+            self.nodes, "pydl_model",
+            [helper.make_tensor_value_info(x.name, input_elem_type or self.elem_type,
+                                           [_BATCH, *x.shape[1:]])],
+            [helper.make_tensor_value_info(y.name, self.elem_type, [_BATCH, *y.shape[1:]])],
+            initializer=self.initializers)
+        opsets = [helper.make_opsetid("", self.opset)]
+        proto = helper.make_model(graph, opset_imports=opsets, producer_name="pydl",
+                                  ir_version=helper.find_min_ir_version_for(opsets))
+        onnx.checker.check_model(proto, full_check=True)
+        return proto
+
 
 # --- op mappings ----------------------------------------------------------------------------
 # Each mapping turns one pydl op into ONNX nodes: (builder, inputs, out_shape, **params) -> name.
@@ -271,7 +293,6 @@ def _check_path(path):
 def _build(model, input_shape, opset=None):
     """Return the ONNX ``ModelProto`` of ``model`` without writing it (see :func:`export`)."""
     onnx = _require_onnx()
-    from onnx import helper
     if not isinstance(model, nn.Module):
         raise TypeError(f"export: model must be a pydl.nn.Module, got {type(model).__name__}")
     opset = _check_opset(onnx, opset)
@@ -286,7 +307,7 @@ def _build(model, input_shape, opset=None):
     try:
         with no_grad():
             try:
-                y, out = _trace(model, Tensor(x), Value(x_name, x.shape), b)
+                _, out = _trace(model, Tensor(x), Value(x_name, x.shape), b)
             except UnsupportedOpError:
                 raise
             except (ValueError, TypeError) as e:
@@ -294,19 +315,7 @@ def _build(model, input_shape, opset=None):
                                  f"{tuple(input_shape)!r}: {e}") from e
     finally:
         model.train(was_training)
-    if out.name == x_name:  # e.g. only Dropout: the graph still needs a node
-        out = Value(b.node("Identity", [x_name], "output"), out.shape)
-    out_dims = [_BATCH] + list(y.shape[1:])
-    graph = helper.make_graph(
-        b.nodes, "pydl_model",
-        [helper.make_tensor_value_info(x_name, b.elem_type, [_BATCH, *sample_dims])],
-        [helper.make_tensor_value_info(out.name, b.elem_type, out_dims)],
-        initializer=b.initializers)
-    opsets = [helper.make_opsetid("", opset)]
-    proto = helper.make_model(graph, opset_imports=opsets, producer_name="pydl",
-                              ir_version=helper.find_min_ir_version_for(opsets))
-    onnx.checker.check_model(proto, full_check=True)
-    return proto
+    return b.finish(Value(x_name, x.shape), out)
 
 
 def export(model, path, input_shape, opset=None):
