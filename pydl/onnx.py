@@ -180,6 +180,103 @@ def _identity(b, inputs, out_shape, **params):
     return inputs[0].name
 
 
+def _spatial(value, n, what):
+    """``value`` (an int or a tuple of n ints) as a list of n ints."""
+    t = tuple(value) if isinstance(value, (tuple, list)) else (value,) * n
+    if len(t) != n:
+        raise ValueError(f"export: {what} {value!r} must have {n} entries")
+    return [int(v) for v in t]
+
+
+def _conv(b, inputs, out_shape, weight, bias=None, stride=1, padding=0, dilation=1, groups=1,
+          name="conv"):
+    (x,) = inputs
+    n = weight.ndim - 2
+    kernel = list(weight.shape[2:])
+    dilation = _spatial(dilation, n, "dilation")
+    if padding == "valid":
+        pads = [0] * (2 * n)
+    elif padding == "same":  # PyTorch puts the odd extra pad at the end, as SAME_UPPER does
+        total = [d * (k - 1) for d, k in zip(dilation, kernel)]
+        pads = [t // 2 for t in total] + [t - t // 2 for t in total]
+    else:
+        pads = _spatial(padding, n, "padding") * 2  # ONNX: all begins, then all ends
+    args = [x.name, b.initializer(weight, f"{name}.weight")]
+    if bias is not None:
+        args.append(b.initializer(bias, f"{name}.bias"))
+    return b.node("Conv", args, name, kernel_shape=kernel, strides=_spatial(stride, n, "stride"),
+                  pads=pads, dilations=dilation, group=int(groups))
+
+
+def _pool(op_type, **fixed):
+    def mapping(b, inputs, out_shape, kernel_size, stride=None, padding=0):
+        n = len(inputs[0].shape) - 2
+        kernel = _spatial(kernel_size, n, "kernel_size")
+        strides = kernel if stride is None else _spatial(stride, n, "stride")
+        return b.node(op_type, [inputs[0].name], kernel_shape=kernel, strides=strides,
+                      pads=_spatial(padding, n, "padding") * 2, **fixed)
+    return mapping
+
+
+def _adaptive_avg_pool(b, inputs, out_shape, output_size=None):
+    (x,) = inputs
+    sizes, outs = list(x.shape[2:]), list(out_shape[2:])
+    if all(o == 1 for o in outs):
+        return b.node("GlobalAveragePool", [x.name], "adaptive_avg_pool")
+    if any(i % o for i, o in zip(sizes, outs)):
+        raise UnsupportedOpError(
+            f"export: adaptive average pooling from {tuple(sizes)} to {tuple(outs)} has windows "
+            f"of different sizes, which no ONNX operator expresses; choose an output size that "
+            f"divides the input size")
+    kernel = [i // o for i, o in zip(sizes, outs)]
+    return b.node("AveragePool", [x.name], "adaptive_avg_pool", kernel_shape=kernel,
+                  strides=kernel)
+
+
+def _batch_norm(b, inputs, out_shape, running_mean, running_var, weight=None, bias=None,
+                eps=1e-5, name="batch_norm"):
+    c = running_mean.shape[0]
+    scale = np.ones(c) if weight is None else weight
+    shift = np.zeros(c) if bias is None else bias
+    return b.node("BatchNormalization",
+                  [inputs[0].name, b.initializer(scale, f"{name}.weight"),
+                   b.initializer(shift, f"{name}.bias"),
+                   b.initializer(running_mean, f"{name}.running_mean"),
+                   b.initializer(running_var, f"{name}.running_var")], name, epsilon=float(eps))
+
+
+def _layer_norm(b, inputs, out_shape, normalized_shape, weight=None, bias=None, eps=1e-5,
+                name="layer_norm"):
+    if b.opset < 17:
+        raise UnsupportedOpError(f"export: LayerNorm needs opset 17 or newer (ONNX's "
+                                 f"LayerNormalization), the export asked for opset {b.opset}")
+    shape = tuple(normalized_shape)
+    scale = np.ones(shape) if weight is None else weight
+    args = [inputs[0].name, b.initializer(scale, f"{name}.weight")]
+    if bias is not None:
+        args.append(b.initializer(bias, f"{name}.bias"))
+    return b.node("LayerNormalization", args, name, axis=-len(shape), epsilon=float(eps))
+
+
+def _flatten(b, inputs, out_shape, start_dim=1, end_dim=-1):
+    (x,) = inputs
+    rank = len(x.shape)
+    start, end = start_dim % rank, end_dim % rank
+    if start == 0:
+        raise UnsupportedOpError("export: Flatten with start_dim=0 merges the batch dimension, "
+                                 "which the exported model keeps dynamic; use start_dim >= 1")
+    if start == 1 and end == rank - 1:
+        return b.node("Flatten", [x.name], "flatten", axis=1)
+    # Reshape: 0 copies a dimension (the dynamic batch one among them), -1 is the merged one.
+    target = [0] * start + [-1] + list(x.shape[end + 1:])
+    return b.node("Reshape", [x.name, b.int64_initializer(target, "flatten_shape")], "flatten")
+
+
+def _embedding(b, inputs, out_shape, weight, name="embedding"):
+    return b.node("Gather", [b.initializer(weight, f"{name}.weight"), inputs[0].name], name,
+                  axis=0)
+
+
 _MAPPINGS = {
     "linear": _linear,
     "relu": _elementwise("Relu"),
@@ -189,6 +286,15 @@ _MAPPINGS = {
     "tanh": _elementwise("Tanh"),
     "softmax": _softmax("Softmax"),
     "dropout": _identity,  # eval semantics
+    "identity": _identity,
+    "conv": _conv,
+    "max_pool": _pool("MaxPool"),
+    "avg_pool": _pool("AveragePool", count_include_pad=1),  # PyTorch's default
+    "adaptive_avg_pool": _adaptive_avg_pool,
+    "batch_norm": _batch_norm,
+    "layer_norm": _layer_norm,
+    "flatten": _flatten,
+    "embedding": _embedding,
 }
 
 

@@ -271,3 +271,149 @@ def test_missing_onnx_package_says_how_to_install(tmp_path, monkeypatch):
     monkeypatch.setitem(__import__("sys").modules, "onnx", None)  # makes `import onnx` fail
     with pytest.raises(ImportError, match=r'pip install "pydl\[onnx\]"'):
         pydl_onnx.export(_mlp(), tmp_path / "m.onnx", (None, 4))
+
+
+# --- op mappings of the layers beyond the MLP, checked against PyTorch's modules -------------
+
+torch = pytest.importorskip("torch")
+
+
+def _run_mapping(op, params, module, sample_shape, opset=17, integer_input=False, seed=0):
+    """Emit one op with its mapping; compare both runtimes with the torch module at 1 and 7."""
+    from onnx import TensorProto
+    rng = np.random.default_rng(seed)
+
+    def sample(batch):
+        if integer_input:
+            return rng.integers(0, params["weight"].shape[0], (batch,) + sample_shape)
+        return rng.standard_normal((batch,) + sample_shape).astype(np.float32)
+
+    module = module.eval()
+    with torch.no_grad():
+        out_shape = tuple(module(torch.from_numpy(sample(2))).shape)
+    b = pydl_onnx.GraphBuilder(opset, np.float32)
+    x = pydl_onnx.Value(b.fresh("input"), (2,) + sample_shape)
+    y = pydl_onnx.Value(pydl_onnx._MAPPINGS[op](b, [x], out_shape, **params), out_shape)
+    proto = b.finish(x, y, TensorProto.INT64 if integer_input else None)
+    data = proto.SerializeToString()
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    session = ort.InferenceSession(data, options, providers=["CPUExecutionProvider"])
+    reference = ReferenceEvaluator(proto)
+    for batch in (1, 7):
+        xb = sample(batch)
+        with torch.no_grad():
+            expected = module(torch.from_numpy(xb)).numpy()
+        for name, got in (("onnxruntime", session.run(None, {x.name: xb})[0]),
+                          ("onnx.reference", reference.run(None, {x.name: xb})[0])):
+            np.testing.assert_allclose(got, expected, rtol=TOL, atol=TOL,
+                                       err_msg=f"{op} {name} batch {batch}")
+    return proto
+
+
+def _np(t):
+    return None if t is None else t.detach().numpy()
+
+
+def _conv_params(m):
+    return dict(weight=_np(m.weight), bias=_np(m.bias), stride=m.stride, padding=m.padding,
+                dilation=m.dilation, groups=m.groups)
+
+
+@pytest.mark.parametrize("kwargs", [
+    dict(kernel_size=3), dict(kernel_size=4, stride=2, padding=1, bias=False),
+    dict(kernel_size=3, dilation=2, padding="same"), dict(kernel_size=4, padding="same"),
+    dict(kernel_size=2, padding="valid", groups=2), dict(kernel_size=5, stride=3, padding=2),
+])
+def test_conv1d_and_conv2d_mapping(kwargs):
+    torch.manual_seed(0)
+    conv1 = torch.nn.Conv1d(4, 6, **kwargs)
+    _run_mapping("conv", _conv_params(conv1), conv1, (4, 11))
+    conv2 = torch.nn.Conv2d(4, 6, **kwargs)
+    _run_mapping("conv", _conv_params(conv2), conv2, (4, 9, 10))
+
+
+@pytest.mark.parametrize("kind, kwargs", [
+    ("max", dict(kernel_size=2)), ("max", dict(kernel_size=3, stride=2, padding=1)),
+    ("avg", dict(kernel_size=2)), ("avg", dict(kernel_size=3, stride=1, padding=1)),
+])
+def test_pool_mappings(kind, kwargs):
+    for dims, shape in ((1, (3, 12)), (2, (3, 8, 7))):
+        cls = getattr(torch.nn, f"{kind.capitalize()}Pool{dims}d")
+        params = dict(kernel_size=kwargs["kernel_size"], stride=kwargs.get("stride"),
+                      padding=kwargs.get("padding", 0))
+        _run_mapping(f"{kind}_pool", params, cls(**kwargs), shape)
+
+
+@pytest.mark.parametrize("output_size, shape", [(1, (3, 8)), ((1, 1), (3, 6, 5)), (4, (2, 12)),
+                                                ((2, 3), (2, 6, 9))])
+def test_adaptive_avg_pool_mapping(output_size, shape):
+    cls = torch.nn.AdaptiveAvgPool1d if len(shape) == 2 else torch.nn.AdaptiveAvgPool2d
+    proto = _run_mapping("adaptive_avg_pool", dict(output_size=output_size), cls(output_size),
+                         shape)
+    ones = output_size in (1, (1, 1))
+    assert _ops(proto) == (["GlobalAveragePool"] if ones else ["AveragePool"])
+
+
+def test_adaptive_avg_pool_with_uneven_windows_is_unsupported():
+    with pytest.raises(pydl_onnx.UnsupportedOpError, match=r"from \(10,\) to \(3,\)"):
+        _run_mapping("adaptive_avg_pool", dict(output_size=3), torch.nn.AdaptiveAvgPool1d(3),
+                     (2, 10))
+
+
+@pytest.mark.parametrize("affine", [True, False])
+@pytest.mark.parametrize("shape", [(5,), (5, 7), (5, 4, 6)])
+def test_batch_norm_mapping_uses_running_statistics(shape, affine):
+    torch.manual_seed(1)
+    cls = torch.nn.BatchNorm2d if len(shape) == 3 else torch.nn.BatchNorm1d
+    bn = cls(5, eps=1e-3, affine=affine)
+    with torch.no_grad():
+        bn.running_mean.uniform_(-1, 1)
+        bn.running_var.uniform_(0.5, 2)
+        if affine:
+            bn.weight.uniform_(0.5, 1.5)
+            bn.bias.uniform_(-1, 1)
+    params = dict(running_mean=_np(bn.running_mean), running_var=_np(bn.running_var),
+                  weight=_np(bn.weight), bias=_np(bn.bias), eps=bn.eps)
+    _run_mapping("batch_norm", params, bn, shape)
+
+
+@pytest.mark.parametrize("normalized_shape, affine", [((6,), True), ((3, 6), True), ((6,), False)])
+def test_layer_norm_mapping(normalized_shape, affine):
+    torch.manual_seed(2)
+    ln = torch.nn.LayerNorm(normalized_shape, eps=1e-4, elementwise_affine=affine)
+    if affine:
+        with torch.no_grad():
+            ln.weight.uniform_(0.5, 1.5)
+            ln.bias.uniform_(-1, 1)
+    params = dict(normalized_shape=normalized_shape, weight=_np(ln.weight), bias=_np(ln.bias),
+                  eps=ln.eps)
+    _run_mapping("layer_norm", params, ln, (4, 3, 6))
+
+
+def test_layer_norm_needs_opset_17():
+    ln = torch.nn.LayerNorm(6)
+    with pytest.raises(pydl_onnx.UnsupportedOpError, match="opset 17.*opset 13"):
+        _run_mapping("layer_norm", dict(normalized_shape=(6,), weight=_np(ln.weight),
+                                        bias=_np(ln.bias)), ln, (6,), opset=13)
+
+
+@pytest.mark.parametrize("start_dim, end_dim, op", [(1, -1, "Flatten"), (2, -1, "Reshape"),
+                                                    (1, 2, "Reshape"), (-2, 3, "Reshape")])
+def test_flatten_mapping(start_dim, end_dim, op):
+    proto = _run_mapping("flatten", dict(start_dim=start_dim, end_dim=end_dim),
+                         torch.nn.Flatten(start_dim, end_dim), (3, 4, 5))
+    assert _ops(proto) == [op]
+
+
+def test_flatten_of_the_batch_dimension_is_unsupported():
+    with pytest.raises(pydl_onnx.UnsupportedOpError, match="start_dim=0"):
+        _run_mapping("flatten", dict(start_dim=0), torch.nn.Flatten(0), (3, 4))
+
+
+def test_embedding_mapping_is_a_gather_on_int64_indices():
+    torch.manual_seed(3)
+    emb = torch.nn.Embedding(11, 4)
+    proto = _run_mapping("embedding", dict(weight=_np(emb.weight)), emb, (5,),
+                         integer_input=True)
+    assert _ops(proto) == ["Gather"]
