@@ -135,7 +135,7 @@ class Predictor:
             return np.empty((0,) + self.input_shape, self.dtype)
         try:
             arr = np.array(inputs)
-        except ValueError:  # ragged nesting
+        except (ValueError, TypeError, RecursionError):  # ragged, or nested beyond numpy's dims
             arr = None
         if arr is None or arr.dtype.kind not in "iuf" or arr.shape[1:] != self.input_shape:
             got = "ragged or non-numeric" if arr is None or arr.dtype.kind not in "iuf" else (

@@ -169,6 +169,8 @@ def test_health_and_empty_inputs(served):
     (b'{"inputs": [[NaN, 2, 3, 4, 5]]}', "not valid UTF-8 JSON"),
     (b'{"inputs": [[1e39, 2, 3, 4, 5]]}', "finite float32"),
     pytest.param(b"[" * 4000, "nests too deeply", id="deep-nesting"),
+    pytest.param(b'{"inputs": ' + b"[" * 70 + b"1" + b"]" * 70 + b"}", "of shape [5]",
+                 id="beyond-numpy-dims"),
 ])
 def test_malformed_requests_are_400_and_serving_goes_on(served, body, fragment):
     path, model, url = served
