@@ -5,11 +5,12 @@ from . import kernels
 from . import random
 from .random import manual_seed
 from .tensor import Tensor, no_grad, tensor
-from . import functional, losses, testing
+from . import functional, losses, ops, testing
 from . import nn, optim, regularizers
 from . import datasets, io, metrics
 from .io import load, load_model, save, save_model
-from . import train, transfer
+from . import engine, train, transfer
+from .engine import compile_step
 from . import onnx  # imports the onnx package only when a model is exported
 
 __version__ = "0.1.0"
@@ -17,7 +18,8 @@ __version__ = "0.1.0"
 __all__ = ["__version__", "cpu_info", "get_num_threads", "kernels", "set_num_threads",
            "Tensor", "tensor", "no_grad", "manual_seed", "functional", "losses", "testing",
            "random", "nn", "optim", "regularizers", "datasets", "io", "metrics",
-           "save", "load", "save_model", "load_model", "train", "transfer", "onnx"]
+           "save", "load", "save_model", "load_model", "train", "transfer", "engine",
+           "compile_step", "ops", "onnx"]
 
 
 def set_num_threads(n):

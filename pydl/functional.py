@@ -9,23 +9,14 @@ import math
 import numpy as np
 
 from . import kernels
+from . import ops
 from . import random as _random
-from .tensor import Tensor, _matmul_into_grad, accumulate_grad
+from .tensor import Op, Tensor, _matmul_into_grad, _sum_rows_into_grad
 
 __all__ = [
-    "linear", "relu", "leaky_relu", "elu", "sigmoid", "tanh", "softmax", "log_softmax",
-    "dropout", "cross_entropy", "binary_cross_entropy_with_logits", "mse_loss", "l1_loss",
-    "huber_loss",
-]
-
-_ACTIVATION_BACKWARD = {
-    "relu": lambda dy, y, slope, alpha: kernels.relu_backward(dy, y),
-    "leaky_relu": lambda dy, y, slope, alpha: kernels.leaky_relu_backward(dy, y, slope),
-    "elu": lambda dy, y, slope, alpha: kernels.elu_backward(dy, y, alpha),
-    "sigmoid": lambda dy, y, slope, alpha: kernels.sigmoid_backward(dy, y),
-    "tanh": lambda dy, y, slope, alpha: kernels.tanh_backward(dy, y),
-}
-
+    "linear", "dropout", "cross_entropy", "binary_cross_entropy_with_logits", "mse_loss",
+    "l1_loss", "huber_loss",
+] + [row.name for row in ops.ACTIVATIONS]
 
 def _tensor(x):
     return x if isinstance(x, Tensor) else Tensor(x)
@@ -36,6 +27,52 @@ def _check_reduction(name, reduction):
         raise ValueError(f"{name}: reduction must be 'mean' or 'sum', got {reduction!r}")
 
 
+class LinearOp(Op):
+    """``act(x @ w.T + b)`` with the activation in the GEMM epilogue; dW and db accumulate into a
+    leaf parameter's gradient inside the GEMM / row reduction (operands: x, w, b or None)."""
+
+    y = None
+    dz = None
+    dx = None
+
+    def __init__(self, activation=None, params=()):
+        self.act = activation  # an ops.Activation row with an epilogue, or None
+        self.params = params
+        self.epilogue = (None, {}) if activation is None else activation.epilogue(*params)
+
+    def forward(self, x, w, b):
+        self.x, self.w = x, w
+        name, kwargs = self.epilogue
+        self.y = kernels.linear(x, w, b, name, **kwargs, out=self.y)
+        return self.y
+
+    def backward(self, g):
+        act = self.act
+        dz = g
+        if act is not None:
+            dz = self.dz = act.backward(g, self.y, *self.params, out=self.dz)
+        need_x, need_w, need_b = self.needs_grad
+        dx = dw = db = None
+        if need_x:
+            dx = self.dx = kernels.matmul(dz, self.w, out=self.dx)
+        if need_w:
+            weight = self.inputs[1]
+            if weight._backward is None:
+                _matmul_into_grad(weight, dz, self.x, trans_a=True)
+            else:
+                dw = kernels.matmul(dz, self.x, trans_a=True)
+        if need_b:
+            bias = self.inputs[2]
+            if bias._backward is None:
+                _sum_rows_into_grad(bias, dz)
+            else:
+                db = dz.sum(axis=0)
+        return dx, dw, db
+
+
+_FUSABLE = [row.name for row in ops.ACTIVATIONS if row.epilogue is not None]
+
+
 def linear(x, weight, bias=None, activation=None, *, negative_slope=0.01, alpha=1.0):
     """Apply a dense layer: ``activation(x @ weight.T + bias)``, fused in one kernel.
 
@@ -43,8 +80,9 @@ def linear(x, weight, bias=None, activation=None, *, negative_slope=0.01, alpha=
         x: (batch, in_features) Tensor (or (*, in_features); leading dims are flattened).
         weight: (out_features, in_features) Tensor, PyTorch's layout.
         bias: Optional (out_features,) Tensor. Default None.
-        activation: None, "relu", "leaky_relu", "elu", "sigmoid" or "tanh", fused into the
-            kernel's epilogue. Default None.
+        activation: None or the name of a fusable activation of :mod:`pydl.ops` ("relu",
+            "leaky_relu", "elu", "sigmoid", "tanh", ...), applied in the kernel's epilogue.
+            Default None.
         negative_slope: leaky_relu slope. Default 0.01.
         alpha: elu scale. Default 1.0.
 
@@ -53,7 +91,7 @@ def linear(x, weight, bias=None, activation=None, *, negative_slope=0.01, alpha=
 
     Raises:
         ValueError: x's last dimension differs from in_features (both are named), or weight is
-            not 2-D, or bias has the wrong shape.
+            not 2-D, or bias has the wrong shape, or an unknown activation.
         TypeError: dtypes differ (e.g. float64 input into float32 weights).
     """
     x = _tensor(x)
@@ -70,63 +108,53 @@ def linear(x, weight, bias=None, activation=None, *, negative_slope=0.01, alpha=
         y = linear(x.reshape(-1, wd.shape[1]), weight, bias, activation,
                    negative_slope=negative_slope, alpha=alpha)
         return y.reshape(*lead, wd.shape[0])
-    bd = None if bias is None else bias.data
-    y = kernels.linear(xd, wd, bd, activation, negative_slope=negative_slope, alpha=alpha)
-    act_backward = None if activation is None else _ACTIVATION_BACKWARD[activation]
-
-    def backward(g):
-        dz = g if act_backward is None else act_backward(g, y, negative_slope, alpha)
-        dx = kernels.matmul(dz, wd) if x.requires_grad else None
-        dw = db = None
-        if weight.requires_grad:
-            if weight._backward is None:
-                _matmul_into_grad(weight, dz, xd, trans_a=True)
-            else:
-                dw = kernels.matmul(dz, xd, trans_a=True)
-        if bias is not None and bias.requires_grad:
-            db = dz.sum(axis=0)
-            if bias._backward is None:
-                accumulate_grad(bias, db)
-                db = None
-        return dx, dw, db
-
-    parents = (x, weight) if bias is None else (x, weight, bias)
-    return Tensor._make(y, parents, backward)
+    row, params = None, ()
+    if activation is not None:
+        if activation not in _FUSABLE:
+            raise ValueError(f"linear: unknown activation {activation!r}; expected None or one "
+                             f"of {_FUSABLE}")
+        row = ops.by_name[activation]
+        given = {"negative_slope": negative_slope, "alpha": alpha}
+        params = tuple(given.get(p.name, p.default) for p in row.params)
+    return LinearOp(row, params)(x, weight, bias)
 
 
-def relu(x):
-    """Return max(x, 0) elementwise (gradient 0 at 0, as in PyTorch)."""
-    return _tensor(x).relu()
+def _activation_function(row):
+    def function(x, *args, **kwargs):
+        return ops.ActivationOp(row, row.resolve(row.name, args, kwargs))(_tensor(x))
+
+    sig = "".join(f", {p.name}={p.default!r}" for p in row.params)
+    function.__name__ = function.__qualname__ = row.name
+    function.__module__ = __name__
+    function.__doc__ = (f"Return {row.summary}.\n\n    Signature: ``{row.name}(x{sig})``; x is a "
+                        f"Tensor or an array (wrapped as a constant).\n    ")
+    return function
 
 
-def leaky_relu(x, negative_slope=0.01):
-    """Return x where x > 0, else negative_slope * x (negative_slope >= 0, default 0.01)."""
-    return _tensor(x).leaky_relu(negative_slope)
+for _row in ops.ACTIVATIONS:
+    globals()[_row.name] = _activation_function(_row)
+del _row
 
 
-def elu(x, alpha=1.0):
-    """Return x where x > 0, else alpha * (exp(x) - 1) (alpha >= 0, default 1.0)."""
-    return _tensor(x).elu(alpha)
+class DropoutOp(Op):
+    """Inverted dropout with a Philox mask keyed by the next ``pydl.random`` dropout key."""
 
+    y = None
+    mask = None
+    dx = None
 
-def sigmoid(x):
-    """Return 1 / (1 + exp(-x)) elementwise."""
-    return _tensor(x).sigmoid()
+    def __init__(self, p):
+        self.p = p
 
+    def forward(self, x):
+        seed, step = _random.next_dropout_key()
+        self.y, self.mask = kernels.dropout(x, self.p, seed, step, out=self.y,
+                                            mask_out=self.mask)
+        return self.y
 
-def tanh(x):
-    """Return tanh(x) elementwise."""
-    return _tensor(x).tanh()
-
-
-def softmax(x, axis=-1):
-    """Return the softmax of x along `axis` (default -1)."""
-    return _tensor(x).softmax(axis)
-
-
-def log_softmax(x, axis=-1):
-    """Return the log-softmax of x along `axis` (default -1)."""
-    return _tensor(x).log_softmax(axis)
+    def backward(self, g):
+        self.dx = kernels.dropout_backward(g, self.mask, self.p, out=self.dx)
+        return (self.dx,)
 
 
 def dropout(x, p=0.5, training=True):
@@ -154,9 +182,7 @@ def dropout(x, p=0.5, training=True):
     x = _tensor(x)
     if not training or p == 0.0:
         return x
-    seed, step = _random.next_dropout_key()
-    y, mask = kernels.dropout(x.data, p, seed, step)
-    return Tensor._make(y, (x,), lambda g: (kernels.dropout_backward(g, mask, p),))
+    return DropoutOp(p)(x)
 
 
 def _scaled(d, g):
@@ -164,10 +190,10 @@ def _scaled(d, g):
     return d if g == 1.0 else d * g
 
 
-def _labels(name, target, n):
-    if isinstance(target, Tensor):  # Tensors hold floats: accept whole-number labels
-        labels = target.data.astype(np.int64)
-        if not np.array_equal(labels, target.data):
+def _labels(name, target, n, from_tensor):
+    if from_tensor:  # Tensors hold floats: accept whole-number labels
+        labels = target.astype(np.int64)
+        if not np.array_equal(labels, target):
             raise ValueError(f"{name}: a Tensor target must hold whole numbers (class labels)")
     else:
         labels = np.asarray(target)
@@ -180,6 +206,27 @@ def _labels(name, target, n):
         raise ValueError(f"{name}: target must have shape ({n},) to match logits, got "
                          f"{labels.shape}")
     return labels
+
+
+class CrossEntropyOp(Op):
+    """Softmax cross-entropy of (N, C) logits against labels (operands: logits, target)."""
+
+    dlogits = None
+
+    def __init__(self, reduction, label_smoothing, target_is_tensor):
+        self.reduction = reduction
+        self.label_smoothing = label_smoothing
+        self.target_is_tensor = target_is_tensor
+
+    def forward(self, logits, target):
+        labels = _labels("cross_entropy", target, logits.shape[0], self.target_is_tensor)
+        loss, self.dlogits = kernels.softmax_cross_entropy(
+            logits, labels, label_smoothing=self.label_smoothing, reduction=self.reduction,
+            dlogits=self.dlogits)
+        return np.array(loss, dtype=logits.dtype)
+
+    def backward(self, g):
+        return _scaled(self.dlogits, g), None
 
 
 def cross_entropy(logits, target, reduction="mean", label_smoothing=0.0):
@@ -210,32 +257,53 @@ def cross_entropy(logits, target, reduction="mean", label_smoothing=0.0):
             label_smoothing)
     if ld.ndim != 2:
         raise ValueError(f"cross_entropy: logits must be (N, C) or (C,), got shape {ld.shape}")
-    labels = _labels("cross_entropy", target, ld.shape[0])
-    loss, dlogits = kernels.softmax_cross_entropy(
-        ld, labels, label_smoothing=label_smoothing, reduction=reduction)
-    return Tensor._make(np.array(loss, dtype=ld.dtype), (logits,),
-                        lambda g: (_scaled(dlogits, g),))
+    is_tensor = isinstance(target, Tensor)
+    return CrossEntropyOp(reduction, label_smoothing, is_tensor)(
+        logits, target.data if is_tensor else target)
 
 
 def _float_target(name, pred, target):
-    t = target.data if isinstance(target, Tensor) else np.asarray(target)
-    if t.dtype != pred.data.dtype:
+    """Return target as an array of pred's dtype and shape (pred: an array)."""
+    t = np.asarray(target)
+    if t.dtype != pred.dtype:
         if t.dtype.kind not in "biuf":
             raise TypeError(f"{name}: target must be numeric, got dtype {t.dtype}")
-        t = t.astype(pred.data.dtype)
-    if t.shape != pred.data.shape:
-        raise ValueError(f"{name}: input shape {pred.data.shape} and target shape {t.shape} "
+        t = t.astype(pred.dtype)
+    if t.shape != pred.shape:
+        raise ValueError(f"{name}: input shape {pred.shape} and target shape {t.shape} "
                          f"differ")
     return t
 
 
+class _FusedLossOp(Op):
+    """A loss whose kernel returns (value, dpred) in one pass (operands: pred, target)."""
+
+    dpred = None
+
+    def __init__(self, name, kernel, reduction):
+        self.name, self.kernel, self.reduction = name, kernel, reduction
+
+    def forward(self, pred, target):
+        t = _float_target(self.name, pred, target)
+        loss, self.dpred = self.kernel(pred, t, self.dpred, reduction=self.reduction)
+        return np.array(loss, dtype=pred.dtype)
+
+    def backward(self, g):
+        return _scaled(self.dpred, g), None
+
+
+def _bce_kernel(pred, t, out, reduction):
+    return kernels.bce_with_logits(pred, t, reduction=reduction, dlogits=out)
+
+
+def _mse_kernel(pred, t, out, reduction):
+    return kernels.mse(pred, t, reduction=reduction, dpred=out)
+
+
 def _fused_loss(name, kernel, pred, target, reduction):
     _check_reduction(name, reduction)
-    pred = _tensor(pred)
-    t = _float_target(name, pred, target)
-    loss, dpred = kernel(pred.data, t, reduction=reduction)
-    return Tensor._make(np.array(loss, dtype=pred.data.dtype), (pred,),
-                        lambda g: (_scaled(dpred, g),))
+    return _FusedLossOp(name, kernel, reduction)(
+        _tensor(pred), target.data if isinstance(target, Tensor) else target)
 
 
 def binary_cross_entropy_with_logits(logits, target, reduction="mean"):
@@ -252,24 +320,36 @@ def binary_cross_entropy_with_logits(logits, target, reduction="mean"):
     Raises:
         ValueError: shapes differ or an unknown reduction.
     """
-    return _fused_loss("binary_cross_entropy_with_logits", kernels.bce_with_logits, logits,
-                       target, reduction)
+    return _fused_loss("binary_cross_entropy_with_logits", _bce_kernel, logits, target,
+                       reduction)
 
 
 def mse_loss(pred, target, reduction="mean"):
     """Return the mean (or summed) squared error between pred and target (same shape)."""
-    return _fused_loss("mse_loss", kernels.mse, pred, target, reduction)
+    return _fused_loss("mse_loss", _mse_kernel, pred, target, reduction)
+
+
+class _ElementwiseLossOp(Op):
+    """A loss from a numpy ``value_and_grad(pred - target)`` (operands: pred, target)."""
+
+    def __init__(self, name, reduction, value_and_grad):
+        self.name, self.reduction, self.value_and_grad = name, reduction, value_and_grad
+
+    def forward(self, pred, target):
+        diff = pred - _float_target(self.name, pred, target)
+        value, self.grad = self.value_and_grad(diff)
+        self.scale = 1.0 / diff.size if self.reduction == "mean" and diff.size else 1.0
+        loss = value.sum() * self.scale if diff.size or self.reduction == "sum" else np.nan
+        return np.array(loss, dtype=diff.dtype)
+
+    def backward(self, g):
+        return self.grad * (self.scale * g), None
 
 
 def _elementwise_loss(name, pred, target, reduction, value_and_grad):
     _check_reduction(name, reduction)
-    pred = _tensor(pred)
-    diff = pred.data - _float_target(name, pred, target)
-    value, grad = value_and_grad(diff)
-    scale = 1.0 / diff.size if reduction == "mean" and diff.size else 1.0
-    loss = value.sum() * scale if diff.size or reduction == "sum" else np.nan
-    return Tensor._make(np.array(loss, dtype=diff.dtype), (pred,),
-                        lambda g: (grad * (scale * g),))
+    return _ElementwiseLossOp(name, reduction, value_and_grad)(
+        _tensor(pred), target.data if isinstance(target, Tensor) else target)
 
 
 def l1_loss(pred, target, reduction="mean"):

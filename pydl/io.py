@@ -37,7 +37,7 @@ from collections import OrderedDict
 
 import numpy as np
 
-from . import nn, optim
+from . import nn, ops, optim
 from . import random as _random
 from .tensor import Tensor
 
@@ -375,15 +375,9 @@ def load(path):
 # --- whole models -------------------------------------------------------------------------------
 
 # Layer type -> the constructor arguments that describe it (besides Linear/Sequential).
-_ACTIVATIONS = {
-    "ReLU": (nn.ReLU, ()),
-    "LeakyReLU": (nn.LeakyReLU, ("negative_slope",)),
-    "ELU": (nn.ELU, ("alpha",)),
-    "Sigmoid": (nn.Sigmoid, ()),
-    "Tanh": (nn.Tanh, ()),
-    "Softmax": (nn.Softmax, ("axis",)),
-    "Dropout": (nn.Dropout, ("p",)),
-}
+_ACTIVATIONS = {row.module: (getattr(nn, row.module), tuple(p.name for p in row.params))
+                for row in ops.ACTIVATIONS}
+_ACTIVATIONS["Dropout"] = (nn.Dropout, ("p",))
 _OPTIMIZERS = {"SGD": optim.SGD, "Adam": optim.Adam, "AdamW": optim.AdamW}
 
 

@@ -7,9 +7,12 @@ without parameters still take up an index), so a PyTorch model's weights load un
     >>> model = pydl.nn.Sequential(pydl.nn.Linear(4, 8), pydl.nn.ReLU(), pydl.nn.Linear(8, 3))
     >>> model.load_state_dict({k: v.numpy() for k, v in torch_model.state_dict().items()})
 
-Speed: ``Sequential`` runs a Linear followed by ReLU, LeakyReLU, ELU, Sigmoid or Tanh as ONE fused
-kernel call (bias and activation applied in the GEMM epilogue, backward from the saved output),
-which gives bit-identical results to running the two layers one after the other.
+The activation classes (``ReLU``, ``LeakyReLU``, ``ELU``, ``Sigmoid``, ``Tanh``, ``Softmax``,
+``LogSoftmax``, ...) are generated from the table in :mod:`pydl.ops`.
+
+Speed: a training step or prediction that the engine (:mod:`pydl.engine`) replays runs a Linear
+followed by a fusable activation as ONE fused kernel call (bias and activation in the GEMM
+epilogue, backward from the saved output), bit-identical to running the two layers one by one.
 """
 
 import math
@@ -19,10 +22,11 @@ import numpy as np
 
 from . import functional as F
 from . import random as _random
-from .tensor import Tensor
+from .ops import ACTIVATIONS, ActivationOp
+from .tensor import Tensor, _tape
 
-__all__ = ["ELU", "Dropout", "LeakyReLU", "Linear", "Module", "Parameter", "ReLU", "Sequential",
-           "Sigmoid", "Softmax", "Tanh"]
+__all__ = ["Dropout", "Linear", "Module", "Parameter", "Sequential"] + \
+    [row.module for row in ACTIVATIONS]
 
 
 class Parameter(Tensor):
@@ -49,6 +53,10 @@ class Parameter(Tensor):
     def __repr__(self):
         return "Parameter containing:\n" + super().__repr__()
 
+
+# Bumped by every Module attribute assignment or deletion: part of the engine's replay key, so a
+# replaced layer or a changed hyper-parameter (e.g. Dropout.p) records the step anew.
+_structure_version = 0
 
 _IncompatibleKeys = namedtuple("IncompatibleKeys", ["missing_keys", "unexpected_keys"])
 
@@ -77,6 +85,8 @@ class Module:
         object.__setattr__(self, "training", True)
 
     def __setattr__(self, name, value):
+        global _structure_version
+        _structure_version += 1
         params = self.__dict__.get("_parameters")
         if params is None:
             raise AttributeError(f"cannot assign {name!r} before Module.__init__() is called "
@@ -101,6 +111,8 @@ class Module:
         object.__setattr__(self, name, value)
 
     def __delattr__(self, name):
+        global _structure_version
+        _structure_version += 1
         self._parameters.pop(name, None)
         self._modules.pop(name, None)
         object.__delattr__(self, name)
@@ -108,7 +120,15 @@ class Module:
     def forward(self, *args, **kwargs):
         raise NotImplementedError(f"{type(self).__name__} must define forward()")
 
+    # False for a module whose forward has Python side effects the engine must not skip (e.g.
+    # logging its inputs): steps that call it then run eagerly every time (see pydl.engine).
+    replayable = True
+
     def __call__(self, *args, **kwargs):
+        if not self.replayable:
+            rec = _tape.recorder
+            if rec is not None:
+                rec.fail(f"{type(self).__name__}.replayable is False")
         return self.forward(*args, **kwargs)
 
     # --- traversal ------------------------------------------------------------------------
@@ -333,107 +353,39 @@ class Linear(Module):
     def forward(self, x):
         return F.linear(self._input(x), self.weight, self.bias)
 
-    def _forward_fused(self, x, act):
-        """Run this layer and the activation module ``act`` as one fused kernel call."""
-        return F.linear(self._input(x), self.weight, self.bias, act._fused,
-                        negative_slope=getattr(act, "negative_slope", 0.01),
-                        alpha=getattr(act, "alpha", 1.0))
-
     def extra_repr(self):
         return (f"in_features={self.in_features}, out_features={self.out_features}, "
                 f"bias={self.bias is not None}")
 
 
-class ReLU(Module):
-    """Apply ``max(x, 0)`` elementwise (gradient 0 at 0)."""
+def _activation_module(row):
+    """Build the nn class of one activation row of :mod:`pydl.ops`."""
+    names = tuple(p.name for p in row.params)
 
-    _fused = "relu"
-
-    def forward(self, x):
-        return F.relu(x)
-
-
-class LeakyReLU(Module):
-    """Apply ``x if x > 0 else negative_slope * x``.
-
-    Args:
-        negative_slope: Slope for x < 0, >= 0. Default 0.01.
-    """
-
-    _fused = "leaky_relu"
-
-    def __init__(self, negative_slope=0.01):
-        super().__init__()
-        self.negative_slope = _nonnegative("negative_slope", negative_slope)
+    def __init__(self, *args, **kwargs):
+        Module.__init__(self)
+        values = row.check(row.module, row.resolve(row.module, args, kwargs))
+        for name, value in zip(names, values):
+            setattr(self, name, value)
 
     def forward(self, x):
-        return F.leaky_relu(x, self.negative_slope)
+        if not isinstance(x, Tensor):
+            x = Tensor(x)
+        return ActivationOp(row, tuple(getattr(self, n) for n in names))(x)
 
     def extra_repr(self):
-        return f"negative_slope={self.negative_slope}"
+        return ", ".join(f"{n}={getattr(self, n)}" for n in names)
+
+    args = "".join(f"\n        {p.name}: Default {p.default!r}." for p in row.params)
+    doc = f"Apply {row.summary}." + (f"\n\n    Args:{args}\n    " if args else "")
+    return type(row.module, (Module,), {
+        "__init__": __init__, "forward": forward, "extra_repr": extra_repr, "__doc__": doc,
+        "__module__": __name__, "activation": row})
 
 
-class ELU(Module):
-    """Apply ``x if x > 0 else alpha * (exp(x) - 1)``.
-
-    Args:
-        alpha: Scale for x < 0, >= 0. Default 1.0.
-    """
-
-    _fused = "elu"
-
-    def __init__(self, alpha=1.0):
-        super().__init__()
-        self.alpha = _nonnegative("alpha", alpha)
-
-    def forward(self, x):
-        return F.elu(x, self.alpha)
-
-    def extra_repr(self):
-        return f"alpha={self.alpha}"
-
-
-class Sigmoid(Module):
-    """Apply ``1 / (1 + exp(-x))`` elementwise."""
-
-    _fused = "sigmoid"
-
-    def forward(self, x):
-        return F.sigmoid(x)
-
-
-class Tanh(Module):
-    """Apply ``tanh(x)`` elementwise."""
-
-    _fused = "tanh"
-
-    def forward(self, x):
-        return F.tanh(x)
-
-
-class Softmax(Module):
-    """Apply softmax along ``axis``.
-
-    Args:
-        axis: The axis that sums to 1. Default -1.
-    """
-
-    def __init__(self, axis=-1):
-        super().__init__()
-        self.axis = axis
-
-    def forward(self, x):
-        return F.softmax(x, self.axis)
-
-    def extra_repr(self):
-        return f"axis={self.axis}"
-
-
-def _nonnegative(name, value):
-    v = float(value)
-    if not v >= 0.0:  # also rejects NaN
-        raise ValueError(f"{name} must be >= 0, got {value!r}")
-    return v
+for _row in ACTIVATIONS:
+    globals()[_row.module] = _activation_module(_row)
+del _row
 
 
 class Dropout(Module):
@@ -471,8 +423,7 @@ class Sequential(Module):
     Layers are registered under ``"0"``, ``"1"``, ... (or the names of an OrderedDict passed as
     the only argument), which gives PyTorch's ``state_dict`` keys. ``len``, iteration,
     ``model[i]`` (by position, negative allowed) and ``model[a:b]`` (a new Sequential sharing the
-    same layer objects and keeping their names) work as in PyTorch. A Linear directly followed by
-    ReLU/LeakyReLU/ELU/Sigmoid/Tanh runs as one fused kernel call (identical results).
+    same layer objects and keeping their names) work as in PyTorch.
 
     Args:
         *layers: Modules, or one OrderedDict of name -> Module.
@@ -494,7 +445,6 @@ class Sequential(Module):
             items = [(str(i), layer) for i, layer in enumerate(layers)]
         for name, layer in items:
             self._add(name, layer)
-        self._build_plan()
 
     def _add(self, name, layer):
         if not isinstance(layer, Module):
@@ -502,41 +452,15 @@ class Sequential(Module):
                             f"{type(layer).__name__}")
         setattr(self, name, layer)
 
-    def _build_plan(self):
-        """Precompute the call sequence, pairing each Linear with a following fusable activation."""
-        layers = list(self._modules.values())
-        plan = []
-        i = 0
-        while i < len(layers):
-            layer = layers[i]
-            nxt = layers[i + 1] if i + 1 < len(layers) else None
-            if (type(layer) is Linear and nxt is not None
-                    and type(nxt) in (ReLU, LeakyReLU, ELU, Sigmoid, Tanh)):
-                plan.append((layer._forward_fused, nxt))
-                i += 2
-            else:
-                plan.append((layer, None))
-                i += 1
-        object.__setattr__(self, "_plan", plan)
-
-    def __setattr__(self, name, value):
-        super().__setattr__(name, value)
-        if name in self._modules and "_plan" in self.__dict__:
-            self._build_plan()  # a layer was replaced: re-pair Linear + activation
-
-    def __delattr__(self, name):
-        super().__delattr__(name)
-        self._build_plan()
-
     def append(self, layer):
         """Add a layer at the end (named ``str(len(self))``); return self."""
         self._add(str(len(self)), layer)
-        self._build_plan()
         return self
 
     def forward(self, x):
-        for fn, act in self._plan:
-            x = fn(x) if act is None else fn(x, act)
+        for layer in self._modules.values():
+            if layer is not None:
+                x = layer(x)
         return x
 
     def __len__(self):

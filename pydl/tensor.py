@@ -1,49 +1,70 @@
-"""Tensors with reverse-mode automatic differentiation.
+"""Tensors with reverse-mode automatic differentiation, and the op protocol.
 
 A :class:`Tensor` wraps a float32 or float64 numpy array (``.data``). Every operation on tensors
-that require gradients records one graph node: the output tensor keeps its parents and a backward
-closure that sits right beside the forward code. ``loss.backward()`` walks the graph once in
+that require gradients records one graph node: the output tensor keeps its operands and its op,
+whose ``backward`` sits right beside its ``forward``. ``loss.backward()`` walks the graph once in
 reverse topological order (computed iteratively, so deep graphs do not hit the recursion limit),
-runs each node's closure after all of its consumers, accumulates into the ``.grad`` of leaf tensors
-and then frees the graph (closures and parent links are dropped).
+runs each node's backward after all of its consumers, accumulates into the ``.grad`` of leaf
+tensors and then frees the graph.
 
-Adding an op (the extension mechanism)
---------------------------------------
-``Tensor._make(data, parents, backward) -> Tensor`` records a new op::
+Defining an op (the protocol every op of pydl follows)
+-------------------------------------------------------
+An op is a subclass of :class:`Op`. Its constructor takes the op's parameters; calling the
+instance on operands runs it and returns the output Tensor::
 
-    def scale_shift(x, w):                      # y = x * w + 1
-        y = x.data * w.data + 1
+    class ScaleShift(Op):                       # y = x * w + c
+        def __init__(self, c=1.0):
+            self.c = c                          # parameters: plain attributes
 
-        def backward(g):                        # g: dL/dy, an array shaped like y
-            dx = g * w.data if x.requires_grad else None
-            dw = (g * x.data).sum() if w.requires_grad else None
-            return dx, dw                       # one entry per parent, None = no gradient
+        def forward(self, x, w):                # numpy arrays in (Tensor operands unwrapped)
+            self.x, self.w = x, w               # keep what backward needs, as attributes
+            self.y = np.multiply(x, w, out=self.y)
+            self.y += self.c
+            return self.y                       # one ndarray out
 
-        return Tensor._make(y, (x, w), backward)
+        def backward(self, g):                  # g = dL/dy, shaped like y; never modify it
+            dx = g * self.w if self.needs_grad[0] else None
+            dw = (g * self.x).sum() if self.needs_grad[1] else None
+            return dx, dw                       # one entry per operand (None = no gradient)
 
-- ``data``: the forward result (an ndarray, float32 or float64); ``parents``: a tuple of Tensors.
-- ``backward(g)`` is called at most once, with the gradient of the loss w.r.t. the output. It
-  returns a tuple with one gradient per parent (shaped like that parent; any float dtype, cast to
-  the parent's dtype) or ``None`` for parents that need none. Skip work for parents whose
-  ``requires_grad`` is False: that is how frozen parameters cost nothing. ``g`` may be read-only or
-  shared with other nodes: never modify it in place.
-- A backward may instead add a gradient straight into a LEAF parent's buffer with
-  :func:`accumulate_grad` (or a kernel writing into ``leaf_grad_buffer(p)``) and return ``None``
-  for it; F.linear does this so dW is accumulated by the GEMM itself.
-- If no parent requires grad, or grad mode is off (:class:`no_grad`), no node is recorded and the
-  closure is simply dropped.
+    y = ScaleShift(c=1.0)(x, w)                 # x, w: Tensors (or arrays: constants)
+
+- Operands are Tensors (differentiable when they require grad) or plain numpy arrays / None for
+  non-differentiable inputs such as integer labels or embedding indices (convert and validate
+  those INSIDE ``forward``, so each replay checks the new batch exactly as eager code does).
+- ``self.needs_grad`` (one bool per operand) and ``self.inputs`` (the operands) are set before
+  ``forward`` runs. Skip gradient work for operands that do not need it: that is how frozen
+  parameters cost nothing.
+- Everything backward needs (several saved arrays, masks, statistics) is just an attribute.
+- Buffers: class attributes default to None, so ``self.y = kernel(x, out=self.y)`` allocates on
+  the first run and writes in place when the same instance runs again. The engine
+  (:mod:`pydl.engine`) records a step as the list of op instances it ran and REPLAYS it by calling
+  their ``forward`` and ``backward`` again on the same (refilled) input arrays; ops that reuse
+  their buffers this way make the replay allocation-free, and any op gives the same bits as eager
+  execution because it is the same code.
+- Ops whose output is a view of an input set ``view = True`` (replay need not re-run them).
+- A backward may add a gradient straight into a LEAF operand's buffer with
+  :func:`accumulate_grad` (or a kernel writing into ``leaf_grad_buffer(t)``) and return None for
+  it; the linear op does this so dW is accumulated by the GEMM itself.
+- Under :class:`no_grad`, or when no operand requires grad, no node is recorded.
+
+``Tensor._make(data, parents, backward)`` remains for one-off ops written as a forward result
+plus a backward closure; the engine cannot re-run such a closure, so a step that uses one runs
+eagerly every time (logged at debug level by :mod:`pydl.engine`).
 
 Grad mode is thread-local: ``with no_grad():`` in one thread does not affect another.
 """
 
+import abc
 import functools
+import math
 import threading
 
 import numpy as np
 
 from . import kernels
 
-__all__ = ["Tensor", "tensor", "no_grad", "is_grad_enabled", "accumulate_grad",
+__all__ = ["Op", "Tensor", "tensor", "no_grad", "is_grad_enabled", "accumulate_grad",
            "leaf_grad_buffer"]
 
 _FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
@@ -58,6 +79,14 @@ class _GradMode(threading.local):
 
 
 _grad_mode = _GradMode()
+
+
+class _Tape(threading.local):
+    # The engine's recorder while it records a step in this thread (see pydl.engine), else None.
+    recorder = None
+
+
+_tape = _Tape()
 
 
 def is_grad_enabled():
@@ -144,11 +173,17 @@ def _unbroadcast(g, shape):
 def accumulate_grad(t, g):
     """Add gradient g into the leaf tensor t's ``.grad`` (in place once the buffer exists).
 
-    The first gradient is copied into a fresh C-contiguous buffer of t's dtype, so ``.grad`` never
-    aliases an array that some op still holds.
+    The first gradient is copied into a fresh C-contiguous buffer of t's dtype (or into the
+    buffer the engine lends while it replays a step), so ``.grad`` never aliases an array that
+    some op still holds.
     """
     if t.grad is None:
-        t.grad = np.array(g, dtype=t.data.dtype)
+        buf = t._gbuf
+        if buf is None:
+            t.grad = np.array(g, dtype=t.data.dtype)
+        else:
+            np.copyto(buf, g, casting="unsafe")
+            t.grad = buf
     else:
         t.grad += g
 
@@ -160,7 +195,12 @@ def leaf_grad_buffer(t):
     (e.g. ``kernels.l2_penalty_backward(leaf_grad_buffer(w), w.data, wd)``).
     """
     if t.grad is None:
-        t.grad = np.zeros_like(t.data)
+        buf = t._gbuf
+        if buf is None:
+            t.grad = np.zeros_like(t.data)
+        else:
+            buf.fill(0)
+            t.grad = buf
     return t.grad
 
 
@@ -168,11 +208,21 @@ def _matmul_into_grad(t, a, b, trans_a=False, trans_b=False):
     """Accumulate op(a) @ op(b) into leaf t's gradient with the GEMM itself (no temporary)."""
     buf = t.grad
     if buf is None:
-        t.grad = kernels.matmul(a, b, trans_a=trans_a, trans_b=trans_b)
+        t.grad = kernels.matmul(a, b, trans_a=trans_a, trans_b=trans_b, out=t._gbuf)
     elif buf.flags.c_contiguous and buf.flags.writeable and buf.dtype == a.dtype:
         kernels.matmul(a, b, trans_a=trans_a, trans_b=trans_b, out=buf, accumulate=True)
     else:
         buf += kernels.matmul(a, b, trans_a=trans_a, trans_b=trans_b)
+
+
+def _sum_rows_into_grad(t, g):
+    """Accumulate g.sum(axis=0) into leaf t's gradient (into the engine's buffer when lent)."""
+    buf = t._gbuf
+    if t.grad is None and buf is not None:
+        np.add.reduce(g, axis=0, out=buf)
+        t.grad = buf
+    else:
+        accumulate_grad(t, g.sum(axis=0))
 
 
 def _freed(g):
@@ -191,7 +241,292 @@ def _as_operand(x, like):
                         f"Tensor operation")
     if arr.dtype != like.data.dtype:
         arr = arr.astype(like.data.dtype)
-    return Tensor(arr)
+    t = Tensor(arr)
+    rec = _tape.recorder
+    if rec is not None and type(x) in (int, float):
+        rec.constant(t)  # a number written in the code: the same in every replay
+    return t
+
+
+def _arr(v):
+    """Return v as an ndarray (numpy gives scalars, not 0-d arrays, for 0-d results)."""
+    return v if type(v) is np.ndarray else np.asarray(v)
+
+
+class Op(abc.ABC):
+    """One differentiable operation: ``forward`` on arrays with ``backward`` beside it.
+
+    Subclasses define ``forward(*arrays) -> ndarray`` and ``backward(g) -> tuple`` (one gradient
+    or None per operand); the module docstring gives the full protocol and an example. Call an
+    instance on its operands to run it: ``Exp()(x)``. Each call needs a NEW instance (it holds the
+    values saved for backward); the engine re-runs recorded instances on refilled buffers.
+
+    Attributes:
+        needs_grad: One bool per operand: whether backward must produce its gradient.
+        inputs: The operands of the call (Tensors, arrays or None).
+        view: Class flag; True when the output is a view of an input (replay skips forward).
+    """
+
+    view = False
+    needs_grad = ()
+    inputs = ()
+
+    @abc.abstractmethod
+    def forward(self, *arrays):
+        """Return the output array for the operands' arrays (save what backward needs)."""
+
+    @abc.abstractmethod
+    def backward(self, g):
+        """Return one gradient (or None) per operand for the output gradient g."""
+
+    def __call__(self, *operands):
+        grad_on = _grad_mode.enabled
+        arrays = []
+        needs = []
+        record = False
+        for o in operands:
+            if isinstance(o, Tensor):
+                arrays.append(o.data)
+                n = grad_on and o.requires_grad
+                record = record or n
+                needs.append(n)
+            else:
+                arrays.append(o)
+                needs.append(False)
+        self.needs_grad = tuple(needs)
+        self.inputs = operands
+        y = self.forward(*arrays)
+        t = object.__new__(Tensor)
+        t.data = y if type(y) is np.ndarray else np.asarray(y)
+        t.grad = None
+        t._gbuf = None
+        if record:
+            t.requires_grad = True
+            t._parents = operands
+            t._backward = self.backward
+        else:
+            t.requires_grad = False
+            t._parents = ()
+            t._backward = None
+        rec = _tape.recorder
+        if rec is not None:
+            rec.log(self, t)
+        return t
+
+    def __repr__(self):
+        return f"{type(self).__name__}()"
+
+
+class _Add(Op):
+    y = None
+
+    def forward(self, a, b):
+        self.shapes = a.shape, b.shape
+        self.y = _arr(np.add(a, b, out=self.y))
+        return self.y
+
+    def backward(self, g):
+        na, nb = self.needs_grad
+        return (_unbroadcast(g, self.shapes[0]) if na else None,
+                _unbroadcast(g, self.shapes[1]) if nb else None)
+
+
+class _Sub(Op):
+    y = None
+
+    def forward(self, a, b):
+        self.shapes = a.shape, b.shape
+        self.y = _arr(np.subtract(a, b, out=self.y))
+        return self.y
+
+    def backward(self, g):
+        na, nb = self.needs_grad
+        return (_unbroadcast(g, self.shapes[0]) if na else None,
+                -_unbroadcast(g, self.shapes[1]) if nb else None)
+
+
+class _Mul(Op):
+    y = None
+
+    def forward(self, a, b):
+        self.a, self.b = a, b
+        self.y = _arr(np.multiply(a, b, out=self.y))
+        return self.y
+
+    def backward(self, g):
+        na, nb = self.needs_grad
+        return (_unbroadcast(g * self.b, self.a.shape) if na else None,
+                _unbroadcast(g * self.a, self.b.shape) if nb else None)
+
+
+class _Div(Op):
+    y = None
+
+    def forward(self, a, b):
+        self.a, self.b = a, b
+        self.y = _arr(np.true_divide(a, b, out=self.y))
+        return self.y
+
+    def backward(self, g):
+        na, nb = self.needs_grad
+        b = self.b
+        return (_unbroadcast(g / b, self.a.shape) if na else None,
+                _unbroadcast(-g * self.y / b, b.shape) if nb else None)
+
+
+class _Neg(Op):
+    y = None
+
+    def forward(self, a):
+        self.y = _arr(np.negative(a, out=self.y))
+        return self.y
+
+    def backward(self, g):
+        return (-g,)
+
+
+class _Pow(Op):
+    y = None
+
+    def __init__(self, exponent):
+        self.p = exponent
+
+    def forward(self, a):
+        self.a = a
+        self.y = _arr(np.power(a, self.p, out=self.y))
+        return self.y
+
+    def backward(self, g):
+        p = self.p
+        return (g * (p * self.a ** (p - 1)),)
+
+
+class _MatMul2d(Op):
+    """2-D ``a @ b`` through the GEMM kernel; dB of a leaf accumulates inside the GEMM."""
+
+    y = None
+
+    def forward(self, a, b):
+        self.a, self.b = a, b
+        self.y = kernels.matmul(a, b, out=self.y)
+        return self.y
+
+    def backward(self, g):
+        na, nb = self.needs_grad
+        da = kernels.matmul(g, self.b, trans_b=True) if na else None
+        if not nb:
+            return da, None
+        bt = self.inputs[1]
+        if bt._backward is None:
+            _matmul_into_grad(bt, self.a, g, trans_a=True)
+            return da, None
+        return da, kernels.matmul(self.a, g, trans_a=True)
+
+
+class _MatMul(Op):
+    """numpy's ``a @ b`` for 1-D and batched operands (broadcast batch dims reduced)."""
+
+    y = None
+
+    def forward(self, a, b):
+        self.a, self.b = a, b
+        self.y = _arr(np.matmul(a, b, out=self.y))
+        return self.y
+
+    def backward(self, g):
+        ad, bd = self.a, self.b
+        # Lift 1-D operands to matrices as numpy does, then reduce broadcast batch dims.
+        a2 = ad[None, :] if ad.ndim == 1 else ad
+        b2 = bd[:, None] if bd.ndim == 1 else bd
+        g2 = np.expand_dims(g, -1) if bd.ndim == 1 else g
+        if ad.ndim == 1:
+            g2 = np.expand_dims(g2, -2)
+        da = db = None
+        if self.needs_grad[0]:
+            da = _unbroadcast(g2 @ np.swapaxes(b2, -1, -2), a2.shape).reshape(ad.shape)
+        if self.needs_grad[1]:
+            db = _unbroadcast(np.swapaxes(a2, -1, -2) @ g2, b2.shape).reshape(bd.shape)
+        return da, db
+
+
+class _Sum(Op):
+    y = None
+
+    def __init__(self, axis, keepdims):
+        self.axis, self.keepdims = axis, keepdims
+
+    def forward(self, a):
+        self.shape = a.shape
+        self.y = _arr(np.sum(a, axis=self.axis, keepdims=self.keepdims, out=self.y))
+        return self.y
+
+    def backward(self, g):
+        if self.axis is not None and not self.keepdims:
+            g = np.expand_dims(g, self.axis)
+        return (np.broadcast_to(g, self.shape),)
+
+
+class _Reshape(Op):
+    view = True
+
+    def __init__(self, shape):
+        self.shape = shape
+
+    def forward(self, a):
+        self.in_shape = a.shape
+        return a.reshape(self.shape)
+
+    def backward(self, g):
+        return (g.reshape(self.in_shape),)
+
+
+class _Transpose(Op):
+    view = True
+
+    def forward(self, a):
+        return a.T
+
+    def backward(self, g):
+        return (g.T,)
+
+
+class _GetItem(Op):
+    def __init__(self, index):
+        self.index = index
+
+    def forward(self, a):
+        self.a = a
+        y = a[self.index]
+        self.view = np.may_share_memory(y, a)  # basic indexing: a view of the input
+        return y
+
+    def backward(self, g):
+        da = np.zeros_like(self.a)
+        np.add.at(da, self.index, g)
+        return (da,)
+
+
+class _Exp(Op):
+    y = None
+
+    def forward(self, a):
+        self.y = _arr(np.exp(a, out=self.y))
+        return self.y
+
+    def backward(self, g):
+        return (g * self.y,)
+
+
+class _Log(Op):
+    y = None
+
+    def forward(self, a):
+        self.a = a
+        self.y = _arr(np.log(a, out=self.y))
+        return self.y
+
+    def backward(self, g):
+        return (g / self.a,)
 
 
 class Tensor:
@@ -210,7 +545,8 @@ class Tensor:
             strings).
     """
 
-    __slots__ = ("data", "grad", "requires_grad", "_parents", "_backward", "__weakref__")
+    # _gbuf: a gradient buffer the engine lends for reuse while it replays a step (else None).
+    __slots__ = ("data", "grad", "requires_grad", "_parents", "_backward", "_gbuf", "__weakref__")
     # Make numpy defer to our reflected operators for ``ndarray + Tensor``.
     __array_ufunc__ = None
 
@@ -220,6 +556,10 @@ class Tensor:
         self.requires_grad = bool(requires_grad)
         self._parents = ()
         self._backward = None
+        self._gbuf = None
+        rec = _tape.recorder
+        if rec is not None:
+            rec.created(self)
 
     @staticmethod
     def _make(data, parents, backward):
@@ -228,6 +568,10 @@ class Tensor:
         # numpy returns scalars, not 0-d arrays, from most ops on 0-d inputs.
         t.data = data if type(data) is np.ndarray else np.asarray(data)
         t.grad = None
+        t._gbuf = None
+        rec = _tape.recorder
+        if rec is not None:
+            rec.opaque(t, "Tensor._make (a closure the engine cannot re-run)")
         if _grad_mode.enabled:
             for p in parents:
                 if p.requires_grad:
@@ -258,8 +602,14 @@ class Tensor:
         """True for tensors not produced by a recorded op (parameters, inputs, constants)."""
         return self._backward is None
 
+    def _read(self):
+        rec = _tape.recorder
+        if rec is not None:
+            rec.read(self)
+
     def numpy(self):
         """Return the underlying array (shared, not copied)."""
+        self._read()
         return self.data
 
     def item(self):
@@ -267,6 +617,7 @@ class Tensor:
         if self.data.size != 1:
             raise ValueError(f"item: only one-element tensors can be converted to a Python "
                              f"number, got shape {self.data.shape}")
+        self._read()
         return self.data.item()
 
     def detach(self):
@@ -274,6 +625,7 @@ class Tensor:
         return Tensor(self.data)
 
     def __array__(self, dtype=None, copy=None):
+        self._read()
         if dtype is not None and dtype != self.data.dtype:
             return self.data.astype(dtype)
         return self.data.copy() if copy else self.data
@@ -358,7 +710,8 @@ class Tensor:
         while stack:
             node, parents = stack[-1]
             for p in parents:
-                if p._backward is not None and p.requires_grad and p not in seen:
+                if (isinstance(p, Tensor) and p._backward is not None and p.requires_grad
+                        and p not in seen):
                     seen.add(p)
                     stack.append((p, iter(p._parents)))
                     break
@@ -368,120 +721,50 @@ class Tensor:
         order.reverse()
         return order
 
-    # --- arithmetic -------------------------------------------------------------------------
+    # --- arithmetic (each operator is one Op from above) -------------------------------------
     def __add__(self, other):
-        a, b = self, _as_operand(other, self)
-
-        def backward(g):
-            return (_unbroadcast(g, a.data.shape) if a.requires_grad else None,
-                    _unbroadcast(g, b.data.shape) if b.requires_grad else None)
-
-        return Tensor._make(a.data + b.data, (a, b), backward)
+        return _Add()(self, _as_operand(other, self))
 
     def __radd__(self, other):
-        return _as_operand(other, self).__add__(self)
+        return _Add()(_as_operand(other, self), self)
 
     def __sub__(self, other):
-        a, b = self, _as_operand(other, self)
-
-        def backward(g):
-            return (_unbroadcast(g, a.data.shape) if a.requires_grad else None,
-                    -_unbroadcast(g, b.data.shape) if b.requires_grad else None)
-
-        return Tensor._make(a.data - b.data, (a, b), backward)
+        return _Sub()(self, _as_operand(other, self))
 
     def __rsub__(self, other):
-        return _as_operand(other, self).__sub__(self)
+        return _Sub()(_as_operand(other, self), self)
 
     def __mul__(self, other):
-        a, b = self, _as_operand(other, self)
-
-        def backward(g):
-            return (_unbroadcast(g * b.data, a.data.shape) if a.requires_grad else None,
-                    _unbroadcast(g * a.data, b.data.shape) if b.requires_grad else None)
-
-        return Tensor._make(a.data * b.data, (a, b), backward)
+        return _Mul()(self, _as_operand(other, self))
 
     def __rmul__(self, other):
-        return _as_operand(other, self).__mul__(self)
+        return _Mul()(_as_operand(other, self), self)
 
     def __truediv__(self, other):
-        a, b = self, _as_operand(other, self)
-        out = a.data / b.data
-
-        def backward(g):
-            return (_unbroadcast(g / b.data, a.data.shape) if a.requires_grad else None,
-                    _unbroadcast(-g * out / b.data, b.data.shape) if b.requires_grad else None)
-
-        return Tensor._make(out, (a, b), backward)
+        return _Div()(self, _as_operand(other, self))
 
     def __rtruediv__(self, other):
-        return _as_operand(other, self).__truediv__(self)
+        return _Div()(_as_operand(other, self), self)
 
     def __neg__(self):
-        return Tensor._make(-self.data, (self,), lambda g: (-g,))
+        return _Neg()(self)
 
     def __pow__(self, exponent):
         if isinstance(exponent, Tensor) or not isinstance(exponent, (int, float, np.number)):
             raise TypeError(f"pow: only Python/numpy scalar exponents are supported, got "
                             f"{type(exponent).__name__}")
-        a, p = self, exponent
-
-        def backward(g):
-            return (g * (p * a.data ** (p - 1)),)
-
-        return Tensor._make(a.data ** p, (a,), backward)
+        return _Pow(exponent)(self)
 
     def __matmul__(self, other):
-        a, b = self, _as_operand(other, self)
-        ad, bd = a.data, b.data
-        if ad.ndim == 2 and bd.ndim == 2 and ad.dtype == bd.dtype:
-            def backward(g):
-                da = kernels.matmul(g, bd, trans_b=True) if a.requires_grad else None
-                if not b.requires_grad:
-                    return da, None
-                if b._backward is None:
-                    _matmul_into_grad(b, ad, g, trans_a=True)
-                    return da, None
-                return da, kernels.matmul(ad, g, trans_a=True)
-
-            return Tensor._make(kernels.matmul(ad, bd), (a, b), backward)
-
-        if ad.ndim == 0 or bd.ndim == 0:
-            raise ValueError(f"matmul: both operands need at least 1 dimension, got shapes "
-                             f"{ad.shape} and {bd.shape}")
-
-        def backward(g):
-            # Lift 1-D operands to matrices as numpy does, then reduce broadcast batch dims.
-            a2 = ad[None, :] if ad.ndim == 1 else ad
-            b2 = bd[:, None] if bd.ndim == 1 else bd
-            g2 = np.expand_dims(g, -1) if bd.ndim == 1 else g
-            if ad.ndim == 1:
-                g2 = np.expand_dims(g2, -2)
-            da = db = None
-            if a.requires_grad:
-                da = _unbroadcast(g2 @ np.swapaxes(b2, -1, -2), a2.shape).reshape(ad.shape)
-            if b.requires_grad:
-                db = _unbroadcast(np.swapaxes(a2, -1, -2) @ g2, b2.shape).reshape(bd.shape)
-            return da, db
-
-        return Tensor._make(ad @ bd, (a, b), backward)
+        return _matmul(self, _as_operand(other, self))
 
     def __rmatmul__(self, other):
-        return _as_operand(other, self).__matmul__(self)
+        return _matmul(_as_operand(other, self), self)
 
     # --- reductions and shape ---------------------------------------------------------------
     def sum(self, axis=None, keepdims=False):
         """Sum over `axis` (None = all, an int or a tuple), keeping reduced dims if `keepdims`."""
-        a = self
-        shape = a.data.shape
-
-        def backward(g):
-            if axis is not None and not keepdims:
-                g = np.expand_dims(g, axis)
-            return (np.broadcast_to(g, shape),)
-
-        return Tensor._make(a.data.sum(axis=axis, keepdims=keepdims), (a,), backward)
+        return _Sum(axis, keepdims)(self)
 
     def mean(self, axis=None, keepdims=False):
         """Average over `axis` (None = all, an int or a tuple), keeping reduced dims if asked."""
@@ -493,76 +776,44 @@ class Tensor:
             count = 1
             for ax in axes:
                 count *= shape[ax]
-        return self.sum(axis=axis, keepdims=keepdims) * (1.0 / count if count else np.nan)
+        return self.sum(axis=axis, keepdims=keepdims) * (1.0 / count if count else math.nan)
 
     def reshape(self, *shape):
         """Return a tensor with the same data and a new shape: ``reshape(2, 3)`` or ``((2, 3))``."""
         if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
             shape = tuple(shape[0])
-        in_shape = self.data.shape
-        return Tensor._make(self.data.reshape(shape), (self,),
-                            lambda g: (g.reshape(in_shape),))
+        return _Reshape(shape)(self)
 
     @property
     def T(self):
         """The tensor with its axes reversed (the transpose of a matrix)."""
-        return Tensor._make(self.data.T, (self,), lambda g: (g.T,))
+        return _Transpose()(self)
 
     def __getitem__(self, index):
         """Index like numpy (basic and advanced indexing); repeated indices accumulate grads."""
-        a = self
-
-        def backward(g):
-            da = np.zeros_like(a.data)
-            np.add.at(da, index, g)
-            return (da,)
-
-        return Tensor._make(a.data[index], (a,), backward)
+        return _GetItem(index)(self)
 
     # --- elementwise math ---------------------------------------------------------------------
     def exp(self):
         """Return e ** x elementwise."""
-        y = np.exp(self.data)
-        return Tensor._make(y, (self,), lambda g: (g * y,))
+        return _Exp()(self)
 
     def log(self):
         """Return the natural logarithm elementwise."""
-        x = self.data
-        return Tensor._make(np.log(x), (self,), lambda g: (g / x,))
+        return _Log()(self)
 
-    # --- activations (C++ forward kernel, backward kernel from the forward output) -----------
-    def _activation(self, forward, backward_kernel, *params):
-        y = forward(self.data, *params)
-        return Tensor._make(y, (self,), lambda g: (backward_kernel(g, y, *params),))
+    # The activations (relu, leaky_relu, elu, sigmoid, tanh, softmax, log_softmax, gelu, silu)
+    # are methods too; pydl.ops adds them from its table.
 
-    def relu(self):
-        """Return max(x, 0) elementwise (the gradient at 0 is 0)."""
-        return self._activation(kernels.relu, kernels.relu_backward)
 
-    def leaky_relu(self, negative_slope=0.01):
-        """Return x for x > 0 and negative_slope * x otherwise (negative_slope >= 0)."""
-        return self._activation(kernels.leaky_relu, kernels.leaky_relu_backward,
-                                negative_slope)
-
-    def elu(self, alpha=1.0):
-        """Return x for x > 0 and alpha * (exp(x) - 1) otherwise (alpha >= 0)."""
-        return self._activation(kernels.elu, kernels.elu_backward, alpha)
-
-    def sigmoid(self):
-        """Return 1 / (1 + exp(-x)) elementwise."""
-        return self._activation(kernels.sigmoid, kernels.sigmoid_backward)
-
-    def tanh(self):
-        """Return tanh(x) elementwise."""
-        return self._activation(kernels.tanh, kernels.tanh_backward)
-
-    def softmax(self, axis=-1):
-        """Return exp(x) / sum(exp(x)) along `axis` (default -1), computed stably."""
-        return self._activation(kernels.softmax, kernels.softmax_backward, axis)
-
-    def log_softmax(self, axis=-1):
-        """Return x - logsumexp(x) along `axis` (default -1), computed stably."""
-        return self._activation(kernels.log_softmax, kernels.log_softmax_backward, axis)
+def _matmul(a, b):
+    ad, bd = a.data, b.data
+    if ad.ndim == 2 and bd.ndim == 2 and ad.dtype == bd.dtype:
+        return _MatMul2d()(a, b)
+    if ad.ndim == 0 or bd.ndim == 0:
+        raise ValueError(f"matmul: both operands need at least 1 dimension, got shapes "
+                         f"{ad.shape} and {bd.shape}")
+    return _MatMul()(a, b)
 
 
 def tensor(data, requires_grad=False, dtype=None):

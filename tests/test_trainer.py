@@ -35,6 +35,8 @@ def make_trainer(model=None, lr=0.05, **kwargs):
 class Recorder(nn.Module):
     """Wrap a model and record (training flag, input batch) for every call."""
 
+    replayable = False  # a side effect in forward: the engine must run it for every batch
+
     def __init__(self, inner):
         super().__init__()
         self.inner = inner

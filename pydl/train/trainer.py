@@ -9,31 +9,12 @@ import numpy as np
 
 from .. import random as _random
 from ..metrics import accuracy_score
+from ..engine import CompiledForward, CompiledStep, NonFiniteLossError, first_non_finite
 from ..tensor import Tensor, no_grad
-from ._fast_step import SequentialStep
 from .callbacks import Callback
 from .history import History
 
 __all__ = ["NonFiniteLossError", "Trainer"]
-
-
-class NonFiniteLossError(RuntimeError):
-    """Raised by ``Trainer.fit`` when a training batch's loss or gradient is NaN or infinite.
-
-    The step that produced it updated nothing, so the model holds the weights of the last good
-    step.
-
-    Attributes:
-        history: The History of the finished epochs (also ``trainer.history``).
-        epoch: The epoch (0-based) of the bad batch.
-        batch: The batch index within that epoch.
-    """
-
-    def __init__(self, message, history, epoch, batch):
-        super().__init__(message)
-        self.history = history
-        self.epoch = epoch
-        self.batch = batch
 
 
 def _to_labels(logits, y):
@@ -117,12 +98,12 @@ class Trainer:
     NaN/Inf loss or gradient raises :class:`NonFiniteLossError` and the weights and optimizer
     state stay those of the last good step.
 
-    Speed: when the model is a plain ``nn.Sequential`` of ``Linear`` (optionally followed by a
-    fusable activation), and ``Dropout`` layers, the loss is ``CrossEntropyLoss`` and the labels
-    are int32/int64, ``fit`` runs each step as a recorded sequence of the same kernel calls the
-    autograd graph would make (bit-identical results, much less Python per batch). Its
-    gradient arrays are reused: ``p.grad`` after a step is overwritten by the next step, so copy
-    it if you keep it (e.g. in a callback). Anything else runs through the graph.
+    Speed: every step goes through :mod:`pydl.engine`: the first batch of each shape runs eagerly
+    while the step is recorded, later batches replay the recorded kernel calls (the same bits,
+    much less Python per batch), for any model, loss and optimizer; ``predict`` and
+    ``evaluate`` replay the eval-mode forward the same way. The gradient arrays are reused:
+    ``p.grad`` after a step is overwritten by the next step, so copy it if you keep it (e.g. in
+    a callback).
 
     Logged values (``History.history``, callback logs): ``loss`` is the size-weighted mean over
     the epoch's batches of the batch loss plus the penalty at that step; each metric is computed
@@ -199,12 +180,13 @@ class Trainer:
     # --- evaluation -----------------------------------------------------------------------
     def _forward_all(self, x, batch_size):
         """Return the eval-mode outputs for all of x, computed in batches without a graph."""
+        fwd = getattr(self, "_compiled_forward", None)
+        if fwd is None or fwd.model is not self.model:
+            fwd = self._compiled_forward = CompiledForward(self.model)
         was_training = self.model.training
         self.model.eval()
         try:
-            with no_grad():
-                outs = [np.asarray(self.model(Tensor(x[i:i + batch_size])).data)
-                        for i in range(0, len(x), batch_size)]
+            outs = [fwd(x[i:i + batch_size]) for i in range(0, len(x), batch_size)]
         finally:
             self.model.train(was_training)
         return np.concatenate(outs, axis=0) if outs else np.empty((0,), x.dtype)
@@ -348,19 +330,15 @@ class Trainer:
         for cb in callbacks:
             getattr(cb, hook)(*args)
 
-    def _fast_step(self, x, y):
-        """Return a SequentialStep for this epoch, or None to use the autograd graph."""
-        groups = getattr(self.optimizer, "param_groups", None)
-        if groups is None:
-            return None
-        step = SequentialStep.build(self.model, self.loss, x, y)
-        if step is None:
-            return None
-        # The step overwrites the gradients of the model's parameters instead of zeroing them:
-        # an optimizer parameter outside the model would keep a stale gradient.
+    def _engine_step(self):
+        """Return the recorded step of (model, loss), made once per Trainer and reused."""
+        step = getattr(self, "_compiled", None)
+        if step is None or step.model is not self.model or step.loss is not self.loss:
+            step = self._compiled = CompiledStep(self.model, self.loss)
         own = {id(p) for p in self.model.parameters()}
-        if any(id(p) not in own for group in groups for p in group["params"]):
-            return None
+        groups = getattr(self.optimizer, "param_groups", [])
+        # The step zeroes the model's gradients; the optimizer's other parameters need its own.
+        self._zero_optimizer = any(id(p) not in own for g in groups for p in g["params"])
         return step
 
     def _fit_epoch(self, epoch, epochs, x, y, x_val, y_val, batch_size, shuffle, callbacks,
@@ -384,11 +362,7 @@ class Trainer:
         end_cbs = [cb for cb in callbacks if _overrides(cb, "on_batch_end")]
         try:
             self.model.train()
-            fast = self._fast_step(x, y)
-            out_all = None
-            if fast is not None and self.metrics:
-                # The step writes each batch's logits straight into the epoch's output array.
-                out_all = np.empty((n, fast.ops[-1].layer.out_features), x.dtype)
+            step = self._engine_step()
             for b in range(n_batches):
                 lo = b * batch_size
                 hi = min(n, lo + batch_size)
@@ -397,13 +371,9 @@ class Trainer:
                 batch_logs = {"batch": b, "size": hi - lo}
                 if begin_cbs:
                     self._call(begin_cbs, "on_batch_begin", b, batch_logs)
-                if fast is not None:
-                    value = self._fast_batch(fast, xb, yb, epoch, b, history,
-                                             None if out_all is None else out_all[lo:hi])
-                else:
-                    value, out = self._step(xb, yb, epoch, b, history)
-                    if self.metrics:
-                        outs.append(out)
+                value = self._step(step, xb, yb, epoch, b, history)
+                if self.metrics:
+                    outs.append(step.output.copy())
                 total += value * (hi - lo)
                 batch_logs["loss"] = value
                 if end_cbs:
@@ -413,8 +383,7 @@ class Trainer:
                     bar.set_postfix_str(f"loss: {total / hi:.4f}", refresh=False)
             logs = {"loss": total / n}
             if self.metrics:
-                if out_all is None:
-                    out_all = np.concatenate(outs, axis=0)
+                out_all = np.concatenate(outs, axis=0)
                 y_seen = y[order] if shuffle else y
                 for name, fn in self.metrics:
                     logs[name] = float(fn(y_seen, out_all))
@@ -432,20 +401,6 @@ class Trainer:
                   f"{_fmt(logs)}", file=sys.stdout, flush=True)
         return logs
 
-    def _fast_batch(self, fast, xb, yb, epoch, batch, history, out):
-        """The step of ``_step`` through a SequentialStep (same results); return the loss value."""
-        reg = self.regularizer
-        value = fast.forward(xb, yb, out)
-        if reg is not None:
-            value += reg.penalty(self.model)
-        if not math.isfinite(value):
-            self._non_finite(value, epoch, batch, history)
-        fast.backward()
-        if reg is not None:
-            reg.add_gradients(self.model)
-        self.optimizer.step()
-        return value
-
     def _non_finite(self, value, epoch, batch, history):
         raise NonFiniteLossError(
             f"fit: the training loss became {value} at epoch {epoch} (0-based), batch "
@@ -454,30 +409,29 @@ class Trainer:
             f"trainer.history. Try a lower learning rate, check the data for NaN/Inf, or "
             f"clip the inputs.", history, epoch, batch)
 
-    def _step(self, xb, yb, epoch, batch, history):
-        """One optimisation step; return (loss value incl. penalty, detached outputs)."""
+    def _step(self, step, xb, yb, epoch, batch, history):
+        """One optimisation step through the engine; return the loss value incl. penalty."""
         model, reg = self.model, self.regularizer
-        self.optimizer.zero_grad()
-        model.zero_grad()
-        out = model(Tensor(xb))
-        loss = self.loss(out, yb)
-        value = float(loss.item())
+        if self._zero_optimizer:
+            self.optimizer.zero_grad()
+        value = step.forward(xb, yb)
         if reg is not None:
             value += reg.penalty(model)
         if not math.isfinite(value):
             self._non_finite(value, epoch, batch, history)
-        loss.backward()
+        step.backward()
         if reg is not None:
             reg.add_gradients(model)
         # A finite loss can still have a NaN/Inf gradient (e.g. sqrt or log at 0): updating with
         # it would poison every weight and the optimizer state before the next loss noticed.
-        for name, p in model.named_parameters():
-            if p.grad is not None and not np.isfinite(p.grad).all():
-                raise NonFiniteLossError(
-                    f"fit: the gradient of {name!r} became non-finite at epoch {epoch} "
-                    f"(0-based), batch {batch}, although the loss {value} is finite; training "
-                    f"stopped before updating, so the model and optimizer keep the state of the "
-                    f"last good step. Look for an operation with an infinite derivative (sqrt "
-                    f"or log at 0) or lower the learning rate.", history, epoch, batch)
+        bad = first_non_finite(step.trainable())
+        if bad is not None:
+            name = next(n for n, p in model.named_parameters() if p is bad)
+            raise NonFiniteLossError(
+                f"fit: the gradient of {name!r} became non-finite at epoch {epoch} "
+                f"(0-based), batch {batch}, although the loss {value} is finite; training "
+                f"stopped before updating, so the model and optimizer keep the state of the "
+                f"last good step. Look for an operation with an infinite derivative (sqrt "
+                f"or log at 0) or lower the learning rate.", history, epoch, batch)
         self.optimizer.step()
-        return value, (out.data.copy() if self.metrics else None)
+        return value
