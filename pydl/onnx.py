@@ -1,26 +1,33 @@
 """Export models to ONNX (``pip install "pydl[onnx]"`` brings the ``onnx`` package).
 
 :func:`export` runs the model once on a sample input of the given shape, in eval mode and
-without a graph, and writes each op it runs as ONNX nodes, with the parameters as initializers
-named by their ``state_dict`` keys. The file passes ``onnx.checker`` and runs in onnxruntime (or
-any ONNX runtime) with a dynamic batch dimension.
+without a graph, while the engine (:mod:`pydl.engine`) records every op it runs - so any Module
+exports, custom ``forward`` methods included - and writes each recorded op as ONNX nodes, with
+the parameters as initializers named by their ``state_dict`` keys. The file passes
+``onnx.checker`` and runs in onnxruntime (or any ONNX runtime) with a dynamic batch dimension.
 
 How pydl ops become ONNX nodes (eval semantics):
 
-=====================  ============================================================
-pydl                   ONNX
-=====================  ============================================================
-Linear                 ``Gemm`` (transB=1) on 2-D inputs; ``MatMul`` + ``Add`` on
-                       (batch, ..., features) inputs
-ReLU / LeakyReLU       ``Relu`` / ``LeakyRelu`` (alpha = negative_slope)
-ELU                    ``Elu`` (alpha)
-Sigmoid / Tanh         ``Sigmoid`` / ``Tanh``
-Softmax(axis)          ``Softmax`` (axis)
-Dropout                removed (the identity in eval mode)
-=====================  ============================================================
+=============================  =====================================================
+pydl                           ONNX
+=============================  =====================================================
+Linear / F.linear              ``Gemm`` (transB=1); inputs of rank > 2 are merged to
+                               2-D and split again with ``Reshape``, as pydl does
+activations (pydl.ops)         the node in the row's ``onnx`` field: ``Relu``,
+                               ``LeakyRelu``, ``Elu``, ``Sigmoid``, ``Tanh``,
+                               ``Softmax``, ``LogSoftmax``
+Dropout                        removed (the identity in eval mode)
+``+ - * / @ **``, unary ``-``  ``Add Sub Mul Div MatMul Pow Neg``
+exp, log, sum, mean            ``Exp``, ``Log``, ``ReduceSum`` (mean: ``ReduceSum``
+                               times a constant)
+reshape                        ``Reshape`` with the batch in the leading dimension
+=============================  =====================================================
 
 A Linear followed by an activation is a ``Gemm`` followed by the activation node (ONNX has no
-fused form; runtimes fuse them themselves).
+fused form; runtimes fuse them themselves). Ops without a mapping (indexing, transposes, ops
+defined with ``Tensor._make``) raise :class:`UnsupportedOpError` naming the op. Numbers and
+Parameters used in a forward become constants; an array made inside ``forward`` (e.g. from
+``x.data``) cannot be traced, as it cannot be replayed.
 """
 
 import errno
@@ -149,35 +156,21 @@ class GraphBuilder:
 # Each mapping turns one pydl op into ONNX nodes: (builder, inputs, out_shape, **params) -> name.
 # ``inputs`` are Values; params are the op's parameters, arrays included.
 
-def _linear(b, inputs, out_shape, weight, bias=None, name="linear"):
-    (x,) = inputs
-    if len(x.shape) == 2:
-        args = [x.name, b.initializer(weight, f"{name}.weight")]
-        if bias is not None:
-            args.append(b.initializer(bias, f"{name}.bias"))
-        return b.node("Gemm", args, name, transB=1)
-    y = b.node("MatMul", [x.name, b.initializer(weight.T, f"{name}.weight_t")], name)
-    if bias is not None:
-        y = b.node("Add", [y, b.initializer(bias, f"{name}.bias")], name)
-    return y
+def _linear(b, x, w, bias, name="linear"):
+    """``x @ w.T + bias`` for Values x (2-D), w (out, in) and bias (or None): one Gemm."""
+    return b.node("Gemm", [x.name, w.name] + ([bias.name] if bias else []), name, transB=1)
 
 
-def _elementwise(op_type, **renamed):
-    """A mapping to the one-input ONNX node ``op_type``; ``renamed`` maps pydl to ONNX names."""
-    def mapping(b, inputs, out_shape, **params):
-        return b.node(op_type, [inputs[0].name],
-                      **{renamed[k]: float(v) for k, v in params.items()})
-    return mapping
-
-
-def _softmax(op_type):
-    def mapping(b, inputs, out_shape, axis=-1):
-        return b.node(op_type, [inputs[0].name], axis=int(axis))
-    return mapping
-
-
-def _identity(b, inputs, out_shape, **params):
-    return inputs[0].name
+def _activation(b, row, params, x):
+    """Emit the ONNX node of the activation row ``row`` (``pydl.ops``) applied to the name x."""
+    if row.onnx is None:
+        raise UnsupportedOpError(f"export: the activation {row.name} has no ONNX mapping in "
+                                 f"pydl.ops")
+    op_type, attributes = row.onnx
+    values = {p.name: v for p, v in zip(row.params, params)}
+    return b.node(op_type, [x], row.name,
+                  **{k: values.get(v, v) if isinstance(v, str) else v
+                     for k, v in attributes.items()})
 
 
 def _spatial(value, n, what):
@@ -278,15 +271,6 @@ def _embedding(b, inputs, out_shape, weight, name="embedding"):
 
 
 _MAPPINGS = {
-    "linear": _linear,
-    "relu": _elementwise("Relu"),
-    "leaky_relu": _elementwise("LeakyRelu", negative_slope="alpha"),
-    "elu": _elementwise("Elu", alpha="alpha"),
-    "sigmoid": _elementwise("Sigmoid"),
-    "tanh": _elementwise("Tanh"),
-    "softmax": _softmax("Softmax"),
-    "dropout": _identity,  # eval semantics
-    "identity": _identity,
     "conv": _conv,
     "max_pool": _pool("MaxPool"),
     "avg_pool": _pool("AveragePool", count_include_pad=1),  # PyTorch's default
@@ -298,41 +282,122 @@ _MAPPINGS = {
 }
 
 
-# --- the front end: which ops a model runs --------------------------------------------------
+# --- the front end: the ops the engine records while the model runs ---------------------------
+# One function per recorded op class: (builder, op, operand Values (None for None), output shape)
+# -> output name. Activations come from their row's ``onnx`` field in pydl.ops.
 
-def _layer_op(module, name):
-    """Return ``(op name, params)`` for a pydl layer, or None if it has no mapping."""
-    t = type(module)
-    if t is nn.Linear:
-        bias = None if module.bias is None else module.bias.data
-        return "linear", dict(weight=module.weight.data, bias=bias, name=name or "linear")
-    simple = {nn.ReLU: "relu", nn.Sigmoid: "sigmoid", nn.Tanh: "tanh", nn.Dropout: "dropout"}
-    if t in simple:
-        return simple[t], {}
-    if t is nn.LeakyReLU:
-        return "leaky_relu", dict(negative_slope=module.negative_slope)
-    if t is nn.ELU:
-        return "elu", dict(alpha=module.alpha)
-    if t is nn.Softmax:
-        return "softmax", dict(axis=module.axis)
-    return None
+def _binary(op_type):
+    def mapping(b, op, ins, out_shape):
+        return b.node(op_type, [ins[0].name, ins[1].name])
+    return mapping
 
 
-def _trace(module, x, value, b, name=""):
-    """Run ``module`` on the Tensor ``x`` and emit its ops; return (output Tensor, Value)."""
-    if type(module) is nn.Sequential:
-        for child_name, child in module._modules.items():
-            x, value = _trace(child, x, value, b, f"{name}.{child_name}" if name else child_name)
-        return x, value
-    op = _layer_op(module, name)
-    if op is None:
-        where = f"layer {name!r} " if name else "the model "
-        raise UnsupportedOpError(
-            f"export: {where}({type(module).__name__}) has no ONNX mapping; exportable layers "
-            f"are Sequential, Linear, ReLU, LeakyReLU, ELU, Sigmoid, Tanh, Softmax and Dropout")
-    y = module(x)
-    kind, params = op
-    return y, Value(_MAPPINGS[kind](b, [value], y.shape, **params), y.shape)
+def _unary(op_type):
+    def mapping(b, op, ins, out_shape):
+        return b.node(op_type, [ins[0].name])
+    return mapping
+
+
+def _linear_op(b, op, ins, out_shape):
+    x, w, bias = ins
+    y = _linear(b, x, w, bias, w.name.rpartition(".")[0] or "linear")
+    return y if op.act is None else _activation(b, op.act, op.params, y)
+
+
+def _activation_op(b, op, ins, out_shape):
+    return _activation(b, op.row, op.params, ins[0].name)
+
+
+def _pow_op(b, op, ins, out_shape):
+    return b.node("Pow", [ins[0].name, b.initializer(np.asarray(op.p), "exponent")])
+
+
+def _sum_op(b, op, ins, out_shape):
+    x = ins[0]
+    axes = range(len(x.shape)) if op.axis is None else (
+        op.axis if isinstance(op.axis, tuple) else (op.axis,))
+    return b.node("ReduceSum", [x.name, b.int64_initializer(list(axes), "axes")],
+                  keepdims=int(bool(op.keepdims)))
+
+
+def _reshape_op(b, op, ins, out_shape):
+    # The batch dimension (dynamic in the file) must end up in the leading dimension, as it does
+    # when leading dimensions are merged or split: that one becomes -1.
+    if not out_shape:
+        raise UnsupportedOpError("export: a reshape to a scalar drops the batch dimension")
+    target = [-1] + list(out_shape[1:])
+    return b.node("Reshape", [ins[0].name, b.int64_initializer(target, "shape")], "reshape")
+
+
+def _identity_op(b, op, ins, out_shape):
+    return ins[0].name  # e.g. dropout called with training=True: eval semantics
+
+
+def _op_mappings():
+    from .functional import DropoutOp, LinearOp
+    from .ops import ActivationOp
+    from .tensor import (_Add, _Div, _Exp, _Log, _MatMul, _MatMul2d, _Mul, _Neg, _Pow,
+                         _Reshape, _Sub, _Sum)
+    return {
+        LinearOp: _linear_op, ActivationOp: _activation_op, DropoutOp: _identity_op,
+        _Add: _binary("Add"), _Sub: _binary("Sub"), _Mul: _binary("Mul"), _Div: _binary("Div"),
+        _MatMul2d: _binary("MatMul"), _MatMul: _binary("MatMul"), _Neg: _unary("Neg"),
+        _Exp: _unary("Exp"), _Log: _unary("Log"), _Pow: _pow_op, _Sum: _sum_op,
+        _Reshape: _reshape_op,
+    }
+
+
+def _op_name(op):
+    name = type(op).__name__.lstrip("_")
+    return f"{name} (indexing)" if name == "GetItem" else name
+
+
+def _record(model, x):
+    """Run ``model`` on the array x under the engine's recorder; return (recorder, in, out)."""
+    from .engine import _Compiled
+    xt = Tensor(x)
+    rec = _Compiled._record_begin([x])
+    try:
+        out = model(xt)
+    finally:
+        _Compiled._record_end()
+    if not isinstance(out, Tensor):
+        raise UnsupportedOpError(f"export: the model returned a {type(out).__name__}; a single "
+                                 f"Tensor output is needed")
+    for op, _ in rec.entries:
+        for o in op.inputs:
+            rec.check_operand(o)
+    if rec.problem is not None:
+        raise UnsupportedOpError(f"export: the model's forward cannot be traced: {rec.problem}")
+    return rec, xt, out
+
+
+def _emit(model, rec, xt, out, x_value, b):
+    """Turn the recorded ops into ONNX nodes; return the output Value."""
+    mappings = _op_mappings()
+    names = {id(xt): x_value.name}
+    param_names = {id(p): name for name, p in model.named_parameters()}
+
+    def operand(o):
+        if o is None:
+            return None
+        if isinstance(o, Tensor):
+            if id(o) in names:
+                return Value(names[id(o)], o.shape)
+            return Value(b.initializer(o.data, param_names.get(id(o), "constant")), o.shape)
+        arr = np.asarray(o)
+        return Value(b.initializer(arr, "constant"), arr.shape)
+
+    for op, t in rec.entries:
+        mapping = mappings.get(type(op))
+        if mapping is None:
+            known = ", ".join(sorted(k.__name__.lstrip("_") for k in mappings))
+            raise UnsupportedOpError(f"export: the model uses the op {_op_name(op)}, which has "
+                                     f"no ONNX mapping; mapped ops: {known}")
+        names[id(t)] = mapping(b, op, [operand(o) for o in op.inputs], t.shape)
+    if id(out) not in names:
+        raise UnsupportedOpError("export: the model's output was not computed from its input")
+    return Value(names[id(out)], out.shape)
 
 
 def _first_layer(model):
@@ -413,7 +478,7 @@ def _build(model, input_shape, opset=None):
     try:
         with no_grad():
             try:
-                _, out = _trace(model, Tensor(x), Value(x_name, x.shape), b)
+                rec, xt, y = _record(model, x)
             except UnsupportedOpError:
                 raise
             except (ValueError, TypeError) as e:
@@ -421,6 +486,7 @@ def _build(model, input_shape, opset=None):
                                  f"{tuple(input_shape)!r}: {e}") from e
     finally:
         model.train(was_training)
+    out = _emit(model, rec, xt, y, Value(x_name, x.shape), b)
     return b.finish(Value(x_name, x.shape), out)
 
 
