@@ -23,7 +23,8 @@ import numpy as np
 from . import functional as F
 from . import random as _random
 from .ops import ACTIVATIONS, ActivationOp
-from .tensor import Tensor, _tape
+from . import _inference
+from .tensor import Tensor, _grad_mode, _tape
 
 __all__ = ["Dropout", "Linear", "Module", "Parameter", "Sequential"] + \
     [row.module for row in ACTIVATIONS]
@@ -129,6 +130,10 @@ class Module:
             rec = _tape.recorder
             if rec is not None:
                 rec.fail(f"{type(self).__name__}.replayable is False")
+        elif len(args) == 1 and not kwargs and not _grad_mode.enabled and _tape.recorder is None:
+            out = _inference.forward(self, args[0])  # no_grad: replay the recorded forward
+            if out is not None:
+                return out
         return self.forward(*args, **kwargs)
 
     # --- traversal ------------------------------------------------------------------------
