@@ -1,4 +1,4 @@
-"""End-to-end training throughput: one epoch of an MLP, pydl's Trainer.fit beside numpy and PyTorch.
+"""End-to-end training throughput: one epoch, pydl's Trainer.fit beside numpy and PyTorch.
 
 Workloads (synthetic data: fixed-seed standard normal inputs, random labels, float32):
 - "mnist1d": 40 -> 256 -> 256 -> 10, 4,000 samples;
@@ -16,6 +16,17 @@ Each implementation trains one warm-up epoch, then the timed rounds are one full
   so the update is a few whole-buffer operations);
 - "torch": the usual PyTorch loop (randperm, index, zero_grad, forward, loss, backward, step),
   with ``torch.set_num_threads`` set to the thread count; skipped when torch is not installed.
+
+``test_train_models`` covers the four models of issue 10 on the "mnist1d" data (40 -> 256 -> 256
+-> 10, 4,000 samples), batch 32 and 512, pydl's Trainer.fit (recorded once, replayed after by
+pydl.engine) beside the same PyTorch loop:
+- "mlp-ce-sgd": the MLP above (ReLU, dropout 0.2) + cross-entropy + SGD momentum 0.9 (its numpy
+  version is ``test_train_epoch``'s);
+- "mlp-mse-adam": the MLP (no dropout) + MSE on 10 regression targets + Adam;
+- "residual-ce-adamw": a custom Module ``out(h + relu(block(h)))`` with ``h = relu(inp(x))`` +
+  cross-entropy + AdamW;
+- "frozen-bce-adam": the MLP with its first Linear frozen + BCE-with-logits on 10 binary targets
+  + Adam.
 """
 
 import os
@@ -216,3 +227,114 @@ def test_train_epoch(benchmark, threads, workload, batch, impl):
             torch.set_num_threads(previous)
         return
     benchmark.pedantic(epoch, rounds=ROUNDS, iterations=1, warmup_rounds=1)
+
+
+# --- the four models of issue 10 -----------------------------------------------------------------
+MODELS = ("mlp-ce-sgd", "mlp-mse-adam", "residual-ce-adamw", "frozen-bce-adam")
+
+
+def _targets(kind, y, n_out):
+    rng = np.random.default_rng(1)
+    if kind == "mse":
+        return rng.standard_normal((len(y), n_out), dtype=np.float32)
+    if kind == "bce":
+        return (rng.random((len(y), n_out)) < 0.5).astype(np.float32)
+    return y
+
+
+def _mlp(mod, sizes, drop):
+    layers = []
+    for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
+        layers.append(mod.Linear(a, b))
+        if i < len(sizes) - 2:
+            layers += [mod.ReLU()] + ([mod.Dropout(drop)] if drop else [])
+    return mod.Sequential(*layers)
+
+
+def _residual(mod, relu, sizes):
+    a, h, _, c = sizes
+
+    class Residual(mod.Module):
+        def __init__(self):
+            super().__init__()
+            self.inp, self.block, self.out = mod.Linear(a, h), mod.Linear(h, h), mod.Linear(h, c)
+
+        def forward(self, x):
+            h = relu(self.inp(x))
+            return self.out(h + relu(self.block(h)))
+
+    return Residual()
+
+
+def _build(lib, name, sizes):
+    """Return (model, loss, optimizer, target kind) of one model, in pydl or torch."""
+    if lib == "torch":
+        import torch
+
+        torch.manual_seed(0)
+        mod, losses, optim, relu = torch.nn, torch.nn, torch.optim, torch.relu
+    else:
+        pydl.manual_seed(0)
+        mod, losses, optim, relu = nn, pydl.losses, pydl.optim, pydl.functional.relu
+    if name == "mlp-ce-sgd":
+        model = _mlp(mod, sizes, P_DROP)
+        return model, losses.CrossEntropyLoss(), optim.SGD(
+            model.parameters(), lr=LR, momentum=MOMENTUM, weight_decay=WEIGHT_DECAY), "ce"
+    if name == "mlp-mse-adam":
+        model = _mlp(mod, sizes, 0.0)
+        return model, losses.MSELoss(), optim.Adam(model.parameters(), lr=1e-3), "mse"
+    if name == "residual-ce-adamw":
+        model = _residual(mod, relu, sizes)
+        return model, losses.CrossEntropyLoss(), optim.AdamW(model.parameters(), lr=1e-3), "ce"
+    model = _mlp(mod, sizes, 0.0)
+    for p in model[0].parameters():
+        p.requires_grad = False
+    params = [p for p in model.parameters() if p.requires_grad]
+    return model, losses.BCEWithLogitsLoss(), optim.Adam(params, lr=1e-3), "bce"
+
+
+def _torch_loop(torch, model, loss_fn, opt, x, y, batch):
+    xt, yt = torch.from_numpy(x), torch.from_numpy(y)
+    n = len(x)
+
+    def epoch():
+        order = torch.randperm(n)
+        for start in range(0, n, batch):
+            idx = order[start:start + batch]
+            opt.zero_grad()
+            loss = loss_fn(model(xt[idx]), yt[idx])
+            loss.backward()
+            opt.step()
+            loss.item()
+
+    return epoch
+
+
+@pytest.mark.parametrize("impl", ["pydl", "torch"])
+@pytest.mark.parametrize("batch", [32, 512])
+@pytest.mark.parametrize("model_name", MODELS)
+def test_train_models(benchmark, threads, model_name, batch, impl):
+    sizes, n = WORKLOADS["mnist1d"]
+    x, labels = dataset("mnist1d")
+    benchmark.group = f"fit-{model_name}-b{batch}[{threads}t]"
+    benchmark.extra_info["samples"] = n
+    if impl == "pydl":
+        model, loss, opt, kind = _build("pydl", model_name, sizes)
+        y = _targets(kind, labels, sizes[-1])
+        trainer = pydl.train.Trainer(model, loss, opt)
+
+        def epoch():
+            trainer.fit(x, y, epochs=1, batch_size=batch, verbose=0)
+
+        benchmark.pedantic(epoch, rounds=ROUNDS, iterations=1, warmup_rounds=1)
+        return
+    torch = pytest.importorskip("torch")
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        model, loss, opt, kind = _build("torch", model_name, sizes)
+        y = _targets(kind, labels, sizes[-1])
+        epoch = _torch_loop(torch, model, loss, opt, x, y, batch)
+        benchmark.pedantic(epoch, rounds=ROUNDS, iterations=1, warmup_rounds=1)
+    finally:
+        torch.set_num_threads(previous)

@@ -99,6 +99,7 @@ def linear(
     negative_slope: float = 0.01,
     alpha: float = 1.0,
     out: Optional[np.ndarray] = None,
+    preact: Optional[np.ndarray] = None,
 ) -> np.ndarray: ...
 
 # --- activations ---
@@ -130,6 +131,24 @@ def tanh(x: np.ndarray, *, out: Optional[np.ndarray] = None) -> np.ndarray: ...
 def tanh_backward(
     dy: np.ndarray, y: np.ndarray, *, out: Optional[np.ndarray] = None
 ) -> np.ndarray: ...
+def gelu(
+    x: np.ndarray,
+    approximate: Literal["none", "tanh"] = "none",
+    *,
+    out: Optional[np.ndarray] = None,
+) -> np.ndarray: ...
+def gelu_backward(
+    dy: np.ndarray,
+    x: np.ndarray,
+    approximate: Literal["none", "tanh"] = "none",
+    *,
+    out: Optional[np.ndarray] = None,
+) -> np.ndarray: ...
+def silu(x: np.ndarray, *, out: Optional[np.ndarray] = None) -> np.ndarray: ...
+def silu_backward(
+    dy: np.ndarray, x: np.ndarray, *, out: Optional[np.ndarray] = None
+) -> np.ndarray: ...
+def _erf(x: np.ndarray, complement: bool = False) -> np.ndarray: ...
 def softmax(
     x: np.ndarray, axis: int = -1, *, out: Optional[np.ndarray] = None
 ) -> np.ndarray: ...

@@ -178,7 +178,7 @@ def _fuse(entries, outputs, keep):
     drop = set()
     out = list(entries)
     for i, (op, t) in enumerate(entries):
-        if type(op) is not ActivationOp or op.row.epilogue is None or op.row.saves != "y":
+        if type(op) is not ActivationOp or op.row.epilogue is None:
             continue
         j = outputs.get(id(op.inputs[0]))
         if j is None:

@@ -32,6 +32,7 @@ class LinearOp(Op):
     leaf parameter's gradient inside the GEMM / row reduction (operands: x, w, b or None)."""
 
     y = None
+    z = None
     dz = None
     dx = None
 
@@ -39,10 +40,16 @@ class LinearOp(Op):
         self.act = activation  # an ops.Activation row with an epilogue, or None
         self.params = params
         self.epilogue = (None, {}) if activation is None else activation.epilogue(*params)
+        # An activation whose backward reads its input keeps x @ w.T + b from the epilogue.
+        self.keeps_preact = activation is not None and activation.saves == "x"
 
     def forward(self, x, w, b):
         self.x, self.w = x, w
         name, kwargs = self.epilogue
+        if self.keeps_preact:
+            if self.z is None:
+                self.z = np.empty((x.shape[0], w.shape[0]), np.result_type(x, w))
+            kwargs = dict(kwargs, preact=self.z)
         self.y = kernels.linear(x, w, b, name, **kwargs, out=self.y)
         return self.y
 
@@ -50,7 +57,8 @@ class LinearOp(Op):
         act = self.act
         dz = g
         if act is not None:
-            dz = self.dz = act.backward(g, self.y, *self.params, out=self.dz)
+            saved = self.z if self.keeps_preact else self.y
+            dz = self.dz = act.backward(g, saved, *self.params, out=self.dz)
         need_x, need_w, need_b = self.needs_grad
         dx = dw = db = None
         if need_x:
@@ -73,7 +81,8 @@ class LinearOp(Op):
 _FUSABLE = [row.name for row in ops.ACTIVATIONS if row.epilogue is not None]
 
 
-def linear(x, weight, bias=None, activation=None, *, negative_slope=0.01, alpha=1.0):
+def linear(x, weight, bias=None, activation=None, *, negative_slope=0.01, alpha=1.0,
+           approximate="none"):
     """Apply a dense layer: ``activation(x @ weight.T + bias)``, fused in one kernel.
 
     Args:
@@ -81,10 +90,11 @@ def linear(x, weight, bias=None, activation=None, *, negative_slope=0.01, alpha=
         weight: (out_features, in_features) Tensor, PyTorch's layout.
         bias: Optional (out_features,) Tensor. Default None.
         activation: None or the name of a fusable activation of :mod:`pydl.ops` ("relu",
-            "leaky_relu", "elu", "sigmoid", "tanh", ...), applied in the kernel's epilogue.
-            Default None.
+            "leaky_relu", "elu", "sigmoid", "tanh", "gelu", "silu"), applied in the kernel's
+            epilogue. Default None.
         negative_slope: leaky_relu slope. Default 0.01.
         alpha: elu scale. Default 1.0.
+        approximate: gelu's form, "none" (erf) or "tanh". Default "none".
 
     Returns:
         The (batch, out_features) output Tensor.
@@ -106,7 +116,7 @@ def linear(x, weight, bias=None, activation=None, *, negative_slope=0.01, alpha=
     if xd.ndim != 2:
         lead = xd.shape[:-1]
         y = linear(x.reshape(-1, wd.shape[1]), weight, bias, activation,
-                   negative_slope=negative_slope, alpha=alpha)
+                   negative_slope=negative_slope, alpha=alpha, approximate=approximate)
         return y.reshape(*lead, wd.shape[0])
     row, params = None, ()
     if activation is not None:
@@ -114,7 +124,7 @@ def linear(x, weight, bias=None, activation=None, *, negative_slope=0.01, alpha=
             raise ValueError(f"linear: unknown activation {activation!r}; expected None or one "
                              f"of {_FUSABLE}")
         row = ops.by_name[activation]
-        given = {"negative_slope": negative_slope, "alpha": alpha}
+        given = {"negative_slope": negative_slope, "alpha": alpha, "approximate": approximate}
         params = tuple(given.get(p.name, p.default) for p in row.params)
     return LinearOp(row, params)(x, weight, bias)
 
@@ -126,6 +136,7 @@ def _activation_function(row):
     sig = "".join(f", {p.name}={p.default!r}" for p in row.params)
     function.__name__ = function.__qualname__ = row.name
     function.__module__ = __name__
+    function.__signature__ = ops.signature(row, "x")
     function.__doc__ = (f"Return {row.summary}.\n\n    Signature: ``{row.name}(x{sig})``; x is a "
                         f"Tensor or an array (wrapped as a constant).\n    ")
     return function

@@ -378,6 +378,9 @@ def load(path):
 _ACTIVATIONS = {row.module: (getattr(nn, row.module), tuple(p.name for p in row.params))
                 for row in ops.ACTIVATIONS}
 _ACTIVATIONS["Dropout"] = (nn.Dropout, ("p",))
+# Activation parameters that are strings (e.g. GELU's approximate); the others are numbers.
+_STRING_FIELDS = {p.name for row in ops.ACTIVATIONS for p in row.params
+                  if isinstance(p.default, str)}
 _OPTIMIZERS = {"SGD": optim.SGD, "Adam": optim.Adam, "AdamW": optim.AdamW}
 
 
@@ -444,7 +447,8 @@ def _build(spec, path, weights, where="model", depth=0):
               "axis": isinstance(v, int) and not isinstance(v, bool),
               "in_features": isinstance(v, int) and not isinstance(v, bool),
               "out_features": isinstance(v, int) and not isinstance(v, bool)}.get(
-                  k, isinstance(v, (int, float)) and not isinstance(v, bool))
+                  k, isinstance(v, str) if k in _STRING_FIELDS
+                  else isinstance(v, (int, float)) and not isinstance(v, bool))
         if not ok:
             fail(f"{kind} field {k!r} has an invalid value {v!r}")
     if kind == "Linear":

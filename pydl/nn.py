@@ -22,8 +22,8 @@ import numpy as np
 
 from . import functional as F
 from . import random as _random
-from .ops import ACTIVATIONS, ActivationOp
 from . import _inference
+from .ops import ACTIVATIONS, ActivationOp, signature
 from .tensor import Tensor, _grad_mode, _tape
 
 __all__ = ["Dropout", "Linear", "Module", "Parameter", "Sequential"] + \
@@ -379,8 +379,9 @@ def _activation_module(row):
         return ActivationOp(row, tuple(getattr(self, n) for n in names))(x)
 
     def extra_repr(self):
-        return ", ".join(f"{n}={getattr(self, n)}" for n in names)
+        return ", ".join(f"{n}={getattr(self, n)!r}" for n in names)
 
+    __init__.__signature__ = signature(row, "self")
     args = "".join(f"\n        {p.name}: Default {p.default!r}." for p in row.params)
     doc = f"Apply {row.summary}." + (f"\n\n    Args:{args}\n    " if args else "")
     return type(row.module, (Module,), {

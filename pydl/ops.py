@@ -14,6 +14,7 @@ Adding an activation = its C++ kernel pair (``<name>`` / ``<name>_backward`` in
 :mod:`pydl.kernels`) + one row in :data:`ACTIVATIONS`.
 """
 
+import inspect
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -68,7 +69,9 @@ class Activation:
         saves: ``"y"`` or ``"x"``: what the backward kernel reads besides dy.
         epilogue: None (not fusable), or ``fn(*params) -> (activation, kwargs)`` giving the
             ``kernels.linear(..., activation, **kwargs)`` arguments of the fused GEMM epilogue.
-        onnx: ``(op_type, {attribute: parameter name or constant})``: the ONNX node computing it.
+        onnx: ``(op_type, {attribute: parameter name or constant})``: the ONNX node computing it;
+            for an activation without its own ONNX op, a tuple of such nodes whose results
+            combine with the input (SiLU: ``Mul(x, Sigmoid(x))``).
         summary: The one-line description used in every derived docstring.
     """
 
@@ -151,6 +154,15 @@ ACTIVATIONS = (
                epilogue=lambda: ("sigmoid", {}), onnx=("Sigmoid", {})),
     Activation("tanh", "Tanh", kernels.tanh, kernels.tanh_backward, "tanh(x) elementwise",
                epilogue=lambda: ("tanh", {}), onnx=("Tanh", {})),
+    Activation("gelu", "GELU", kernels.gelu, kernels.gelu_backward,
+               "the Gaussian error linear unit x * Phi(x) (approximate='tanh': PyTorch's tanh "
+               "form)",
+               params=(Param("approximate", "none", _choice("none", "tanh")),), saves="x",
+               epilogue=lambda a: ("gelu" if a == "none" else "gelu_tanh", {}),
+               onnx=("Gelu", {"approximate": "approximate"})),
+    Activation("silu", "SiLU", kernels.silu, kernels.silu_backward,
+               "x * sigmoid(x) elementwise (also called swish)", saves="x",
+               epilogue=lambda: ("silu", {}), onnx=(("Sigmoid", {}), ("Mul", {}))),
     Activation("softmax", "Softmax", kernels.softmax, kernels.softmax_backward,
                "exp(x) / sum(exp(x)) along axis, computed stably",
                params=(Param("axis", -1, _axis),), onnx=("Softmax", {"axis": "axis"})),
@@ -163,12 +175,21 @@ by_name = {row.name: row for row in ACTIVATIONS}
 
 
 # --- derived: Tensor methods ---------------------------------------------------------------------
+def signature(row, *leading):
+    """Return the inspect.Signature ``(*leading, <params with defaults>)`` of a derived callable."""
+    kind = inspect.Parameter.POSITIONAL_OR_KEYWORD
+    return inspect.Signature([inspect.Parameter(n, kind) for n in leading]
+                             + [inspect.Parameter(p.name, kind, default=p.default)
+                                for p in row.params])
+
+
 def _method(row):
     def method(self, *args, **kwargs):
         return ActivationOp(row, row.resolve(row.name, args, kwargs))(self)
 
     sig = ", ".join(f"{p.name}={p.default!r}" for p in row.params)
     method.__name__ = method.__qualname__ = row.name
+    method.__signature__ = signature(row, "self")
     method.__doc__ = f"Return {row.summary}" + (f" (parameters: {sig})." if sig else ".")
     return method
 

@@ -4,6 +4,7 @@
 // Every activation is a small functor with forward(x) and derivative(y) on whole vectors; the
 // drivers below stream arrays through them and handle the ragged tail with masked loads/stores.
 // Special values follow the reference (activations_ref.cpp): NaN in -> NaN out, relu'(0) = 0,
+// GELU/SiLU take their limits at +-inf,
 // elu(0) on the alpha branch, sigmoid/tanh saturate at +-inf with a zero derivative, softmax rows
 // holding +inf or NaN come out all-NaN.
 #pragma once
@@ -125,6 +126,102 @@ struct Tanh {
   V derivative(V y) const { return simd::fnmadd(y, y, simd::set1(T(1))); }
 };
 
+// The input-saving activations (GELU, SiLU; their derivative takes x, see activations.hpp).
+// Beyond these |x| they have reached their limits; clamping there keeps +-inf from making 0 * inf.
+template <typename T>
+constexpr T kGeluClamp = T(40);
+template <typename T>
+constexpr T kSiluClamp = T(1000);
+
+// x * Phi(x) with Phi(x) = erfc(-x / sqrt2) / 2, evaluated in float64 for both dtypes: the erfc
+// tail term exp(-x^2 / 2) comes from exp_neg_sq, so the result keeps its relative accuracy far
+// into the negative tail (the textbook 0.5 x (1 + erf(x / sqrt2)) cancels to 0 below x = -8).
+struct GeluF64 {
+  using V = Vec<double>;
+  // Phi(cx) and e = exp(-cx^2 / 2) for cx = x clamped to [-40, 40] (NaN kept).
+  static V cdf(V cx, V& e) {
+    e = simd::exp_neg_sq(cx, 0.5);
+    V q = simd::set1(0.5) * simd::erfc_nonneg(simd::abs(cx) * simd::set1(0.70710678118654752440), e);
+    return simd::select(simd::lt(cx, simd::zero<V>()), q, simd::set1(1.0) - q);
+  }
+  static V clamp(V x) {
+    return simd::clamp(x, simd::set1(-kGeluClamp<double>), simd::set1(kGeluClamp<double>));
+  }
+  static V forward(V x) {
+    V cx = clamp(x), e;
+    return simd::select(simd::gt(x, simd::zero<V>()), x, cx) * cdf(cx, e);
+  }
+  // Phi(x) + x phi(x), phi(x) = e / sqrt(2 pi).
+  static V derivative(V x) {
+    V cx = clamp(x), e;
+    V p = cdf(cx, e);
+    return simd::fmadd(cx, e * simd::set1(0.39894228040143267794), p);
+  }
+};
+
+template <typename T>
+struct Gelu {
+  using V = Vec<T>;
+  explicit Gelu(T) {}
+  V forward(V x) const {
+    if constexpr (sizeof(T) == 8) {
+      return GeluF64::forward(x);
+    } else {
+      Vec<double> lo, hi;
+      simd::widen(x, lo, hi);
+      return simd::narrow(GeluF64::forward(lo), GeluF64::forward(hi));
+    }
+  }
+  V derivative(V x) const {
+    if constexpr (sizeof(T) == 8) {
+      return GeluF64::derivative(x);
+    } else {
+      Vec<double> lo, hi;
+      simd::widen(x, lo, hi);
+      return simd::narrow(GeluF64::derivative(lo), GeluF64::derivative(hi));
+    }
+  }
+};
+
+// x * s(t(x)) for the logistic s: t(x) = x for SiLU, t(x) = 2 sqrt(2/pi) (x + 0.044715 x^3) for
+// GELU's tanh form (0.5 (1 + tanh(t / 2)) = s(t), which avoids 1 + tanh's cancellation for x < 0).
+template <typename T, bool kTanhForm>
+struct SigmoidGated {
+  using V = Vec<T>;
+  static constexpr T kLim = kTanhForm ? kGeluClamp<T> : kSiluClamp<T>;
+  explicit SigmoidGated(T) {}
+  // t(cx) and dt/dx at cx.
+  static V t_of(V cx, V& dt) {
+    if constexpr (kTanhForm) {
+      const V k0 = simd::set1(T(2 * 0.7978845608028654));
+      const V k1 = simd::set1(T(0.044715));
+      V x2 = cx * cx;
+      dt = k0 * simd::fmadd(simd::set1(T(3)) * k1, x2, simd::set1(T(1)));
+      return k0 * cx * simd::fmadd(k1, x2, simd::set1(T(1)));
+    } else {
+      dt = simd::set1(T(1));
+      return cx;
+    }
+  }
+  // s(t) and s(t) (1 - s(t)) from e = exp(-|t|), as the Sigmoid functor does (no cancellation).
+  static V gate(V t, V& s1ms) {
+    V e = simd::exp(simd::zero<V>() - simd::abs(t));
+    V inv = simd::set1(T(1)) / (simd::set1(T(1)) + e);
+    s1ms = e * inv * inv;
+    return simd::select(simd::ge(t, simd::zero<V>()), inv, e * inv);
+  }
+  static V clamp(V x) { return simd::clamp(x, simd::set1(-kLim), simd::set1(kLim)); }
+  V forward(V x) const {
+    V cx = clamp(x), dt, s1ms;
+    return simd::select(simd::gt(x, simd::zero<V>()), x, cx) * gate(t_of(cx, dt), s1ms);
+  }
+  V derivative(V x) const {
+    V cx = clamp(x), dt, s1ms;
+    V s = gate(t_of(cx, dt), s1ms);
+    return simd::fmadd(cx * s1ms, dt, s);
+  }
+};
+
 // x: (n,), y: (n,)
 template <typename T, typename F>
 void map_forward(const F& f, const T* x, T* y, int64_t n) {
@@ -134,7 +231,7 @@ void map_forward(const F& f, const T* x, T* y, int64_t n) {
   if (i < n) simd::store_partial(y + i, f.forward(simd::load_partial(x + i, n - i)), n - i);
 }
 
-// dy: (n,), y: (n,), dx: (n,)
+// dy: (n,), y: (n,) (the input x for GELU/SiLU), dx: (n,)
 template <typename T, typename F>
 void map_backward(const F& f, const T* dy, const T* y, T* dx, int64_t n) {
   constexpr int64_t W = Vec<T>::W;
@@ -158,12 +255,15 @@ void forward(Act act, T param, const T* x, T* y, int64_t n) {
     case Act::kElu: return map_forward(Elu<T>(param), x, y, n);
     case Act::kSigmoid: return map_forward(Sigmoid<T>(param), x, y, n);
     case Act::kTanh: return map_forward(Tanh<T>(param), x, y, n);
+    case Act::kGelu: return map_forward(Gelu<T>(param), x, y, n);
+    case Act::kGeluTanh: return map_forward(SigmoidGated<T, true>(param), x, y, n);
+    case Act::kSilu: return map_forward(SigmoidGated<T, false>(param), x, y, n);
     case Act::kNone: break;
   }
   if (x != y && n > 0) std::memmove(y, x, static_cast<size_t>(n) * sizeof(T));
 }
 
-// dy: (n,), y: (n,), dx: (n,)
+// dy: (n,), y: (n,) (the input x for GELU/SiLU), dx: (n,)
 template <typename T>
 void backward(Act act, T param, const T* dy, const T* y, T* dx, int64_t n) {
   switch (act) {
@@ -172,9 +272,25 @@ void backward(Act act, T param, const T* dy, const T* y, T* dx, int64_t n) {
     case Act::kElu: return map_backward(Elu<T>(param), dy, y, dx, n);
     case Act::kSigmoid: return map_backward(Sigmoid<T>(param), dy, y, dx, n);
     case Act::kTanh: return map_backward(Tanh<T>(param), dy, y, dx, n);
+    case Act::kGelu: return map_backward(Gelu<T>(param), dy, y, dx, n);
+    case Act::kGeluTanh: return map_backward(SigmoidGated<T, true>(param), dy, y, dx, n);
+    case Act::kSilu: return map_backward(SigmoidGated<T, false>(param), dy, y, dx, n);
     case Act::kNone: break;
   }
   if (dy != dx && n > 0) std::memmove(dx, dy, static_cast<size_t>(n) * sizeof(T));
+}
+
+template <typename T>
+struct Erf {
+  using V = Vec<T>;
+  bool complement;
+  V forward(V x) const { return complement ? simd::erfc(x) : simd::erf(x); }
+};
+
+// x: (n,), y: (n,)
+template <typename T>
+void erf(bool complement, const T* x, T* y, int64_t n) {
+  map_forward(Erf<T>{complement}, x, y, n);
 }
 
 // Row maximum. A NaN may be skipped here; it still turns the row's sum of exp(x - max) into NaN.
@@ -269,6 +385,7 @@ template <typename T>
 void fill_fns(ActFns<T>& f) {
   f.forward = &forward<T>;
   f.backward = &backward<T>;
+  f.erf = &erf<T>;
   f.softmax_forward = &softmax_forward<T>;
   f.softmax_backward = &softmax_backward<T>;
 }

@@ -17,6 +17,51 @@
 namespace pydl::generic {
 namespace {
 
+// Beyond these |x| the activations below have reached their limits (x Phi(x) and x s(t(x))
+// underflow to -0 below -40; x s(x) below -1000); clamping there keeps +-inf from making 0 * inf.
+constexpr double kGeluClamp = 40.0;
+constexpr double kSiluClamp = 1000.0;
+
+// s(t) = 1 / (1 + exp(-t)) and s(t) (1 - s(t)), both from e = exp(-|t|) without cancellation.
+template <typename T>
+void sigmoid_parts(T t, T& s, T& s1ms) {
+  T e = std::exp(-std::fabs(t));
+  T inv = T(1) / (T(1) + e);
+  s = t >= T(0) ? inv : e * inv;
+  s1ms = e * inv * inv;
+}
+
+// t(x) of gelu_tanh and dt/dx.
+template <typename T>
+T gelu_tanh_t(T x, T& dt) {
+  const T k0 = T(2 * 0.7978845608028654);  // 2 sqrt(2 / pi)
+  const T k1 = T(0.044715);
+  dt = k0 * (T(1) + T(3) * k1 * x * x);
+  return k0 * x * (T(1) + k1 * x * x);
+}
+
+// Value (derivative = false) or derivative of the input-saving activations at x.
+template <typename T>
+T input_act1(Act act, T x, bool derivative) {
+  const T lim = T(act == Act::kSilu ? kSiluClamp : kGeluClamp);
+  // NaN stays NaN through the comparisons below.
+  T cx = x < -lim ? -lim : (x > lim ? lim : x);
+  T scale = x > T(0) ? x : cx;
+  if (act == Act::kGelu) {
+    // Evaluated in double for both dtypes (as the SIMD kernels do).
+    double c = double(cx);
+    double phi_cdf = 0.5 * std::erfc(-c * 0.70710678118654752440);
+    if (!derivative) return T(double(scale) * phi_cdf);
+    return T(phi_cdf + c * std::exp(-0.5 * c * c) * 0.39894228040143267794);
+  }
+  T s, s1ms, dt = T(1);
+  T t = act == Act::kGeluTanh ? gelu_tanh_t(cx, dt) : cx;
+  sigmoid_parts(t, s, s1ms);
+  if (!derivative) return scale * s;
+  return s + cx * s1ms * dt;
+}
+
+
 template <typename T>
 T act_forward1(Act act, T param, T x) {
   switch (act) {
@@ -31,13 +76,16 @@ T act_forward1(Act act, T param, T x) {
       return x >= T(0) ? s : e * s;
     }
     case Act::kTanh: return std::tanh(x);
+    case Act::kGelu:
+    case Act::kGeluTanh:
+    case Act::kSilu: return input_act1(act, x, false);
     case Act::kNone: break;
   }
   return x;
 }
 
-// f'(x) expressed through y = f(x). The piece-wise ones check y != y so a NaN output gives NaN
-// (numpy's dy * (y > 0) would silently give 0 there).
+// f'(x) expressed through s = y = f(x), or s = x for the input-saving activations. The piece-wise
+// ones check y != y so a NaN output gives NaN (numpy's dy * (y > 0) would silently give 0 there).
 template <typename T>
 T act_derivative1(Act act, T param, T y) {
   switch (act) {
@@ -47,6 +95,9 @@ T act_derivative1(Act act, T param, T y) {
     case Act::kSigmoid: return y * (T(1) - y);
     // Factored, 1 - y is exact near |y| = 1, where 1 - y * y would cancel.
     case Act::kTanh: return (T(1) - y) * (T(1) + y);
+    case Act::kGelu:
+    case Act::kGeluTanh:
+    case Act::kSilu: return input_act1(act, y, true);
     case Act::kNone: break;
   }
   return T(1);
@@ -66,6 +117,16 @@ void forward(Act act, T param, const T* x, T* y, int64_t n) {
 template <typename T>
 void backward(Act act, T param, const T* dy, const T* y, T* dx, int64_t n) {
   for (int64_t i = 0; i < n; ++i) dx[i] = dy[i] * act_derivative1(act, param, y[i]);
+}
+
+// x: (n,), y: (n,)
+template <typename T>
+void erf(bool complement, const T* x, T* y, int64_t n) {
+  // In double for both dtypes, as the SIMD kernels do (float results are rounded once).
+  for (int64_t i = 0; i < n; ++i) {
+    double v = double(x[i]);
+    y[i] = T(complement ? std::erfc(v) : std::erf(v));
+  }
 }
 
 // x: (rows, cols), y: (rows, cols)
@@ -115,6 +176,7 @@ template <typename T>
 void fill(ActFns<T>& f) {
   f.forward = &forward<T>;
   f.backward = &backward<T>;
+  f.erf = &erf<T>;
   f.softmax_forward = &softmax_forward<T>;
   f.softmax_backward = &softmax_backward<T>;
 }

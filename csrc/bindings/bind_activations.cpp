@@ -89,6 +89,16 @@ void run_backward(Act act, double param, const py::array& dy, const py::array& y
   });
 }
 
+template <typename T>
+void run_erf(bool complement, const py::array& x, py::array& y) {
+  const ActFns<T>& f = act_fns<T>();
+  const T* xp = cptr<T>(x);
+  T* yp = ptr<T>(y);
+  int64_t n = static_cast<int64_t>(x.size());
+  py::gil_scoped_release release;
+  parallel_chunks(n, kGrain, [&](int64_t b, int64_t e) { f.erf(complement, xp + b, yp + b, e - b); });
+}
+
 // x: any shape; returns act(x) with x's shape in `out` (or a new array).
 py::array act_forward(const char* op, Act act, double param, py::handle x_obj,
                       py::handle out_obj) {
@@ -104,14 +114,16 @@ py::array act_forward(const char* op, Act act, double param, py::handle x_obj,
   return out;
 }
 
-// dy, y: the same shape; returns dy * act'(x) computed from y = act(x).
+// dy, y: the same shape; returns dy * act'(x) computed from y = act(x), or from x itself when
+// act_backward_reads_input(act) (then the second argument is named x).
 py::array act_backward(const char* op, Act act, double param, py::handle dy_obj, py::handle y_obj,
                        py::handle out_obj) {
+  const char* y_name = act_backward_reads_input(act) ? "x" : "y";
   py::array dy = require_array(dy_obj, op, "dy");
-  py::array y = require_array(y_obj, op, "y");
+  py::array y = require_array(y_obj, op, y_name);
   DType dt = float_dtype(dy, op, "dy");
-  require_same_dtype(y, dt, op, "dy", "y");
-  require_same_shape(dy, y, op, "dy", "y");
+  require_same_dtype(y, dt, op, "dy", y_name);
+  require_same_shape(dy, y, op, "dy", y_name);
   py::array out = output(out_obj, shape_of(y), dt, op);
   dy = input_for(dy, out);
   y = input_for(y, out);
@@ -121,6 +133,12 @@ py::array act_backward(const char* op, Act act, double param, py::handle dy_obj,
     run_backward<double>(act, param, dy, y, out);
   }
   return out;
+}
+
+// approximate="none" | "tanh" as the activation it selects.
+Act gelu_act(py::handle approximate, const char* op) {
+  return require_choice(approximate, {"none", "tanh"}, op, "approximate") == 0 ? Act::kGelu
+                                                                                : Act::kGeluTanh;
 }
 
 // The axis as a non-negative index, or ValueError (0-d arrays have no axis to reduce over).
@@ -446,6 +464,121 @@ Raises:
     TypeError: dy or y is not a float32/float64 ndarray, or their dtypes differ.
     ValueError: dy and y differ in shape, or out is unusable.
 )");
+  m.def(
+      "gelu",
+      [](py::handle x, py::handle approximate, py::handle out) {
+        return act_forward("gelu", gelu_act(approximate, "gelu"), 0.0, x, out);
+      },
+      arg("x"), arg("approximate") = "none", py::kw_only(), arg("out") = none,
+      R"(Apply the Gaussian error linear unit x * Phi(x) element-wise (Phi: standard normal CDF).
+
+approximate="none" evaluates Phi through erfc in float64 (float32 results are rounded once), so
+the result keeps its relative accuracy far into the negative tail; approximate="tanh" is
+0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))), computed as x * sigmoid(2 sqrt(2/pi) (...)).
+Both match torch.nn.functional.gelu. gelu(-inf) = -0 (PyTorch gives NaN), gelu(+inf) = +inf.
+
+Args:
+    x: float32 or float64 array of any shape.
+    approximate: "none" (exact) or "tanh". Default "none".
+    out: Optional C-contiguous writeable array of x's shape and dtype (may be x). Default None.
+
+Returns:
+    The result array (``out`` when given). NaN stays NaN.
+
+Raises:
+    TypeError: x is not a float32/float64 ndarray, out has another dtype, or approximate is not
+        a str.
+    ValueError: approximate is not "none" or "tanh", or out is unusable.
+)");
+  m.def(
+      "gelu_backward",
+      [](py::handle dy, py::handle x, py::handle approximate, py::handle out) {
+        return act_backward("gelu_backward", gelu_act(approximate, "gelu_backward"), 0.0, dy, x,
+                            out);
+      },
+      arg("dy"), arg("x"), arg("approximate") = "none", py::kw_only(), arg("out") = none,
+      R"(Return the GELU input gradient dy * gelu'(x) from the forward INPUT x.
+
+Unlike relu/sigmoid/tanh, GELU cannot be inverted from its output, so the backward takes x (for a
+fused ``linear(..., activation="gelu")``, the pre-activation it stores in ``preact``). The
+derivative is Phi(x) + x phi(x) (exact) or the derivative of the tanh form; it is 0 at -inf and 1
+at +inf (PyTorch gives NaN there).
+
+Args:
+    dy: Gradient with respect to y = gelu(x); float32 or float64, any shape.
+    x: The forward input; same shape and dtype as dy.
+    approximate: The approximate used in the forward, "none" or "tanh". Default "none".
+    out: Optional C-contiguous writeable array of that shape and dtype (may be dy or x).
+        Default None.
+
+Returns:
+    dx (``out`` when given).
+
+Raises:
+    TypeError: dy or x is not a float32/float64 ndarray, their dtypes differ, or approximate is
+        not a str.
+    ValueError: dy and x differ in shape, approximate is unknown, or out is unusable.
+)");
+  m.def(
+      "silu",
+      [](py::handle x, py::handle out) { return act_forward("silu", Act::kSilu, 0.0, x, out); },
+      arg("x"), py::kw_only(), arg("out") = none,
+      R"(Apply the sigmoid linear unit (swish) x * sigmoid(x) element-wise.
+
+Matches torch.nn.functional.silu; silu(-inf) = -0 (PyTorch gives NaN), silu(+inf) = +inf.
+
+Args:
+    x: float32 or float64 array of any shape.
+    out: Optional C-contiguous writeable array of x's shape and dtype (may be x). Default None.
+
+Returns:
+    The result array (``out`` when given). NaN stays NaN.
+
+Raises:
+    TypeError: x is not a float32/float64 ndarray, or out has another dtype.
+    ValueError: out is unusable (wrong shape, read-only, not C-contiguous).
+)");
+  m.def(
+      "silu_backward",
+      [](py::handle dy, py::handle x, py::handle out) {
+        return act_backward("silu_backward", Act::kSilu, 0.0, dy, x, out);
+      },
+      arg("dy"), arg("x"), py::kw_only(), arg("out") = none,
+      R"(Return the SiLU input gradient dy * (s + x s (1 - s)), s = sigmoid(x), from the INPUT x.
+
+SiLU cannot be inverted from its output, so the backward takes x (for a fused
+``linear(..., activation="silu")``, the pre-activation it stores in ``preact``). The derivative is
+0 at -inf and 1 at +inf (PyTorch gives NaN there).
+
+Args:
+    dy: Gradient with respect to y = silu(x); float32 or float64, any shape.
+    x: The forward input; same shape and dtype as dy.
+    out: Optional C-contiguous writeable array of that shape and dtype (may be dy or x).
+        Default None.
+
+Returns:
+    dx (``out`` when given).
+
+Raises:
+    TypeError: dy or x is not a float32/float64 ndarray, or their dtypes differ.
+    ValueError: dy and x differ in shape, or out is unusable.
+)");
+
+  m.def(
+      "_erf",
+      [](py::handle x_obj, bool complement) {
+        py::array x = contiguous(require_array(x_obj, "_erf", "x"));
+        DType dt = float_dtype(x, "_erf", "x");
+        py::array y = output(py::none(), shape_of(x), dt, "_erf");
+        if (dt == DType::kF32) {
+          run_erf<float>(complement, x, y);
+        } else {
+          run_erf<double>(complement, x, y);
+        }
+        return y;
+      },
+      arg("x"), arg("complement") = false,
+      "Test hook: erf(x), or erfc(x) with complement=True, by the kernels behind gelu.");
 
   for (bool log_ : {false, true}) {
     const char* fwd_name = log_ ? "log_softmax" : "softmax";

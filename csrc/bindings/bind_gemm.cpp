@@ -115,13 +115,18 @@ Act parse_activation(py::handle act) {
   if (name == "elu") return Act::kElu;
   if (name == "sigmoid") return Act::kSigmoid;
   if (name == "tanh") return Act::kTanh;
+  if (name == "gelu") return Act::kGelu;
+  if (name == "gelu_tanh") return Act::kGeluTanh;
+  if (name == "silu") return Act::kSilu;
   throw py::value_error("linear: unknown activation '" + name +
-                        "'; expected None, 'relu', 'leaky_relu', 'elu', 'sigmoid' or 'tanh'");
+                        "'; expected None, 'relu', 'leaky_relu', 'elu', 'sigmoid', 'tanh', "
+                        "'gelu', 'gelu_tanh' or 'silu'");
 }
 
 template <typename T>
 void linear_typed(const KernelTable& kt, const py::array& x, const py::array& w,
-                  const py::array* bias, py::array& y, Act act, double param) {
+                  const py::array* bias, py::array& y, py::array* pre, Act act,
+                  double param) {
   GemmArgs<T> g;
   g.m = x.shape(0);
   g.n = w.shape(0);
@@ -142,13 +147,15 @@ void linear_typed(const KernelTable& kt, const py::array& x, const py::array& w,
     bv = aligned_contiguous_copy(*bias);
     g.bias = cptr<T>(bv);
   }
+  if (pre) g.pre = ptr<T>(*pre);
   g.act = act;
   g.act_param = static_cast<T>(param);
   run_gemm<T>(kt, g);
 }
 
 py::object linear(py::handle x_obj, py::handle w_obj, py::handle b_obj, py::handle act_obj,
-                  double negative_slope, double alpha, py::handle out_obj) {
+                  double negative_slope, double alpha, py::handle out_obj,
+                  py::handle preact_obj) {
   const char* op = "linear";
   py::array x = require_array(x_obj, op, "x");
   py::array w = require_array(w_obj, op, "w");
@@ -192,11 +199,20 @@ py::object linear(py::handle x_obj, py::handle w_obj, py::handle b_obj, py::hand
     require_no_overlap(y, w, op, "out", "w");
     if (!b_obj.is_none()) require_no_overlap(y, b, op, "out", "b");
   }
+  py::array pre;
+  if (!preact_obj.is_none()) {
+    pre = output(preact_obj, shape, dt, op, "preact");
+    require_no_overlap(pre, x, op, "preact", "x");
+    require_no_overlap(pre, w, op, "preact", "w");
+    require_no_overlap(pre, y, op, "preact", "out");
+    if (!b_obj.is_none()) require_no_overlap(pre, b, op, "preact", "b");
+  }
   const py::array* bp = b_obj.is_none() ? nullptr : &b;
+  py::array* pp = preact_obj.is_none() ? nullptr : &pre;
   if (dt == DType::kF32) {
-    linear_typed<float>(kt, x, w, bp, y, act, param);
+    linear_typed<float>(kt, x, w, bp, y, pp, act, param);
   } else {
-    linear_typed<double>(kt, x, w, bp, y, act, param);
+    linear_typed<double>(kt, x, w, bp, y, pp, act, param);
   }
   return std::move(y);
 }
@@ -239,7 +255,7 @@ Example:
 )doc");
   m.def("linear", &linear, py::arg("x"), py::arg("w"), py::arg("b") = py::none(),
         py::arg("activation") = py::none(), py::kw_only(), py::arg("negative_slope") = 0.01,
-        py::arg("alpha") = 1.0, py::arg("out") = py::none(),
+        py::arg("alpha") = 1.0, py::arg("out") = py::none(), py::arg("preact") = py::none(),
         R"doc(Apply a dense layer: activation(x @ w.T + b), in one fused pass.
 
 The bias and activation are applied to each block of the product while it is still in cache,
@@ -249,11 +265,16 @@ Args:
     x: (batch, in_features) float32 or float64 array.
     w: (out_features, in_features) array of the same dtype (PyTorch's Linear.weight layout).
     b: Optional (out_features,) bias of the same dtype. Default None.
-    activation: None, "relu", "leaky_relu", "elu", "sigmoid" or "tanh". Default None.
+    activation: None, "relu", "leaky_relu", "elu", "sigmoid", "tanh", "gelu" (exact),
+        "gelu_tanh" (GELU's tanh form) or "silu". Default None.
     negative_slope: Slope of leaky_relu for x < 0; must be >= 0. Default 0.01.
     alpha: Scale of elu for x < 0; must be >= 0. Default 1.0.
     out: Optional C-contiguous, writeable (batch, out_features) array to write into; must not
         overlap x, w or b. Default None (a new array).
+    preact: Optional C-contiguous, writeable (batch, out_features) array that receives
+        x @ w.T + b before the activation, written in the same fused pass. gelu_backward and
+        silu_backward take it (those activations cannot be inverted from their output); must not
+        overlap x, w, b or out. Default None.
 
 Returns:
     The (batch, out_features) activations (`out` itself when given).
@@ -262,7 +283,7 @@ Raises:
     TypeError: an array argument is not a numpy array or not float32/float64, the dtypes differ,
         or activation is not None or a str.
     ValueError: wrong ndim; in_features of x and w differ; b has the wrong shape; an unknown
-        activation; negative or NaN negative_slope/alpha; an unusable `out`.
+        activation; negative or NaN negative_slope/alpha; an unusable `out` or `preact`.
 )doc");
 }
 

@@ -183,6 +183,31 @@ void require_range(double v, double lo, double hi, const char* op, const char* w
   }
 }
 
+namespace {
+std::string choices_str(const std::vector<const char*>& choices) {
+  std::string r;
+  for (size_t i = 0; i < choices.size(); ++i) {
+    if (i) r += i + 1 == choices.size() ? " or " : ", ";
+    r += std::string("'") + choices[i] + "'";
+  }
+  return r;
+}
+}  // namespace
+
+int require_choice(py::handle obj, const std::vector<const char*>& choices, const char* op,
+                   const char* arg) {
+  if (!py::isinstance<py::str>(obj)) {
+    throw py::type_error(std::string(op) + ": " + arg + " must be a str (" +
+                         choices_str(choices) + "), got " +
+                         std::string(py::str(py::type::handle_of(obj).attr("__name__"))));
+  }
+  const std::string v = obj.cast<std::string>();
+  for (size_t i = 0; i < choices.size(); ++i)
+    if (v == choices[i]) return static_cast<int>(i);
+  throw py::value_error(std::string(op) + ": " + arg + " must be " + choices_str(choices) +
+                        ", got '" + v + "'");
+}
+
 Shape element_strides(const py::array& a, const char* op, const char* arg) {
   Shape s(static_cast<size_t>(a.ndim()));
   for (py::ssize_t i = 0; i < a.ndim(); ++i) {

@@ -72,6 +72,11 @@ void require_no_overlap(const py::array& out, const py::array& in, const char* o
 // ValueError unless lo <= v <= hi (NaN always fails); `what` is the parameter name.
 void require_range(double v, double lo, double hi, const char* op, const char* what);
 
+// The index of `obj` in `choices` (a str option such as approximate="tanh"): TypeError if obj is
+// not a str, ValueError naming every choice if it is not one of them.
+int require_choice(py::handle obj, const std::vector<const char*>& choices, const char* op,
+                   const char* arg);
+
 template <typename T>
 T* ptr(py::array& a) {
   return static_cast<T*>(a.mutable_data());

@@ -14,6 +14,8 @@
 //  - Comparisons are ordered and quiet: lt/le/gt/ge/eq are false when a lane is NaN.
 //  - load_partial / store_partial touch only the first n < W lanes' memory (masked loads and
 //    stores), so ragged tails never read or write out of bounds.
+//  - erf / erfc (float64, and float32 through float64) are accurate to a few ulp everywhere,
+//    relative to the result in erfc's underflowing tail too.
 //  - exp / expm1 are accurate to about 1-2 ulp over the whole range, give +inf on overflow, 0 (or
 //    -1 for expm1) on underflow with correct gradual underflow, and NaN for NaN; they assume the
 //    default rounding mode and no -ffast-math.
@@ -23,6 +25,7 @@
 
 #include <cstdint>
 
+#include "common/erf_coeffs.hpp"
 #include "common/isa.hpp"
 
 #if !defined(__AVX2__) || !defined(__FMA__)
@@ -160,6 +163,22 @@ inline void widen(Vf a, Vd& lo, Vd& hi) {
   hi.v = _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(a.v), 1)));
 }
 
+// The inverse of widen: lo's 8 doubles rounded to floats in lanes 0-7, hi's in lanes 8-15.
+inline Vf narrow(Vd lo, Vd hi) {
+  __m256 l = _mm512_cvtpd_ps(lo.v), h = _mm512_cvtpd_ps(hi.v);
+  return {_mm512_castpd_ps(
+      _mm512_insertf64x4(_mm512_castpd256_pd512(_mm256_castps_pd(l)), _mm256_castps_pd(h), 1))};
+}
+
+// base[index[i]] per lane; index holds integer values in [0, 2^31). Adding 2^52 puts the integer
+// in the low mantissa bits, and subtracting 2^52's bit pattern leaves it as an int64 lane.
+inline Vd gather(const double* base, Vd index) {
+  const __m512d magic = _mm512_set1_pd(0x1p52);
+  __m512i i = _mm512_sub_epi64(_mm512_castpd_si512(_mm512_add_pd(index.v, magic)),
+                               _mm512_castpd_si512(magic));
+  return {_mm512_i64gather_pd(i, base, 8)};
+}
+
 inline float reduce_add(Vf a) { return _mm512_reduce_add_ps(a.v); }
 inline double reduce_add(Vd a) { return _mm512_reduce_add_pd(a.v); }
 inline float reduce_max(Vf a) { return _mm512_reduce_max_ps(a.v); }
@@ -291,6 +310,19 @@ inline Vd shift_bits_left(Vd a, int bits) {
 inline void widen(Vf a, Vd& lo, Vd& hi) {
   lo.v = _mm256_cvtps_pd(_mm256_castps256_ps128(a.v));
   hi.v = _mm256_cvtps_pd(_mm256_extractf128_ps(a.v, 1));
+}
+
+// The inverse of widen: lo's 4 doubles rounded to floats in lanes 0-3, hi's in lanes 4-7.
+inline Vf narrow(Vd lo, Vd hi) {
+  return {_mm256_set_m128(_mm256_cvtpd_ps(hi.v), _mm256_cvtpd_ps(lo.v))};
+}
+
+// base[index[i]] per lane; index holds integer values in [0, 2^31) (see the AVX-512 version).
+inline Vd gather(const double* base, Vd index) {
+  const __m256d magic = _mm256_set1_pd(0x1p52);
+  __m256i i = _mm256_sub_epi64(_mm256_castpd_si256(_mm256_add_pd(index.v, magic)),
+                               _mm256_castpd_si256(magic));
+  return {_mm256_i64gather_pd(base, i, 8)};
 }
 
 inline float reduce_add(Vf a) {
@@ -518,6 +550,85 @@ V log1p_unit(V e) {
   for (int i = C::kTerms - 2; i >= 0; --i) p = fmadd(p, g, set1(T(1) / T(2 * i + 1)));
   V two_f = f + f;
   return fmadd(two_f, p, select(k1, set1(C::kLn2), zero<V>()));
+}
+
+// exp(-s * x^2) for s a power of two and finite x. x^2 is split exactly into h + l (an fma gives
+// the rounding error l), and exp(-s (h + l)) = exp(-s h) (1 - s l) to within (s l)^2: a plain
+// exp(-x * x) would be off by up to x^2 / 2 ulp where x^2 is large.
+template <typename V>
+V exp_neg_sq(V x, typename V::T s) {
+  V h = x * x;
+  V l = fmadd(x, x, zero<V>() - h) * set1(s);
+  V e = exp(zero<V>() - h * set1(s));
+  return fnmadd(e, l, e);
+}
+
+namespace detail {
+
+// erf(a) = a * P(a^2) for 0 <= a < kErfSmallEnd.
+inline Vd erf_small(Vd a) {
+  namespace C = erf_coeffs;
+  Vd s = a * a;
+  Vd p = set1(C::kErfSmall[C::kErfDegree]);
+  for (int i = C::kErfDegree - 1; i >= 0; --i) p = fmadd(p, s, set1(C::kErfSmall[i]));
+  return a * p;
+}
+
+// erfc(a) for kErfSmallEnd <= a, given e = exp(-a^2) (NaN a: e is NaN, so the result is too).
+// erfc(a) exp(a^2) comes from a per-interval polynomial gathered lane by lane; the layout
+// (12 intervals of width 0.5 from 0.75, then 11 of width 2 from 6.75) is tools/fit_erfc.py's.
+inline Vd erfc_tail(Vd a, Vd e) {
+  namespace C = erf_coeffs;
+  // min(a, hi) gives hi for a NaN a: the gather index stays in range whatever a holds.
+  Vd ac = max(min(a, set1(28.75)), set1(C::kErfSmallEnd));
+  auto first = lt(ac, set1(6.75));
+  // Both subtractions are exact (0.75 and 6.75 are multiples of ac's ulp), so ac never lands in
+  // the neighbouring interval.
+  Vd k1 = floor((ac - set1(0.75)) * set1(2.0));
+  Vd k2 = floor((ac - set1(6.75)) * set1(0.5));
+  Vd u = select(first, (ac - fmadd(k1, set1(0.5), set1(1.0))) * set1(4.0),
+                ac - fmadd(k2, set1(2.0), set1(7.75)));
+  constexpr int kRow = C::kTailDegree + 1;
+  Vd idx = select(first, k1, k2 + set1(12.0)) * set1(double(kRow));
+  const double* t = &C::kErfcTail[0][0];
+  Vd p = gather(t + C::kTailDegree, idx);
+  for (int j = C::kTailDegree - 1; j >= 0; --j) p = fmadd(p, u, gather(t + j, idx));
+  return e * p;
+}
+
+}  // namespace detail
+
+// erfc(a) for a >= 0 (or NaN), given e = exp_neg_sq(a, 1) or an equally accurate exp(-a^2).
+inline Vd erfc_nonneg(Vd a, Vd e) {
+  return select(lt(a, set1(erf_coeffs::kErfSmallEnd)), set1(1.0) - detail::erf_small(a),
+                detail::erfc_tail(a, e));
+}
+
+inline Vd erf(Vd x) {
+  // Past 6, erf rounds to +-1; the clamp keeps exp_neg_sq finite (and a NaN x).
+  Vd a = min(set1(6.0), abs(x));
+  Vd r = select(lt(a, set1(erf_coeffs::kErfSmallEnd)), detail::erf_small(a),
+                set1(1.0) - detail::erfc_tail(a, exp_neg_sq(a, 1.0)));
+  return copysign(r, x);
+}
+
+inline Vd erfc(Vd x) {
+  // erfc underflows to 0 past 27.3; the clamp keeps exp_neg_sq finite (and a NaN x).
+  Vd a = min(set1(28.75), abs(x));
+  Vd q = erfc_nonneg(a, exp_neg_sq(a, 1.0));
+  return select(lt(x, zero<Vd>()), set1(2.0) - q, q);
+}
+
+// float: evaluated in float64 and rounded once, so within about half an ulp.
+inline Vf erf(Vf x) {
+  Vd lo, hi;
+  widen(x, lo, hi);
+  return narrow(erf(lo), erf(hi));
+}
+inline Vf erfc(Vf x) {
+  Vd lo, hi;
+  widen(x, lo, hi);
+  return narrow(erfc(lo), erfc(hi));
 }
 
 }  // namespace simd

@@ -28,6 +28,9 @@ struct GemmArgs {
   bool accumulate = false;  // C += op(A) @ op(B) instead of C = ...
   // Epilogue, applied once to each finished element: c = act(c + bias[j]).
   const T* bias = nullptr;  // length n, or nullptr
+  // If set, receives c + bias[j] before the activation (what GELU/SiLU backward reads), laid out
+  // like C (element (i, j) at pre[i * ldc + j]); must not overlap C, A, B or bias.
+  T* pre = nullptr;
   Act act = Act::kNone;
   T act_param = T(0);  // negative_slope for leaky_relu, alpha for elu
   // The activation kernels of the same ISA table, used by the epilogue on finished tiles.

@@ -1,10 +1,12 @@
-// GEMM epilogue shared by the reference kernel and the blocked driver: c = act(c + bias[j]).
+// GEMM epilogue shared by the reference kernel and the blocked driver: c = act(c + bias[j]), with
+// c + bias[j] optionally kept in g.pre.
 //
 // Shapes: c is rows x cols with row stride ldc; bias (if any) is indexed by the absolute column
 // j0 + j. Included by several ISA translation units, so it lives in pydl::PYDL_ISA_NS.
 #pragma once
 
 #include <cstdint>
+#include <cstring>
 
 #include "common/isa.hpp"
 #include "gemm/gemm.hpp"
@@ -14,7 +16,7 @@ namespace PYDL_ISA_NS {
 
 template <typename T>
 inline bool has_epilogue(const GemmArgs<T>& g) {
-  return g.bias != nullptr || g.act != Act::kNone;
+  return g.bias != nullptr || g.act != Act::kNone || g.pre != nullptr;
 }
 
 // Applies the epilogue to a finished block of C (still in cache when called from the driver).
@@ -27,6 +29,7 @@ void apply_epilogue(const GemmArgs<T>& g, T* c, int64_t ldc, int64_t rows, int64
       const T* bias = g.bias + j0;
       for (int64_t j = 0; j < cols; ++j) row[j] += bias[j];
     }
+    if (g.pre) std::memcpy(g.pre + (row - g.c), row, static_cast<size_t>(cols) * sizeof(T));
     if (g.act != Act::kNone) g.act_fns->forward(g.act, g.act_param, row, row, cols);
   }
 }

@@ -1,5 +1,7 @@
 """Activation kernels against float64 numpy, analytic derivatives and central differences."""
 
+import math
+
 import numpy as np
 import pytest
 
@@ -485,3 +487,221 @@ def test_simd_matches_reference(isa, dtype, rng):
         _core._set_isa(prev)
     for n in got:
         np.testing.assert_allclose(got[n], ref[n], rtol=8 * RTOL[dtype], atol=1e-5 * (dtype == np.float32) + 1e-13, err_msg=n)
+
+
+# --- GELU / SiLU: backward from the INPUT x, oracles float64 PyTorch and libm --------------------
+
+torch = pytest.importorskip("torch")
+
+# name -> (pydl kwargs, torch float64 function)
+INPUT_ACTS = {
+    "gelu": ({}, lambda t: torch.nn.functional.gelu(t)),
+    "gelu_tanh": (
+        {"approximate": "tanh"},
+        lambda t: torch.nn.functional.gelu(t, approximate="tanh"),
+    ),
+    "silu": ({}, torch.nn.functional.silu),
+}
+INPUT_NAMES = list(INPUT_ACTS)
+
+
+def ifwd(name, x, **kw):
+    return getattr(K, name.replace("_tanh", ""))(x, **INPUT_ACTS[name][0], **kw)
+
+
+def ibwd(name, dy, x, **kw):
+    return getattr(K, name.replace("_tanh", "") + "_backward")(dy, x, **INPUT_ACTS[name][0], **kw)
+
+
+def torch_fwd_bwd(name, x, dy):
+    t = torch.tensor(np.asarray(x, np.float64), requires_grad=True)
+    y = INPUT_ACTS[name][1](t)
+    (g,) = torch.autograd.grad(y, t, torch.tensor(np.asarray(dy, np.float64)))
+    return y.detach().numpy(), g.numpy()
+
+
+def gelu_libm(x):
+    # x Phi(x) through libm's erfc: accurate in the negative tail, where torch's 1 + erf cancels.
+    return np.array([v * 0.5 * math.erfc(-v / math.sqrt(2.0)) for v in np.ravel(x)])
+
+
+@pytest.mark.parametrize("n", [1, 3, 7, 8, 9, 17, 1001])
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("name", INPUT_NAMES)
+def test_input_acts_match_torch(isa, name, dtype, n, rng):
+    x = sample(rng, (n,), dtype, scale=3.0)
+    dy = sample(rng, (n,), dtype, scale=1.0)
+    y, dx = ifwd(name, x), ibwd(name, dy, x)
+    assert y.dtype == dx.dtype == dtype and y.shape == dx.shape == (n,)
+    ty, tdx = torch_fwd_bwd(name, x, dy)
+    # torch's float64 1 + erf / 1 + tanh loses digits for x < 0: an absolute floor of a few
+    # float64 ulp of |x| covers that, the relative part the dtype's rounding (float32 gelu_tanh
+    # and silu are evaluated in float32: the error of t(x) is scaled by |t| in the tail).
+    scale = np.abs(x.astype(np.float64)) + 1.0
+    rt = {np.float32: 3e-6 if name == "gelu" else 4e-5, np.float64: 1e-14}[dtype]
+    np.testing.assert_allclose(y, ty, rtol=rt, atol=4e-16 * scale.max())
+    np.testing.assert_allclose(dx, tdx, rtol=rt, atol=1e-15 + rt * np.abs(dy).max())
+
+
+@pytest.mark.parametrize("name", INPUT_NAMES)
+def test_input_acts_central_differences(isa, name, rng):
+    x = np.concatenate([rng.standard_normal(61) * 3, [-9.0, -6.5, 0.0, 5.0, 12.0]])
+    dy = rng.standard_normal(x.shape)
+    h = 1e-6
+    numeric = dy * (ifwd(name, x + h) - ifwd(name, x - h)) / (2 * h)
+    np.testing.assert_allclose(ibwd(name, dy, x), numeric, rtol=1e-7, atol=1e-9)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_gelu_negative_tail_relative_accuracy(isa, dtype):
+    # Far below the point where 0.5 x (1 + erf(x / sqrt2)) cancels to 0: x Phi(x) stays accurate
+    # relative to itself down to the underflow threshold of the dtype.
+    lo = -12.0 if dtype == np.float32 else -37.0
+    x = np.linspace(lo, -1.0, 2001).astype(dtype)
+    want = gelu_libm(x.astype(np.float64))
+    got = K.gelu(x).astype(np.float64)
+    assert (got < 0).all()
+    # libm's erfc(-x / sqrt2) itself carries the rounding of x / sqrt2, amplified by ~x^2 / 2 ulp.
+    rtol = 2e-6 if dtype == np.float32 else 4e-16 * (1 + lo * lo / 2)
+    np.testing.assert_allclose(got, want, rtol=rtol)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_erf_against_libm(isa, dtype, rng):
+    from pydl import _core
+
+    # Every binade from the smallest subnormal up, both signs, plus dense coverage of the range
+    # where erf/erfc change: the erfc tail is checked down to its underflow.
+    tiny = np.finfo(dtype).smallest_subnormal
+    mag = np.concatenate(
+        [
+            np.geomspace(tiny, 30.0, 20_001, dtype=np.float64),
+            rng.uniform(0.0, 30.0, 20_000),
+            [0.0, 0.75, 6.75, 28.75, np.inf],
+        ]
+    ).astype(dtype)
+    x = np.concatenate([mag, -mag])
+    x64 = x.astype(np.float64)
+    for complement, f in ((False, math.erf), (True, math.erfc)):
+        got = _core._erf(x, complement).astype(np.float64)
+        want = np.array([f(v) for v in x64])
+        normal = np.abs(want) >= np.finfo(dtype).tiny
+        ulp = np.spacing(np.abs(want).astype(dtype)).astype(np.float64)
+        err = np.abs(got - want) / ulp
+        # float32 is evaluated in float64 and rounded once; float64 measured <= 2 / 4 ulp.
+        bound = 1.0 if dtype == np.float32 else (3.0 if not complement else 6.0)
+        assert err[normal].max() <= bound, (complement, x[normal][np.argmax(err[normal])])
+        assert (np.abs(got - want)[~normal] <= 2 * tiny).all()
+    assert np.isnan(_core._erf(np.array([np.nan], dtype))).all()
+    assert np.isnan(_core._erf(np.array([np.nan], dtype), True)).all()
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("name", INPUT_NAMES)
+def test_input_acts_special_values(isa, name, dtype):
+    x = np.array([np.inf, -np.inf, -0.0, 0.0, np.nan], dtype)
+    y = ifwd(name, x)
+    np.testing.assert_array_equal(y[:4], [np.inf, 0.0, 0.0, 0.0])
+    assert np.signbit(y[1]) and np.signbit(y[2]) and not np.signbit(y[3])
+    assert np.isnan(y[4])
+    dx = ibwd(name, np.ones_like(x), x)
+    np.testing.assert_array_equal(dx[:4], [1.0, 0.0, 0.5, 0.5])
+    assert np.isnan(dx[4])
+    # NaN at every lane position of a vector and in the masked tail, through x and through dy.
+    n = 37
+    xs = np.linspace(-3, 3, n).astype(dtype)
+    for i in (0, 5, 16, n - 1):
+        xi = xs.copy()
+        xi[i] = np.nan
+        assert np.isnan(ifwd(name, xi)[i]) and np.isfinite(np.delete(ifwd(name, xi), i)).all()
+        assert np.isnan(ibwd(name, np.ones_like(xi), xi)[i])
+        dyi = np.ones_like(xs)
+        dyi[i] = np.nan
+        assert np.isnan(ibwd(name, dyi, xs)[i])
+
+
+@pytest.mark.parametrize("name", INPUT_NAMES)
+def test_input_acts_strided_empty_out(isa, name, rng):
+    a = sample(rng, (40, 30), np.float32)
+    for view in (a[::2], a.T, a[:, ::3]):
+        np.testing.assert_array_equal(ifwd(name, view), ifwd(name, np.ascontiguousarray(view)))
+    dy = sample(rng, (30, 40), np.float32)
+    got = ibwd(name, dy.T, a[::1])
+    np.testing.assert_array_equal(got, ibwd(name, np.ascontiguousarray(dy.T), a))
+    for shape in [(), (0,), (3, 0)]:
+        x = np.full(shape, -0.5)
+        assert ifwd(name, x).shape == shape and ibwd(name, np.ones(shape), x).shape == shape
+    want_y, want_dx = ifwd(name, a), ibwd(name, np.ones_like(a), a)
+    xi = a.copy()
+    assert ifwd(name, xi, out=xi) is xi
+    np.testing.assert_array_equal(xi, want_y)
+    xi = a.copy()
+    assert ibwd(name, np.ones_like(a), xi, out=xi) is xi  # in place over x
+    np.testing.assert_array_equal(xi, want_dx)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_input_acts_simd_matches_reference(isa, dtype, rng):
+    from pydl import _core
+
+    x = np.concatenate([sample(rng, (1001,), dtype), np.linspace(-45, 45, 999).astype(dtype)])
+    dy = sample(rng, x.shape, dtype, scale=1.0)
+    got = [f(n, *a) for n in INPUT_NAMES for f, a in ((ifwd, (x,)), (ibwd, (dy, x)))]
+    got.append(_core._erf(x))
+    prev = _core.isa()
+    _core._set_isa("generic")
+    try:
+        ref = [f(n, *a) for n in INPUT_NAMES for f, a in ((ifwd, (x,)), (ibwd, (dy, x)))]
+        ref.append(_core._erf(x))
+    finally:
+        _core._set_isa(prev)
+    rt = {np.float32: 4e-5, np.float64: 1e-13}[dtype]
+    for g, r in zip(got, ref):
+        np.testing.assert_allclose(g, r, rtol=rt, atol=1e-14 if dtype == np.float64 else 1e-6)
+
+
+def test_input_acts_errors():
+    x = np.zeros(4)
+    with pytest.raises(ValueError, match="gelu: approximate must be 'none' or 'tanh', got 'tan'"):
+        K.gelu(x, "tan")
+    with pytest.raises(TypeError, match="gelu_backward: approximate must be a str"):
+        K.gelu_backward(x, x, approximate=None)
+    with pytest.raises(TypeError, match="dy and x.*float64 and float32"):
+        K.silu_backward(x, x.astype(np.float32))
+    with pytest.raises(ValueError, match=r"dy and x.*\(4,\) and \(5,\)"):
+        K.gelu_backward(x, np.zeros(5))
+    with pytest.raises(TypeError, match="float32 or float64"):
+        K.silu(np.arange(3))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("name", INPUT_NAMES)
+def test_fused_linear_keeps_preactivation(isa, threads, name, dtype, rng):
+    # activation(x @ w.T + b) in one pass, with the pre-activation kept for the backward.
+    x = sample(rng, (37, 53), dtype, scale=1.0)
+    w = sample(rng, (29, 53), dtype, scale=0.3)
+    b = sample(rng, (29,), dtype, scale=1.0)
+    pre = np.empty((37, 29), dtype)
+    y = K.linear(x, w, b, name, preact=pre)
+    z = K.matmul(x, w, trans_b=True) + b
+    np.testing.assert_array_equal(pre, z)
+    np.testing.assert_array_equal(y, ifwd(name, z))
+    z64 = x.astype(np.float64) @ w.astype(np.float64).T + b
+    ty, _ = torch_fwd_bwd(name, z64, np.ones_like(z64))
+    np.testing.assert_allclose(y, ty, rtol=1e-4 if dtype == np.float32 else 1e-12, atol=1e-5)
+    # Without preact the values are the same; preact also works without an activation.
+    np.testing.assert_array_equal(K.linear(x, w, b, name), y)
+    pre2 = np.empty_like(pre)
+    np.testing.assert_array_equal(K.linear(x, w, b, preact=pre2), z)
+    np.testing.assert_array_equal(pre2, z)
+
+
+def test_fused_linear_preact_errors():
+    x, w = np.ones((4, 3)), np.ones((5, 3))
+    with pytest.raises(ValueError, match=r"preact.*\(4, 5\)"):
+        K.linear(x, w, activation="gelu", preact=np.empty((5, 4)))
+    with pytest.raises(TypeError, match="float32"):
+        K.linear(x, w, activation="silu", preact=np.empty((4, 5), np.float32))
+    out = np.empty((4, 5))
+    with pytest.raises(ValueError, match="preact.*out"):
+        K.linear(x, w, activation="silu", out=out, preact=out)

@@ -1,0 +1,463 @@
+"""pydl.engine: recorded-and-replayed steps against plain eager autograd (the oracle).
+
+Every comparison is BITWISE: the replay must run the same kernels on the same operands in the
+same order as the eager graph, so weights, gradients, losses and optimizer state are identical.
+"""
+
+import logging
+
+import numpy as np
+import pytest
+
+import pydl
+from pydl import nn
+from pydl import functional as F
+from pydl.engine import CompiledForward, NonFiniteLossError, compile_step
+from pydl.tensor import Tensor
+from pydl.train import Trainer
+
+
+# --- models --------------------------------------------------------------------------------------
+class Residual(nn.Module):
+    """A custom Module exercising the Tensor ops: +, -, *, /, **, @, T, sum, mean, exp, log..."""
+
+    def __init__(self, d_in, width, d_out, dtype=np.float32):
+        super().__init__()
+        self.inp = nn.Linear(d_in, width, dtype=dtype)
+        self.block = nn.Linear(width, width, dtype=dtype)
+        self.gate = nn.Linear(width, width, bias=False, dtype=dtype)
+        self.out = nn.Linear(width, d_out, dtype=dtype)
+        self.drop = nn.Dropout(0.25)
+
+    def forward(self, x):
+        h = self.inp(x).tanh()
+        r = self.block(h).gelu() if hasattr(Tensor, "gelu") else self.block(h).elu(0.7)
+        g = self.gate(h).sigmoid()
+        h = h + r * g - 0.5 * (h / (1.0 + (h ** 2))) + (-h).leaky_relu(0.1)
+        h = self.drop(h)
+        s = (h @ self.out.weight.T).exp().log() + self.out.bias  # a 2-D matmul on a parameter
+        scale = h.reshape(-1).mean() * 0.0 + 1.0                   # reductions and reshape
+        return s * scale + h.sum(axis=1, keepdims=True).T.T[:, [0]] * 0.01
+
+
+def mlp(dims=(6, 16, 16, 4), act=nn.ReLU, dropout=0.0, dtype=np.float32, bias=True):
+    layers = []
+    for i, (a, b) in enumerate(zip(dims[:-1], dims[1:])):
+        layers.append(nn.Linear(a, b, bias=bias, dtype=dtype))
+        if i < len(dims) - 2:
+            layers.append(act())
+            if dropout:
+                layers.append(nn.Dropout(dropout))
+    return nn.Sequential(*layers)
+
+
+def data(n=50, d=6, classes=4, dtype=np.float32, seed=0):
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((n, d)).astype(dtype)
+    return x, rng.integers(0, classes, n)
+
+
+CASES = {
+    "mlp-ce-sgd-momentum": lambda: (mlp(dropout=0.2), pydl.losses.CrossEntropyLoss(),
+                                    lambda p: pydl.optim.SGD(p, lr=0.05, momentum=0.9), None, "int"),
+    "mlp-mse-adam": lambda: (mlp(act=nn.Tanh), pydl.losses.MSELoss(),
+                             lambda p: pydl.optim.Adam(p, lr=1e-2), None, "reg"),
+    "residual-ce-adamw": lambda: (Residual(6, 12, 4), pydl.losses.CrossEntropyLoss(
+        label_smoothing=0.1), lambda p: pydl.optim.AdamW(p, lr=1e-2), None, "int"),
+    "frozen-bce-adam": lambda: (mlp(dims=(6, 16, 16, 1), act=nn.ELU), pydl.losses.BCEWithLogitsLoss(),
+                                lambda p: pydl.optim.Adam(p, lr=1e-2, weight_decay=1e-3), "freeze",
+                                "bin"),
+    "sigmoid-l1-nesterov-l2reg": lambda: (mlp(act=nn.Sigmoid), pydl.losses.L1Loss(),
+                                          lambda p: pydl.optim.SGD(p, lr=0.1, momentum=0.5,
+                                                                   nesterov=True),
+                                          pydl.regularizers.L2(1e-3), "reg"),
+    "leaky-huber-sgd-elasticnet": lambda: (mlp(act=nn.LeakyReLU, dropout=0.1, bias=False),
+                                           pydl.losses.HuberLoss(0.5),
+                                           lambda p: pydl.optim.SGD(p, lr=0.1, weight_decay=1e-3),
+                                           pydl.regularizers.ElasticNet(1e-3, 0.3), "reg"),
+    "softmax-head-ce-l1reg": lambda: (nn.Sequential(nn.Linear(6, 8), nn.Softmax(), nn.Linear(8, 4),
+                                                    nn.LogSoftmax()),
+                                      pydl.losses.CrossEntropyLoss(reduction="sum"),
+                                      lambda p: pydl.optim.Adam(p, lr=1e-2),
+                                      pydl.regularizers.L1(1e-3), "int"),
+}
+
+
+def build(case, seed=3):
+    pydl.manual_seed(seed)
+    model, loss, make_opt, extra, target = CASES[case]()
+    reg = None
+    if extra == "freeze":
+        model[0].freeze()
+    elif extra is not None:
+        reg = extra
+    x, labels = data()
+    out_dim = 1 if target == "bin" else 4
+    if target == "int":
+        y = labels
+    elif target == "bin":
+        y = (labels % 2).astype(np.float32).reshape(-1, 1)
+    else:
+        y = np.random.default_rng(1).standard_normal((len(x), out_dim)).astype(np.float32)
+    return model, loss, make_opt(model.parameters()), reg, x, y
+
+
+def eager_fit(model, loss, opt, reg, x, y, epochs, batch_size):
+    """The reference: zero_grad, forward, loss, backward, penalty gradient, update (no engine)."""
+    losses = []
+    model.train()
+    for _ in range(epochs):
+        for lo in range(0, len(x), batch_size):
+            xb, yb = x[lo:lo + batch_size], y[lo:lo + batch_size]
+            opt.zero_grad()
+            model.zero_grad()
+            out = model(Tensor(xb))
+            value = loss(out, yb)
+            losses.append(float(value.item()))
+            value.backward()
+            if reg is not None:
+                reg.add_gradients(model)
+            opt.step()
+    return losses
+
+
+def same_bits(a, b):
+    return a.dtype == b.dtype and a.shape == b.shape and a.tobytes() == b.tobytes()
+
+
+def assert_same_state(m1, o1, m2, o2):
+    for (n, p), q in zip(m1.named_parameters(), m2.parameters()):
+        assert same_bits(p.data, q.data), n
+    s1, s2 = o1.state_dict()["state"], o2.state_dict()["state"]
+    assert s1.keys() == s2.keys()
+    for k in s1:
+        for name, v in s1[k].items():
+            w = s2[k][name]
+            assert same_bits(np.asarray(v), np.asarray(w)), (k, name)
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_fit_replay_is_bit_identical_to_eager(case, threads):
+    m1, loss1, o1, r1, x, y = build(case)
+    m2, loss2, o2, r2, _, _ = build(case)
+    pydl.manual_seed(11)
+    ref = eager_fit(m1, loss1, o1, r1, x, y, epochs=3, batch_size=16)
+    pydl.manual_seed(11)
+    trainer = Trainer(m2, loss2, o2, regularizer=r2, metrics=())
+    hist = trainer.fit(x, y, epochs=3, batch_size=16, shuffle=False, verbose=0)
+    assert_same_state(m1, o1, m2, o2)
+    # 2 keys (batch 16 and the last batch of 2) were recorded; both replayed afterwards
+    tapes = list(trainer._compiled._tapes.values())
+    assert len(tapes) == 2 and all(t is not None for t in tapes)
+    # The logged epoch loss is the mean of the batch losses (+ penalty): compare the data part.
+    if r2 is None:
+        per_epoch = np.array(ref).reshape(3, -1)
+        sizes = np.array([16, 16, 16, 2])
+        np.testing.assert_array_equal(hist.history["loss"], (per_epoch * sizes).sum(1) / 50)
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_compile_step_gradients_are_bit_identical_every_step(case):
+    m1, loss1, _, _, x, y = build(case)
+    m2, loss2, _, _, _, _ = build(case)
+    step = compile_step(m2, loss2)
+    for it in range(4):
+        xb, yb = x[it * 8:(it + 1) * 8], y[it * 8:(it + 1) * 8]
+        pydl.manual_seed(100 + it)
+        m1.zero_grad()
+        v1 = loss1(m1(Tensor(xb)), yb)
+        v1.backward()
+        pydl.manual_seed(100 + it)
+        v2 = step.forward(xb, yb)
+        step.backward()
+        assert float(v1.item()) == v2
+        for (n, p), q in zip(m1.named_parameters(), m2.parameters()):
+            if p.grad is None:
+                assert q.grad is None, n
+            else:
+                assert same_bits(p.grad, q.grad), (n, it)
+        for p, q in zip(m1.parameters(), m2.parameters()):  # move the weights between steps
+            if p.grad is not None:
+                p.data -= 0.05 * p.grad
+                q.data -= 0.05 * q.grad
+    assert all(t is not None for t in step._tapes.values())
+
+
+def test_replay_fuses_linear_and_activation_and_runs_fewer_ops():
+    model = mlp(dims=(6, 8, 8, 4), act=nn.ReLU)
+    x, y = data()
+    step = compile_step(model, pydl.losses.CrossEntropyLoss())
+    step.forward(x[:8], y[:8])
+    step.backward()
+    tape = next(iter(step._tapes.values()))
+    kinds = [type(fwd.__self__).__name__ for fwd, _, _ in tape.forward]
+    assert kinds == ["LinearOp", "LinearOp", "LinearOp", "CrossEntropyOp"]
+    assert [fwd.__self__.act.name if fwd.__self__.act else None
+            for fwd, _, _ in tape.forward[:3]] == ["relu", "relu", None]
+
+
+def test_float64_and_no_bias_and_batch_of_one():
+    pydl.manual_seed(0)
+    m1 = mlp(dtype=np.float64, bias=False)
+    pydl.manual_seed(0)
+    m2 = mlp(dtype=np.float64, bias=False)
+    x, y = data(n=5, dtype=np.float64)
+    o1, o2 = pydl.optim.SGD(m1.parameters(), lr=0.1), pydl.optim.SGD(m2.parameters(), lr=0.1)
+    eager_fit(m1, pydl.losses.CrossEntropyLoss(), o1, None, x, y, epochs=2, batch_size=1)
+    Trainer(m2, pydl.losses.CrossEntropyLoss(), o2, metrics=()).fit(
+        x, y, epochs=2, batch_size=1, shuffle=False, verbose=0)
+    assert_same_state(m1, o1, m2, o2)
+
+
+# --- keys: what records anew --------------------------------------------------------------------
+def _count(step):
+    return len(step._tapes)
+
+
+def test_changed_shape_dtype_training_grad_and_structure_record_anew():
+    pydl.manual_seed(0)
+    model = mlp(dropout=0.3)
+    x, y = data()
+    step = compile_step(model, pydl.losses.CrossEntropyLoss())
+
+    def run(xb, yb):
+        step.forward(xb, yb)
+        step.backward()
+
+    run(x[:8], y[:8])
+    run(x[8:16], y[8:16])
+    assert _count(step) == 1
+    run(x[:5], y[:5])                              # shape
+    assert _count(step) == 2
+    run(x[:8], y[:8].astype(np.int32))             # target dtype
+    assert _count(step) == 3
+    model.eval()                                   # training flag
+    run(x[:8], y[:8])
+    assert _count(step) == 4
+    model.train()
+    model[0].weight.requires_grad = False          # requires_grad
+    run(x[:8], y[:8])
+    assert _count(step) == 5
+    assert model[0].weight.grad is None
+    model[0].weight.requires_grad = True
+    model[2].p = 0.5                               # structure: a hyper-parameter changed
+    run(x[:8], y[:8])
+    assert _count(step) == 6
+    setattr(model, "1", nn.Tanh())                 # structure: a layer replaced
+    run(x[:8], y[:8])
+    assert _count(step) == 7
+    pydl.manual_seed(5)
+    v = step.forward(x[:8], y[:8])
+    step.backward()
+    # ... and the new structure is what runs (eager oracle with the same dropout keys)
+    pydl.manual_seed(5)
+    ref = pydl.losses.CrossEntropyLoss()(model(Tensor(x[:8])), y[:8])
+    assert float(ref.item()) == v
+
+
+def test_frozen_parameters_get_no_gradient_and_stay_bit_identical():
+    m, loss, opt, _, x, y = build("frozen-bce-adam")
+    before = [p.data.copy() for p in m[0].parameters()]
+    Trainer(m, loss, opt, metrics=()).fit(x, y, epochs=3, batch_size=8, verbose=0)
+    for b, p in zip(before, m[0].parameters()):
+        assert same_bits(b, p.data) and p.grad is None
+
+
+# --- bad input: the same exception as eager ------------------------------------------------------
+def _error(fn):
+    with pytest.raises(Exception) as info:
+        fn()
+    return type(info.value), str(info.value)
+
+
+def test_bad_labels_on_the_replay_path_raise_what_eager_raises():
+    pydl.manual_seed(0)
+    model = mlp()
+    x, y = data()
+    loss = pydl.losses.CrossEntropyLoss()
+    step = compile_step(model, loss)
+    step.forward(x[:8], y[:8])
+    step.backward()
+    bad = y[:8].copy()
+    bad[3] = 7
+    eager = _error(lambda: loss(model(Tensor(x[:8])), bad))
+    assert _error(lambda: step.forward(x[:8], bad)) == eager
+    assert eager[0] is ValueError
+    wide = np.ones((8, 7), np.float32)                         # wrong width: a new key
+    assert _error(lambda: step.forward(wide, y[:8])) == _error(lambda: model(Tensor(wide)))
+    # the step still works afterwards
+    step.forward(x[:8], y[:8])
+    step.backward()
+
+
+def test_backward_without_forward_is_a_clear_error():
+    step = compile_step(mlp(), pydl.losses.CrossEntropyLoss())
+    with pytest.raises(RuntimeError, match="call forward"):
+        step.backward()
+
+
+def test_compile_step_argument_errors():
+    with pytest.raises(TypeError, match="Module"):
+        compile_step(lambda x: x, pydl.losses.MSELoss())
+    with pytest.raises(TypeError, match="callable"):
+        compile_step(mlp(), "mse")
+
+
+# --- finiteness: the issue's repro on every path -------------------------------------------------
+def _repro_model():
+    model = nn.Sequential(nn.Linear(2, 2), nn.Linear(2, 3))
+    return model
+
+
+def _poison(model):
+    """The issue's repro: zero first weight, +-3e38 second weight: a finite loss (log 3) whose
+    gradient overflows (dW1 = sum over the batch of ~1e38 * x)."""
+    model[0].weight.data[...] = 0.0
+    model[0].bias.data[...] = 0.0
+    model[1].weight.data[...] = np.array([[-3e38, -3e38], [3e38, 3e38], [3e38, 3e38]],
+                                         np.float32)
+    model[1].bias.data[...] = 0.0
+
+
+def test_overflowing_gradient_stops_the_replayed_step_before_any_update():
+    pydl.manual_seed(0)
+    model = _repro_model()
+    opt = pydl.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    trainer = Trainer(model, pydl.losses.CrossEntropyLoss(), opt, metrics=())
+    x = np.full((4, 2), 2.0, np.float32)
+    y = np.zeros(4, np.int64)
+    trainer.fit(x, y, epochs=2, batch_size=4, verbose=0)    # records, then replays
+    assert all(t is not None for t in trainer._compiled._tapes.values())
+    _poison(model)
+    weights = [p.data.copy() for p in model.parameters()]
+    state = {k: {n: np.array(v) for n, v in s.items()} for k, s in opt.state.items()}
+    with pytest.raises(NonFiniteLossError, match="gradient"):
+        trainer.fit(x, y, epochs=1, batch_size=4, verbose=0)
+    assert all(same_bits(w, p.data) for w, p in zip(weights, model.parameters()))
+    for k, s in opt.state.items():
+        for n, v in s.items():
+            assert same_bits(np.asarray(v), state[k][n])
+
+
+def test_overflowing_gradient_stops_compile_step_and_the_first_eager_step():
+    pydl.manual_seed(0)
+    model = _repro_model()
+    _poison(model)
+    opt = pydl.optim.SGD(model.parameters(), lr=0.1)
+    step = compile_step(model, pydl.losses.CrossEntropyLoss(), opt)
+    x = np.ones((4, 2), np.float32)
+    y = np.zeros(4, np.int64)
+    weights = [p.data.copy() for p in model.parameters()]
+    for _ in range(2):  # the recording run, then the replay
+        with pytest.raises(NonFiniteLossError):
+            step(x, y)
+        assert all(same_bits(w, p.data) for w, p in zip(weights, model.parameters()))
+
+
+def test_non_finite_loss_on_replay_stops_before_backward():
+    pydl.manual_seed(0)
+    model = mlp(dims=(2, 3))
+    opt = pydl.optim.SGD(model.parameters(), lr=0.1)
+    step = compile_step(model, pydl.losses.MSELoss(), opt)
+    x = np.ones((4, 2), np.float32)
+    step(x, np.zeros((4, 3), np.float32))
+    weights = [p.data.copy() for p in model.parameters()]
+    with pytest.raises(NonFiniteLossError, match="loss"):
+        step(x, np.full((4, 3), np.inf, np.float32))
+    assert all(same_bits(w, p.data) for w, p in zip(weights, model.parameters()))
+
+
+# --- what cannot replay runs eagerly, with a log line ------------------------------------------
+class ReadsValue(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.lin = nn.Linear(3, 2)
+
+    def forward(self, x):
+        h = self.lin(x)
+        return h * float(h.sum().item())    # a data-dependent Python number
+
+
+class WrapsArray(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.lin = nn.Linear(3, 2)
+
+    def forward(self, x):
+        return self.lin(Tensor(np.tanh(x.data)))   # an array computed in the step
+
+
+class MakeOp(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.lin = nn.Linear(3, 2)
+
+    def forward(self, x):
+        h = self.lin(x)
+        return Tensor._make(h.data * 2.0, (h,), lambda g: (g * 2.0,))
+
+
+@pytest.mark.parametrize("cls, reason", [(ReadsValue, "read into Python"),
+                                         (WrapsArray, "made from an array"),
+                                         (MakeOp, "Tensor._make")])
+def test_unreplayable_steps_run_eagerly_and_say_why(cls, reason, caplog):
+    pydl.manual_seed(0)
+    m1, m2 = cls(), cls()
+    m2.load_state_dict(m1.state_dict())
+    rng = np.random.default_rng(0)
+    step = compile_step(m2, pydl.losses.MSELoss())
+    loss = pydl.losses.MSELoss()
+    with caplog.at_level(logging.DEBUG, logger="pydl.engine"):
+        for _ in range(3):
+            x = rng.standard_normal((4, 3)).astype(np.float32)
+            y = rng.standard_normal((4, 2)).astype(np.float32)
+            m1.zero_grad()
+            ref = loss(m1(Tensor(x)), y)
+            ref.backward()
+            assert step.forward(x, y) == float(ref.item())
+            step.backward()
+            for p, q in zip(m1.parameters(), m2.parameters()):
+                assert same_bits(p.grad, q.grad)
+    assert list(step._tapes.values()) == [None]
+    assert any(reason in r.getMessage() for r in caplog.records)
+
+
+# --- inference replay --------------------------------------------------------------------------
+@pytest.mark.parametrize("case", list(CASES))
+def test_predict_and_compiled_forward_equal_eager_no_grad(case):
+    model, *_ , x, _ = build(case)
+    model.eval()
+    fwd = CompiledForward(model)
+    for n in (1, 1, 7, 7, 50):
+        with pydl.no_grad():
+            ref = model(Tensor(x[:n])).data
+        assert same_bits(fwd(x[:n]), ref)
+    trainer = Trainer(model, pydl.losses.MSELoss(), pydl.optim.SGD(model.parameters(), lr=0.1))
+    with pydl.no_grad():
+        ref = np.concatenate([model(Tensor(x[i:i + 16])).data for i in range(0, 50, 16)])
+    assert same_bits(trainer.predict(x, batch_size=16), ref)
+    assert same_bits(trainer.predict(x, batch_size=16), ref)
+
+
+def test_predict_replay_sees_weight_updates_in_place():
+    pydl.manual_seed(0)
+    model = mlp()
+    x, _ = data()
+    fwd = CompiledForward(model.eval())
+    first = fwd(x[:4])
+    for p in model.parameters():
+        p.data *= 0.5
+    with pydl.no_grad():
+        ref = model(Tensor(x[:4])).data
+    again = fwd(x[:4])
+    assert same_bits(again, ref) and not same_bits(again, first)
+
+
+def test_a_compiled_step_used_from_two_threads_at_once_is_refused():
+    step = compile_step(mlp(), pydl.losses.CrossEntropyLoss())
+    step._lock.acquire()
+    try:
+        with pytest.raises(RuntimeError, match="another thread"):
+            step.forward(*[a[:4] for a in data()])
+    finally:
+        step._lock.release()
