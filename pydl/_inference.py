@@ -19,10 +19,14 @@ from .tensor import Tensor
 _state = threading.local()  # .busy: a compiled forward runs in this thread
 
 
-class _PerThread(dict):
-    """thread id -> CompiledForward (or False: not eligible); copies of a module start empty."""
+class _PerThread(threading.local):
+    """This thread's CompiledForward of one module (``fwd``; False: not eligible).
 
-    __slots__ = ()
+    Per-thread state is freed with its thread (a server's connection threads come and go);
+    copies of a module start without any.
+    """
+
+    fwd = None
 
     def __copy__(self):
         return _PerThread()
@@ -56,17 +60,16 @@ def forward(module, x):
     if per_thread is None:
         per_thread = _PerThread()
         object.__setattr__(module, "_compiled_forwards", per_thread)
-    tid = threading.get_ident()
-    fwd = per_thread.get(tid)
+    fwd = per_thread.fwd
     if fwd is False:
         return None
     if fwd is None:  # the first call: eager, to learn whether the module returns a Tensor
         out = _run(module.forward, x)
         if isinstance(out, Tensor) and any(True for _ in module.parameters()):
             from .engine import CompiledForward
-            per_thread[tid] = CompiledForward(module)
+            per_thread.fwd = CompiledForward(module)
         else:
-            per_thread[tid] = False
+            per_thread.fwd = False
         return out
     params = fwd._parameters()
     if not params or data.dtype != params[0].data.dtype:

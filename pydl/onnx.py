@@ -13,8 +13,10 @@ pydl                           ONNX
 =============================  =====================================================
 Linear / F.linear              ``Gemm`` (transB=1); inputs of rank > 2 are merged to
                                2-D and split again with ``Reshape``, as pydl does
-activations (pydl.ops)         the node in the row's ``onnx`` field: ``Relu``,
+activations (pydl.ops)         the node(s) in the row's ``onnx`` field: ``Relu``,
                                ``LeakyRelu``, ``Elu``, ``Sigmoid``, ``Tanh``,
+                               ``Gelu`` (opset >= 20; before, built from ``Erf``
+                               or ``Tanh``), SiLU as ``Mul(x, Sigmoid(x))``,
                                ``Softmax``, ``LogSoftmax``
 Dropout                        removed (the identity in eval mode)
 ``+ - * / @ **``, unary ``-``  ``Add Sub Mul Div MatMul Pow Neg``
@@ -162,15 +164,41 @@ def _linear(b, x, w, bias, name="linear"):
 
 
 def _activation(b, row, params, x):
-    """Emit the ONNX node of the activation row ``row`` (``pydl.ops``) applied to the name x."""
+    """Emit the ONNX node(s) of the activation row ``row`` (``pydl.ops``) applied to the name x.
+
+    ``row.onnx`` is one ``(op_type, attributes)`` node, or a tuple of them: the first applied to
+    x, each later one combining x with the result so far (SiLU: ``Mul(x, Sigmoid(x))``).
+    Attribute values naming a parameter take that parameter's value.
+    """
     if row.onnx is None:
         raise UnsupportedOpError(f"export: the activation {row.name} has no ONNX mapping in "
                                  f"pydl.ops")
-    op_type, attributes = row.onnx
     values = {p.name: v for p, v in zip(row.params, params)}
-    return b.node(op_type, [x], row.name,
-                  **{k: values.get(v, v) if isinstance(v, str) else v
-                     for k, v in attributes.items()})
+    nodes = row.onnx if isinstance(row.onnx[0], tuple) else (row.onnx,)
+    y = None
+    for op_type, attributes in nodes:
+        attrs = {k: values.get(v, v) if isinstance(v, str) else v for k, v in attributes.items()}
+        inputs = [x] if y is None else [x, y]
+        if op_type == "Gelu" and b.opset < 20:
+            y = _gelu_before_opset_20(b, x, attrs.get("approximate", "none"))
+        else:
+            y = b.node(op_type, inputs, row.name, **attrs)
+    return y
+
+
+def _gelu_before_opset_20(b, x, approximate):
+    """GELU from older operators: x/2 * (1 + erf(x/sqrt 2)), or PyTorch's tanh form."""
+    def const(v):
+        return b.initializer(np.asarray(v), "gelu_const")
+
+    if approximate == "tanh":
+        cube = b.node("Mul", [b.node("Mul", [x, x], "gelu"), x], "gelu")
+        inner = b.node("Add", [x, b.node("Mul", [cube, const(0.044715)], "gelu")], "gelu")
+        t = b.node("Tanh", [b.node("Mul", [inner, const(np.sqrt(2.0 / np.pi))], "gelu")], "gelu")
+    else:
+        t = b.node("Erf", [b.node("Mul", [x, const(1.0 / np.sqrt(2.0))], "gelu")], "gelu")
+    half_x = b.node("Mul", [x, const(0.5)], "gelu")
+    return b.node("Mul", [half_x, b.node("Add", [t, const(1.0)], "gelu")], "gelu")
 
 
 def _spatial(value, n, what):

@@ -3,8 +3,10 @@ as the eager forward (computed here with grad mode on, which never takes the rep
 re-recorded when anything in the key changes, eager where it must be."""
 
 import copy
+import gc
 import logging
 import threading
+import weakref
 
 import numpy as np
 import pytest
@@ -38,7 +40,7 @@ def test_replayed_no_grad_forward_equals_eager_bitwise(dtype, batch):
     expected = _eager(model, x)
     for out in _replays(model, x):
         np.testing.assert_array_equal(out, expected)
-    assert model.__dict__["_compiled_forwards"]  # the replay path was taken
+    assert model.__dict__["_compiled_forwards"].fwd  # the replay path was taken
 
 
 def test_the_replay_is_really_used(caplog):
@@ -146,11 +148,29 @@ def test_threads_get_their_own_replay():
         np.testing.assert_array_equal(g, e)
 
 
+def test_a_finished_thread_leaves_no_recording_behind():
+    model = _mlp().eval()
+    x = np.ones((2, 6), np.float32)
+
+    refs = []
+
+    def work():
+        _replays(model, x)
+        refs.append(weakref.ref(model.__dict__["_compiled_forwards"].fwd))
+
+    t = threading.Thread(target=work)
+    t.start()
+    t.join()
+    gc.collect()
+    assert refs and refs[0]() is None  # freed with its thread
+    assert model.__dict__["_compiled_forwards"].fwd is None  # this thread never had one
+
+
 def test_copies_of_a_model_start_without_recordings():
     model = _mlp().eval()
     _replays(model, np.ones((2, 6), np.float32))
     clone = copy.deepcopy(model)
-    assert not clone.__dict__["_compiled_forwards"]
+    assert clone.__dict__["_compiled_forwards"].fwd is None
     x = np.full((2, 6), 0.3, np.float32)
     np.testing.assert_array_equal(_replays(clone, x)[-1], _eager(model, x))
 

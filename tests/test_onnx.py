@@ -77,6 +77,8 @@ def _ops(proto):
     (nn.Tanh(), ["Tanh"]),
     (nn.Softmax(), ["Softmax"]),
     (nn.Softmax(axis=0), ["Softmax"]),
+    (nn.LogSoftmax(), ["LogSoftmax"]),
+    (nn.SiLU(), ["Sigmoid", "Mul"]),
     (nn.Dropout(0.5), []),
 ])
 def test_each_activation_after_a_linear(layer, ops, tmp_path):
@@ -153,13 +155,40 @@ def test_opsets(opset, tmp_path):
     assert [o.version for o in proto.opset_import if o.domain == ""] == [opset]
 
 
+@pytest.mark.parametrize("approximate", ["none", "tanh"])
+@pytest.mark.parametrize("opset", [17, 20])
+def test_gelu_as_its_operator_or_from_older_ones(approximate, opset, tmp_path):
+    pydl.manual_seed(12)
+    model = nn.Sequential(nn.Linear(5, 9), nn.GELU(approximate=approximate), nn.Linear(9, 2))
+    proto = check_export(model, (None, 5), tmp_path, opset=opset)
+    ops = _ops(proto)
+    assert ("Gelu" in ops) == (opset >= 20)
+    if opset < 20:
+        assert ("Erf" in ops) == (approximate == "none")
+
+
+def test_linear_with_a_fused_activation_argument(tmp_path):
+    class Fused(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lin = nn.Linear(4, 3)
+
+        def forward(self, x):
+            return pydl.functional.linear(x, self.lin.weight, self.lin.bias, "leaky_relu",
+                                          negative_slope=0.2)
+
+    pydl.manual_seed(13)
+    proto = check_export(Fused(), (None, 4), tmp_path)
+    assert _ops(proto) == ["Gemm", "LeakyRelu"]
+
+
 def test_default_opset(tmp_path):
     proto = check_export(nn.Sequential(nn.Linear(2, 2)), (None, 2), tmp_path)
     assert proto.opset_import[0].version == pydl_onnx.DEFAULT_OPSET == 17
 
 
 _LAYERS = [nn.ReLU, lambda: nn.LeakyReLU(0.3), lambda: nn.ELU(1.5), nn.Sigmoid, nn.Tanh,
-           lambda: nn.Dropout(0.25)]
+           lambda: nn.Dropout(0.25), nn.GELU, lambda: nn.GELU("tanh"), nn.SiLU]
 
 
 @pytest.mark.parametrize("seed", range(12))
