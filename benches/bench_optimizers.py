@@ -64,3 +64,29 @@ def test_adam(benchmark, threads, impl, arrays):
         benchmark(lambda: K.adam_update(p, g, m, v, **kw))
     else:
         benchmark(numpy_adam, p, g, m, v, tmp)
+
+
+MLP_SHAPES = [(512, 784), (512,), (256, 512), (256,), (10, 256), (10,)]  # 784-512-256-10
+
+
+@pytest.mark.parametrize("impl", ["pydl_multi", "pydl_per_parameter", "numpy"])
+def test_adam_mlp_step(benchmark, threads, impl):
+    """One Adam update of a 784-512-256-10 MLP: the all-or-nothing multi kernel (gradient scan
+    first) against one unchecked kernel call per parameter; their difference is the price of the
+    check (compare it with bench_training_step's batch-32 step of the same MLP)."""
+    rng = np.random.default_rng(0)
+    ps = [rng.standard_normal(s).astype(np.float32) for s in MLP_SHAPES]
+    gs = [rng.standard_normal(s).astype(np.float32) for s in MLP_SHAPES]
+    ms = [np.zeros(s, np.float32) for s in MLP_SHAPES]
+    vs = [np.zeros(s, np.float32) for s in MLP_SHAPES]
+    benchmark.group = f"adam_mlp_784_512_256_10[{threads}t]"
+    kw = dict(lr=LR, beta1=BETA1, beta2=BETA2, eps=EPS)
+    if impl == "pydl_multi":
+        benchmark(lambda: K.adam_update_multi(ps, gs, ms, vs, steps=STEP, **kw))
+    elif impl == "pydl_per_parameter":
+        benchmark(lambda: [K.adam_update(p, g, m, v, step=STEP, **kw)
+                           for p, g, m, v in zip(ps, gs, ms, vs)])
+    else:
+        tmps = [np.empty(s, np.float32) for s in MLP_SHAPES]
+        benchmark(lambda: [numpy_adam(p, g, m, v, t) for p, g, m, v, t in
+                           zip(ps, gs, ms, vs, tmps)])

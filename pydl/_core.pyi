@@ -41,17 +41,49 @@ def sgd_update(
     weight_decay: float = 0.0,
     first_step: bool = False,
 ) -> None: ...
+class NonFiniteUpdateError(FloatingPointError):
+    item: int
+    what: Literal["grad", "state"]
+
+_PerItem = Union[float, Sequence[float]]
+
 def sgd_update_multi(
     params: Sequence[np.ndarray],
     grads: Sequence[np.ndarray],
-    momentum_buffers: Optional[Sequence[np.ndarray]] = None,
+    momentum_buffers: Optional[Sequence[Optional[np.ndarray]]] = None,
     *,
-    lr: float,
-    momentum: float = 0.0,
-    dampening: float = 0.0,
-    nesterov: bool = False,
-    weight_decay: float = 0.0,
-    first_step: bool = False,
+    lr: _PerItem,
+    momentum: _PerItem = 0.0,
+    dampening: _PerItem = 0.0,
+    nesterov: Union[bool, Sequence[bool]] = False,
+    weight_decay: _PerItem = 0.0,
+    first_step: Union[bool, Sequence[bool]] = False,
+) -> None: ...
+def adam_update_multi(
+    params: Sequence[np.ndarray],
+    grads: Sequence[np.ndarray],
+    exp_avgs: Sequence[np.ndarray],
+    exp_avg_sqs: Sequence[np.ndarray],
+    *,
+    steps: Union[int, Sequence[int]],
+    lr: _PerItem = 1e-3,
+    beta1: _PerItem = 0.9,
+    beta2: _PerItem = 0.999,
+    eps: _PerItem = 1e-8,
+    weight_decay: _PerItem = 0.0,
+) -> None: ...
+def adamw_update_multi(
+    params: Sequence[np.ndarray],
+    grads: Sequence[np.ndarray],
+    exp_avgs: Sequence[np.ndarray],
+    exp_avg_sqs: Sequence[np.ndarray],
+    *,
+    steps: Union[int, Sequence[int]],
+    lr: _PerItem = 1e-3,
+    beta1: _PerItem = 0.9,
+    beta2: _PerItem = 0.999,
+    eps: _PerItem = 1e-8,
+    weight_decay: _PerItem = 1e-2,
 ) -> None: ...
 def adam_update(
     param: np.ndarray,

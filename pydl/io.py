@@ -16,10 +16,20 @@ str or int keys, lists, tuples, None, bools, ints, floats, strings) and each mem
 shape; :func:`load` rebuilds the structure and checks every member against it. Model files
 (:func:`save_model`) add the architecture and, optionally, the optimizer's type.
 
-Reading never unpickles: members are read with ``allow_pickle=False``, so an object array is
-rejected with ``ValueError`` and nothing in the file is executed. Writing is atomic: the data go to
-a temporary file in the target's directory, which is flushed, fsync'ed and then renamed over the
-target (``os.replace``), so a crash mid-save leaves the previous file intact.
+Reading never unpickles: an object array is rejected with ``ValueError`` and nothing in the file
+is executed. Reading checks before it inflates: the path must be a regular file (a FIFO or a
+device fails at once), the header is read first, every member must be one the header describes,
+members must be stored uncompressed (as pydl writes them), and each member's npy header must give
+the header's dtype and shape and fill exactly its size in the zip directory; only then is its
+data read. So memory stays near the file's size whatever a crafted file claims.
+
+Writing is atomic: the data go to a short-named temporary file in the target's directory, which is
+flushed, fsync'ed and then renamed over the target (``os.replace``), so a crash mid-save leaves the
+previous file intact. Rules for an existing target: a regular file keeps its permission bits (and
+owner/group where the process may set them); a symbolic link is followed (its target is replaced,
+the link stays); a hard-linked file is replaced by a new file, so its other links keep the old
+contents; a FIFO, device or socket is refused with ``ValueError``. Paths may be ``str``, ``bytes``
+or ``os.PathLike``.
 
 Example:
     >>> pydl.save({"model": model, "optimizer": opt, "epoch": 3}, "ckpt.npz")
@@ -29,9 +39,12 @@ Example:
     >>> model, opt = pydl.load_model("model.npz", with_optimizer=True)
 """
 
+import errno
 import json
+import math
 import os
 import secrets
+import stat
 import zipfile
 from collections import OrderedDict
 
@@ -49,9 +62,15 @@ _ARRAY_KINDS = "biufc"  # bool, signed/unsigned int, float, complex: never objec
 # Deeper nesting (of the saved structure or the architecture) is rejected, so a crafted header
 # cannot exhaust the interpreter's recursion limit; real files nest a handful of levels.
 _MAX_DEPTH = 100
+_READ_CHUNK = 1 << 20
 
 
 # --- writing ------------------------------------------------------------------------------------
+
+def _path_str(path):
+    """``path`` (str, bytes or os.PathLike) as a str; undecodable bytes survive (surrogateescape)."""
+    return os.fsdecode(os.fspath(path))
+
 
 def _encode(obj, path, arrays):
     """Return the header node describing ``obj``; put its arrays into ``arrays`` by dotted key."""
@@ -126,24 +145,45 @@ def _write_npz(path, arrays):
     atomic_write(path, write)
 
 
-def atomic_write(path, write):
+def atomic_write(path, write, who="save"):
     """Create or replace the file ``path`` atomically with what ``write(binary_file)`` writes.
 
     The data go to a temporary file in the target's directory, which is flushed, fsync'ed and
-    renamed over ``path``; on any error the temporary file is removed and a previous file at
-    ``path`` is left untouched.
+    renamed over the target; on any error the temporary file is removed and a previous file at
+    ``path`` is left untouched. A symbolic link at ``path`` is followed (the file it points to is
+    replaced, the link stays). An existing file keeps its permission bits, and its owner and
+    group where the process may set them; the new file is a new inode, so other hard links keep
+    the old contents. A FIFO, device or socket at ``path`` is refused rather than replaced.
+    ``who`` starts the error messages.
     """
-    path = os.fspath(path)
-    directory, base = os.path.split(os.path.abspath(path))
-    tmp = os.path.join(directory, f".{base}.{secrets.token_hex(6)}.tmp")
-    # os.open with 0o666 lets the umask decide the permissions, as a plain open() would.
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    target = os.path.realpath(path)
+    try:
+        st = os.stat(target)
+    except FileNotFoundError:
+        st = None
+    if st is not None and stat.S_ISDIR(st.st_mode):
+        raise IsADirectoryError(errno.EISDIR, f"{who}: the target is a directory", path)
+    if st is not None and not stat.S_ISREG(st.st_mode):
+        raise ValueError(f"{who}: {path!r} exists and is not a regular file (a FIFO, device or "
+                         f"socket); pydl only replaces regular files")
+    directory = os.path.dirname(target)
+    # A short temporary name, so a target name of up to 255 bytes (the usual limit) still works.
+    tmp = os.path.join(directory, f".pydl-{secrets.token_hex(6)}.tmp")
+    try:
+        # os.open with 0o666 lets the umask decide the permissions of a new file, as open() would.
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0),
+                     0o666)
+    except OSError as e:
+        raise OSError(e.errno, f"{who}: cannot create a temporary file next to {path!r}: "
+                               f"{e.strerror}", tmp) from e
     try:
         with os.fdopen(fd, "wb") as f:
+            if st is not None:
+                _copy_owner_and_mode(f.fileno(), st)
             write(f)
             f.flush()
             os.fsync(f.fileno())
-        os.replace(tmp, path)
+        os.replace(tmp, target)
     except BaseException:
         try:
             os.unlink(tmp)
@@ -151,6 +191,20 @@ def atomic_write(path, write):
             pass
         raise
     _fsync_directory(directory)
+
+
+def _copy_owner_and_mode(fd, st):
+    """Give the open temporary file the replaced file's owner/group (where allowed) and mode."""
+    if hasattr(os, "fchown") and (st.st_uid, st.st_gid) != (os.geteuid(), os.getegid()):
+        try:
+            os.fchown(fd, st.st_uid, st.st_gid)
+        except OSError:  # only root may give a file away; then the group alone may still work
+            try:
+                os.fchown(fd, -1, st.st_gid)
+            except OSError:
+                pass
+    if hasattr(os, "fchmod"):
+        os.fchmod(fd, stat.S_IMODE(st.st_mode))  # after fchown, which may clear set-id bits
 
 
 def _fsync_directory(directory):
@@ -168,6 +222,7 @@ def _fsync_directory(directory):
 
 
 def _save(path, tree, header):
+    path = _path_str(path)
     arrays = {}
     header = dict(header, format="pydl", version=FORMAT_VERSION, tree=_encode(tree, "", arrays))
     arrays = {HEADER_KEY: _header_array(header), **arrays}
@@ -182,13 +237,16 @@ def save(obj, path):
             a ``pydl.optim.Optimizer`` (its ``state_dict()``), or a dict nesting these with
             Tensors, arrays, lists, tuples, str, int, float, bool and None, e.g.
             ``{"model": model, "optimizer": opt, "epoch": 3}``.
-        path: File name (str or path-like); the name is used as given (``.npz`` is recommended).
+        path: File name (str, bytes or os.PathLike); the name is used as given (``.npz`` is
+            recommended). See the module docstring for existing files and links.
 
     Raises:
         TypeError: ``obj`` is not a dict/Module/Optimizer, or holds an unsupported value (e.g.
             an object array); the message names its key.
-        ValueError: Two entries map to the same dotted key, or an int does not fit in 64 bits.
-        OSError: The file cannot be written; any previous file at ``path`` is left untouched.
+        ValueError: Two entries map to the same dotted key, an int does not fit in 64 bits, or
+            ``path`` is a FIFO, device or socket.
+        OSError: The file cannot be written (the message names it); any previous file at
+            ``path`` is left untouched.
 
     Example:
         >>> pydl.save(model, "weights.npz")
@@ -201,44 +259,140 @@ def save(obj, path):
 
 # --- reading ------------------------------------------------------------------------------------
 
-def _read_npz(path):
-    """Read every member of an .npz into memory (no pickle); ValueError names what is broken."""
-    path = os.fspath(path)
+def _open_regular(path):
+    """Open ``path`` for reading; ValueError at once if it is not a regular file.
+
+    O_NONBLOCK makes opening a FIFO return immediately instead of waiting for a writer, so a
+    FIFO, ``/dev/zero`` or a socket is refused without reading a byte.
+    """
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
     try:
-        zf = zipfile.ZipFile(path)
-    except (FileNotFoundError, IsADirectoryError, PermissionError):
+        st = os.fstat(fd)
+        if stat.S_ISDIR(st.st_mode):
+            raise IsADirectoryError(errno.EISDIR, "Is a directory", path)
+        if not stat.S_ISREG(st.st_mode):
+            raise ValueError(f"{path!r} is not a regular file (a FIFO, device or socket); pydl "
+                             f"loads only files written by pydl.save or pydl.save_model")
+        return os.fdopen(fd, "rb"), st.st_size
+    except BaseException:
+        os.close(fd)
         raise
-    except Exception as e:  # BadZipFile, or zipfile rejecting a corrupt version field
-        raise ValueError(f"{path!r} is not a valid .npz file (truncated or corrupt?): "
-                         f"{e}") from None
-    arrays = {}
-    with zf:
-        for info in zf.infolist():
-            name = info.filename
-            if not name.endswith(".npy"):
-                raise ValueError(f"{path!r}: unexpected member {name!r} (not an .npy array)")
-            key = name[:-4]
-            if key in arrays:
-                raise ValueError(f"{path!r}: key {key!r} appears twice")
-            try:
-                with zf.open(info) as member:
-                    arr = np.lib.format.read_array(member, allow_pickle=False)
-            except Exception as e:  # zip/CRC/zlib/format errors, object arrays
-                raise ValueError(f"{path!r}: cannot read key {key!r} (corrupt or truncated "
-                                 f"file, or an object array, which pydl never unpickles): "
-                                 f"{e}") from None
-            arrays[key] = arr
-    return arrays
 
 
-def _read_header(path, arrays):
-    if HEADER_KEY not in arrays:
+class _Archive:
+    """The members of a pydl .npz, each read only after its name, size and npy header checked out.
+
+    pydl writes members uncompressed (ZIP_STORED), and only such members are accepted: what is
+    inflated is then what is on disk, so no member can expand beyond the file's size. A member is
+    read only when the header asks for it, with the dtype and shape the header gives, so memory
+    stays near the file's size whatever the file claims.
+    """
+
+    def __init__(self, path):
+        self.path = path
+        self.file, self.size = _open_regular(path)
+        try:
+            self.zf = zipfile.ZipFile(self.file)
+        except Exception as e:  # BadZipFile, or zipfile rejecting a corrupt version field
+            self.file.close()
+            raise ValueError(f"{path!r} is not a valid .npz file (truncated or corrupt?): "
+                             f"{e}") from None
+        self.members = {}
+        try:
+            for info in self.zf.infolist():
+                name = info.filename
+                if not name.endswith(".npy"):
+                    self.fail(f"unexpected member {name!r} (not an .npy array)")
+                key = name[:-4]
+                if key in self.members:
+                    self.fail(f"key {key!r} appears twice")
+                self.members[key] = info
+        except BaseException:
+            self.close()
+            raise
+
+    def close(self):
+        self.zf.close()
+        self.file.close()  # a ZipFile leaves a file object it was given open
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        self.close()
+
+    def fail(self, message):
+        raise ValueError(f"{self.path!r}: {message}")
+
+    def check_keys(self, expected):
+        """Refuse members the header does not describe, before reading any."""
+        extra = sorted(set(self.members) - set(expected))
+        if extra:
+            self.fail(f"unexpected key(s) {extra} not described by the header")
+
+    def read(self, key, dtype=None, shape=None):
+        """Return member ``key`` as a writeable array; ValueError names it if anything is off.
+
+        With ``dtype``/``shape`` (from the header), a member whose npy header says otherwise is
+        refused before its data are read; without, it must be a 1-D uint8 array (the header).
+        """
+        info = self.members.get(key)
+        if info is None:
+            self.fail(f"missing key {key!r}")
+        if info.compress_type != zipfile.ZIP_STORED:
+            self.fail(f"key {key!r} is compressed (zip method {info.compress_type}); pydl writes "
+                      f"members uncompressed and reads only those, so that no member can "
+                      f"inflate beyond the file's size")
+        try:
+            with self.zf.open(info) as member:
+                version = np.lib.format.read_magic(member)
+                if version == (1, 0):
+                    got_shape, fortran, got_dtype = np.lib.format.read_array_header_1_0(member)
+                elif version == (2, 0):
+                    got_shape, fortran, got_dtype = np.lib.format.read_array_header_2_0(member)
+                else:
+                    raise ValueError(f"npy format version {version} is not supported")
+                if got_dtype.hasobject or got_dtype.kind not in _ARRAY_KINDS:
+                    raise ValueError(f"dtype {got_dtype} is not a plain numeric dtype (pydl never "
+                                     f"unpickles object arrays)")
+                if dtype is None:
+                    dtype, shape = np.dtype(np.uint8).str, [got_shape[0] if got_shape else -1]
+                if got_dtype.str != dtype:
+                    self.fail(f"key {key!r} has dtype {got_dtype.str}, the header says {dtype!r}")
+                if list(got_shape) != list(shape):
+                    self.fail(f"key {key!r} has shape {got_shape}, the header says {shape!r}")
+                nbytes = got_dtype.itemsize * math.prod(got_shape)
+                if info.file_size - member.tell() != nbytes:
+                    raise ValueError(f"the zip directory gives {info.file_size} bytes for "
+                                     f"{nbytes} bytes of data")
+                buf = bytearray(nbytes)
+                view = memoryview(buf)
+                for lo in range(0, nbytes, _READ_CHUNK):  # chunks: no second full-size copy
+                    chunk = member.read(min(_READ_CHUNK, nbytes - lo))
+                    if not chunk:
+                        raise ValueError("the member's data are truncated")
+                    view[lo:lo + len(chunk)] = chunk
+                if member.read(1):  # also makes zipfile check the CRC at the end
+                    raise ValueError("the member holds more data than its npy header says")
+        except ValueError as e:
+            if str(e).startswith(repr(self.path)):
+                raise
+            self.fail(f"cannot read key {key!r} (corrupt or truncated file, or an object array, "
+                      f"which pydl never unpickles): {e}")
+        except Exception as e:  # zip/CRC/struct errors
+            self.fail(f"cannot read key {key!r} (corrupt or truncated file): {e}")
+        arr = np.frombuffer(buf, dtype=got_dtype)
+        return arr.reshape(got_shape, order="F" if fortran else "C")
+
+
+def _read_header(path, archive):
+    if HEADER_KEY not in archive.members:
         raise ValueError(f"{path!r}: missing key {HEADER_KEY!r}: not a file written by "
                          f"pydl.save or pydl.save_model")
-    raw = arrays[HEADER_KEY]
-    if raw.dtype != np.uint8 or raw.ndim != 1:
-        raise ValueError(f"{path!r}: key {HEADER_KEY!r} must be a 1-D uint8 array, got "
-                         f"{raw.dtype} with shape {raw.shape}")
+    try:
+        raw = archive.read(HEADER_KEY)
+    except ValueError as e:
+        raise ValueError(f"{e} (key {HEADER_KEY!r} must be a 1-D uint8 array)") from None
     try:
         header = json.loads(raw.tobytes().decode("utf-8"))
     except (UnicodeDecodeError, ValueError, RecursionError) as e:
@@ -253,11 +407,16 @@ def _read_header(path, arrays):
 
 
 class _Decoder:
-    """Rebuild a saved structure from its header node, consuming arrays by key."""
+    """Rebuild a saved structure from its header node, reading arrays by key.
 
-    def __init__(self, path, arrays):
+    With ``read=False`` it only checks the header's structure and collects the keys it uses (in
+    ``used``), leaving None where arrays would go: the dry run that precedes any reading.
+    """
+
+    def __init__(self, path, archive, read=True):
         self.path = path
-        self.arrays = arrays
+        self.archive = archive
+        self.reading = read
         self.used = {HEADER_KEY}
 
     def fail(self, message):
@@ -301,19 +460,18 @@ class _Decoder:
         key = node.get("key")
         if not isinstance(key, str):
             self.fail(f"malformed entry at {where!r}")
-        if key not in self.arrays:
+        if key not in self.archive.members:
             self.fail(f"missing key {key!r}")
         if key in self.used:
             self.fail(f"key {key!r} is referenced twice")
         self.used.add(key)
-        arr = self.arrays[key]
-        if arr.dtype.kind not in _ARRAY_KINDS:
-            self.fail(f"key {key!r} has unsupported dtype {arr.dtype}")
-        if arr.dtype.str != node.get("dtype"):
-            self.fail(f"key {key!r} has dtype {arr.dtype.str}, the header says "
-                      f"{node.get('dtype')!r}")
-        if list(arr.shape) != node.get("shape"):
-            self.fail(f"key {key!r} has shape {arr.shape}, the header says {node.get('shape')!r}")
+        dtype, shape = node.get("dtype"), node.get("shape")
+        if (not isinstance(dtype, str) or not isinstance(shape, list)
+                or not all(type(d) is int and d >= 0 for d in shape)):
+            self.fail(f"malformed dtype or shape for key {key!r} at {where!r}")
+        if not self.reading:
+            return None
+        arr = self.archive.read(key, dtype, shape)
         if kind == "array":
             return arr
         if kind == "int_list":
@@ -329,18 +487,18 @@ class _Decoder:
             return arr[()]
         return {"int": int, "float": float, "bool": bool}[kind](arr[()])
 
-    def check_all_used(self):
-        extra = sorted(set(self.arrays) - self.used)
-        if extra:
-            self.fail(f"unexpected key(s) {extra} not described by the header")
 
 
 def _load(path):
-    arrays = _read_npz(path)
-    header = _read_header(path, arrays)
-    decoder = _Decoder(os.fspath(path), arrays)
-    tree = decoder.decode(header.get("tree"))
-    decoder.check_all_used()
+    path = _path_str(path)
+    with _Archive(path) as archive:
+        header = _read_header(path, archive)
+        # The header's structure, its keys and the member names are checked before any member
+        # but the header is read.
+        dry_run = _Decoder(path, archive, read=False)
+        dry_run.decode(header.get("tree"))
+        archive.check_keys(dry_run.used)
+        tree = _Decoder(path, archive).decode(header.get("tree"))
     return header, tree
 
 
@@ -353,7 +511,7 @@ def load(path):
     returned unless the whole file is valid, so a failed load never half-updates anything.
 
     Args:
-        path: The file name.
+        path: The file name (str, bytes or os.PathLike).
 
     Returns:
         The saved structure, e.g. ``{"0.weight": array, ...}`` or ``{"model": {...},
@@ -362,9 +520,10 @@ def load(path):
 
     Raises:
         FileNotFoundError: No file at ``path``.
-        ValueError: The file is not an .npz written by pydl, is truncated or corrupt, contains an
-            object array, or a key is missing, extra, or has a dtype/shape differing from the
-            header; the message names the key.
+        ValueError: ``path`` is not a regular file; the file is not an .npz written by pydl, is
+            truncated or corrupt, contains an object array or a compressed member, or a key is
+            missing, extra, or has a dtype/shape/size differing from the header; the message
+            names the key.
 
     Example:
         >>> model.load_state_dict(pydl.load("weights.npz"))
@@ -590,7 +749,7 @@ def load_model(path, with_optimizer=False):
         >>> model, opt = pydl.load_model("digits.npz", with_optimizer=True)
     """
     header, tree = _load(path)
-    path = os.fspath(path)
+    path = _path_str(path)
     if header.get("content") != "model":
         raise ValueError(f"{path!r} holds no architecture (written by pydl.save, not "
                          f"save_model); use pydl.load and load_state_dict instead")

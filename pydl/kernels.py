@@ -21,14 +21,20 @@ from ._core import (
 __all__ += ["softmax_cross_entropy", "bce_with_logits", "mse"]
 
 # --- optimizers ---
+# The *_multi updates are all or nothing: a NaN/Inf gradient (or, for Adam, a state that would
+# overflow) raises NonFiniteUpdateError (a FloatingPointError) before anything is written.
 from ._core import (
+    NonFiniteUpdateError,
     adam_update,
+    adam_update_multi,
     adamw_update,
+    adamw_update_multi,
     sgd_update,
     sgd_update_multi,
 )
 
-__all__ += ["sgd_update", "sgd_update_multi", "adam_update", "adamw_update"]
+__all__ += ["NonFiniteUpdateError", "sgd_update", "sgd_update_multi", "adam_update",
+            "adam_update_multi", "adamw_update", "adamw_update_multi"]
 
 # --- gemm ---
 from ._core import linear, matmul

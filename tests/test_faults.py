@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 
 import numpy as np
@@ -234,6 +235,129 @@ def test_checkpoint_on_disk_survives_a_run_that_diverges(tmp_path):
     saved = pydl.load_model(path)
     assert all(np.isfinite(v).all() for v in saved.state_dict().values())
     assert math.isfinite(trainer.history.history["loss"][-1])
+
+
+# --- Adam state overflow (issue 15, item 8) -----------------------------------------------------
+
+class SubclassedCE(pydl.losses.CrossEntropyLoss):
+    """Cross-entropy by another type: the Trainer takes the autograd graph path, not the fast one."""
+
+
+@pytest.mark.parametrize("loss", [pydl.losses.CrossEntropyLoss(), SubclassedCE()],
+                         ids=["recorded-step", "graph"])
+def test_an_input_of_1e25_stops_adam_before_its_state_overflows(loss):
+    # The loss and the gradients stay finite, but the gradient of the first weight (~1e25)
+    # squares to Inf in exp_avg_sq; the old step wrote it and that weight never moved again.
+    x, y = blobs()
+    x[23, 1] = 1e25  # in the 3rd batch of 10
+    model = classifier()
+    opt = pydl.optim.Adam(model.parameters(), lr=0.01)
+    trainer = Trainer(model, loss, opt)
+    weights, states = [], []
+
+    class Snap(Callback):
+        def on_batch_end(self, batch, logs=None):
+            weights.append(model.state_dict())
+            states.append(flat_opt_state(opt))
+
+    with pytest.raises(NonFiniteLossError, match=r"batch 2, the optimizer state of '0.weight' "
+                                                 r"would overflow to Inf") as err:
+        trainer.fit(x, y, epochs=2, batch_size=10, shuffle=False, verbose=0, callbacks=[Snap()])
+    assert isinstance(err.value.__cause__, pydl.optim.NonFiniteUpdateError)
+    assert len(states) == 6 * err.value.epoch + 2  # 6 batches per epoch
+    for name, value in model.state_dict().items():
+        np.testing.assert_array_equal(value, weights[-1][name], err_msg=name)
+    for name, value in flat_opt_state(opt).items():
+        assert np.isfinite(value).all(), name
+        np.testing.assert_array_equal(value, states[-1][name], err_msg=name)
+
+
+# --- Ctrl-C during fit (issue 15, item 3) -------------------------------------------------------
+
+def deep_classifier(seed=0):
+    """Twelve parameters, so that a per-parameter update loop would be a wide target."""
+    pydl.manual_seed(seed)
+    layers = [nn.Linear(4, 16), nn.ReLU()]
+    for _ in range(4):
+        layers += [nn.Linear(16, 16), nn.ReLU()]
+    return nn.Sequential(*layers, nn.Linear(16, 3))
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("optimizer", [pydl.optim.Adam, pydl.optim.SGD])
+def test_keyboard_interrupts_during_fit_never_split_a_step(optimizer):
+    # SIGINT is sent to the main thread at random moments while it runs one-step fits; after
+    # each KeyboardInterrupt every parameter and every state entry must be at the same step t:
+    # bit for bit what an uninterrupted run has after t steps. Before the fix 14 of 40
+    # interrupts left Adam's parameters at mixed steps.
+    x, y = blobs(n=8)
+    kw = dict(lr=0.01) if optimizer is pydl.optim.Adam else dict(lr=0.05, momentum=0.9)
+
+    def trainer():
+        model = deep_classifier()
+        return Trainer(model, pydl.losses.CrossEntropyLoss(), optimizer(model.parameters(), **kw),
+                       metrics=())
+
+    tested, reference = trainer(), trainer()
+    ref_steps = 0
+    n_params = len(list(tested.model.parameters()))
+    armed, handled = threading.Event(), threading.Event()
+    done = False
+    main = threading.main_thread().ident
+
+    def sender():
+        rng = np.random.default_rng(0)
+        while True:
+            armed.wait()
+            armed.clear()
+            if done:
+                return
+            time.sleep(rng.uniform(0.0, 0.004))
+            signal.pthread_kill(main, signal.SIGINT)
+            handled.wait()
+            handled.clear()
+
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    thread = threading.Thread(target=sender, daemon=True)
+    thread.start()
+    steps_seen = set()
+    try:
+        for _ in range(60):
+            armed.set()
+            try:
+                while True:
+                    tested.fit(x, y, epochs=1, batch_size=8, shuffle=False, verbose=0)
+            except KeyboardInterrupt:
+                pass
+            opt = tested.optimizer
+            if optimizer is pydl.optim.Adam:
+                steps = [s["step"] for s in opt.state.values()]
+                assert len(steps) in (0, n_params), opt.state.keys()
+                assert len(set(steps)) <= 1, steps  # every parameter at the same step
+                t = steps[0] if steps else 0
+            else:  # SGD: the step count is the reference's, found by stepping it forward
+                t = None
+            while (t is None or ref_steps < t) and ref_steps < 10_000:
+                if t is None and all(np.array_equal(a.data, b.data) for a, b in zip(
+                        tested.model.parameters(), reference.model.parameters())):
+                    break
+                reference.fit(x, y, epochs=1, batch_size=8, shuffle=False, verbose=0)
+                ref_steps += 1
+            steps_seen.add(ref_steps)
+            for a, b in zip(tested.model.parameters(), reference.model.parameters()):
+                np.testing.assert_array_equal(a.data, b.data)
+            assert opt.state.keys() == reference.optimizer.state.keys()
+            for i, s in opt.state.items():
+                for k, v in s.items():
+                    np.testing.assert_array_equal(v, reference.optimizer.state[i][k])
+            handled.set()
+    finally:
+        done = True
+        armed.set()
+        handled.set()
+        thread.join()
+        signal.signal(signal.SIGINT, previous)
+    assert len(steps_seen) > 10  # the interrupts landed at many different steps
 
 
 pytestmark = pytest.mark.filterwarnings("ignore:divide by zero:RuntimeWarning",

@@ -485,3 +485,171 @@ def test_loading_a_mismatched_checkpoint_leaves_the_model_unchanged(tmp_path):
     with pytest.raises(ValueError, match="'2.weight'"):
         model.load_state_dict(pydl.load(tmp_path / "w.npz"), strict=False)
     assert_state_equal(before, model.state_dict())
+
+
+# --- hostile files: bombs, FIFOs, devices (issue 15, items 1) --------------------------------
+
+def zeros_member(zf, name, nbytes, method):
+    """Write `nbytes` of zeros as member `name`, streamed in 1 MiB pieces (never in memory)."""
+    piece = bytes(1 << 20)
+    info = zipfile.ZipInfo(name)
+    info.compress_type = method
+    with zf.open(info, "w", force_zip64=True) as out:
+        for lo in range(0, nbytes, len(piece)):
+            out.write(piece[:min(len(piece), nbytes - lo)])
+
+
+def peak_python_memory(fn):
+    """Run fn; return (its exception or None, peak bytes allocated through Python meanwhile)."""
+    import tracemalloc
+    tracemalloc.start()
+    try:
+        fn()
+        err = None
+    except Exception as e:  # noqa: BLE001 - the caller inspects it
+        err = e
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    return err, peak
+
+
+@pytest.mark.timeout(60)
+def test_an_extra_member_that_inflates_to_256_mib_is_refused_before_inflating(saved):
+    members = read_members(saved)
+    with zipfile.ZipFile(saved, "w") as zf:
+        for name, data in members.items():
+            zf.writestr(name, data)
+        zeros_member(zf, "junk.npy", 256 << 20, zipfile.ZIP_DEFLATED)
+    assert saved.stat().st_size < 2 << 20  # a small file
+    start = time.perf_counter()
+    err, peak = peak_python_memory(lambda: pydl.load_model(saved))
+    assert isinstance(err, ValueError) and "unexpected key(s) ['junk']" in str(err)
+    assert peak < 8 << 20, peak  # nothing inflated (the old loader inflated all 256 MiB first)
+    assert time.perf_counter() - start < 2.0
+
+
+@pytest.mark.timeout(60)
+def test_a_described_member_that_is_a_deflate_bomb_is_refused(saved):
+    members = read_members(saved)
+    with zipfile.ZipFile(saved, "w") as zf:
+        for name, data in members.items():
+            if name != "model.0.weight.npy":
+                zf.writestr(name, data)
+        zeros_member(zf, "model.0.weight.npy", 256 << 20, zipfile.ZIP_DEFLATED)
+    err, peak = peak_python_memory(lambda: pydl.load(saved))
+    assert isinstance(err, ValueError) and "'model.0.weight' is compressed" in str(err)
+    assert peak < 8 << 20, peak
+
+
+def test_an_npy_header_claiming_a_huge_array_is_refused_before_allocating(tmp_path):
+    # Header and npy header agree on a (2**31, 4) float32 array (32 GiB), the member holds 16
+    # bytes: refused from the zip directory's size, nothing allocated.
+    path = tmp_path / "huge.npz"
+    pydl.save({"w": np.zeros((1, 4), np.float32)}, path)
+
+    def claim_huge(header):
+        header["tree"]["items"][0][1]["shape"] = [2 ** 31, 4]
+        return header
+
+    edit_header(path, claim_huge)
+    members = read_members(path)
+    npy = npy_bytes(np.zeros((1, 4), np.float32)).replace(b"(1, 4)", b"(2147483648, 4)")
+    members["w.npy"] = npy
+    write_members(path, members)
+    err, peak = peak_python_memory(lambda: pydl.load(path))
+    assert isinstance(err, ValueError) and "'w'" in str(err) and "zip directory" in str(err)
+    assert peak < 8 << 20, peak
+
+
+@pytest.mark.timeout(20)
+def test_a_fifo_or_a_device_fails_fast_with_a_clear_message(tmp_path):
+    fifo = tmp_path / "model.npz"
+    os.mkfifo(fifo)  # no writer: the old loader blocked forever in open()
+    for path in (fifo, "/dev/zero"):
+        start = time.perf_counter()
+        with pytest.raises(ValueError, match="not a regular file"):
+            pydl.load_model(path)
+        assert time.perf_counter() - start < 1.0
+    with pytest.raises(IsADirectoryError):
+        pydl.load(tmp_path)
+
+
+# --- saving over existing files, links and long names (issue 15, items 4 and 5) ---------------
+
+def test_saving_over_a_file_keeps_its_permission_bits(tmp_path):
+    path = tmp_path / "secret.npz"
+    pydl.save_model(make_model(seed=1), path)
+    for mode in (0o600, 0o640, 0o604):
+        os.chmod(path, mode)
+        pydl.save_model(make_model(seed=2), path)
+        assert os.stat(path).st_mode & 0o777 == mode
+    old_umask = os.umask(0o077)  # a new file still follows the umask
+    try:
+        pydl.save(make_model(), tmp_path / "new.npz")
+    finally:
+        os.umask(old_umask)
+    assert os.stat(tmp_path / "new.npz").st_mode & 0o777 == 0o600
+
+
+def test_saving_through_a_symlink_replaces_its_target_and_keeps_the_link(tmp_path):
+    real = tmp_path / "store" / "model.npz"
+    real.parent.mkdir()
+    pydl.save(make_model(seed=1), real)
+    os.chmod(real, 0o600)
+    link = tmp_path / "latest.npz"
+    link.symlink_to(real)
+    new = make_model(seed=2)
+    pydl.save(new, link)
+    assert link.is_symlink() and os.readlink(link) == str(real)
+    assert os.stat(real).st_mode & 0o777 == 0o600
+    assert_state_equal(new.state_dict(), pydl.load(real))
+    assert sorted(os.listdir(real.parent)) == ["model.npz"]  # no temporary file left behind
+
+
+def test_saving_over_a_hard_link_replaces_the_file_as_documented(tmp_path):
+    path, other = tmp_path / "a.npz", tmp_path / "b.npz"
+    old = make_model(seed=1)
+    pydl.save(old, path)
+    os.link(path, other)
+    new = make_model(seed=2)
+    pydl.save(new, path)  # atomic replace: a new file; the other link keeps the old contents
+    assert_state_equal(new.state_dict(), pydl.load(path))
+    assert_state_equal(old.state_dict(), pydl.load(other))
+
+
+def test_saving_onto_a_fifo_is_refused_and_leaves_it(tmp_path):
+    fifo = tmp_path / "pipe.npz"
+    os.mkfifo(fifo)
+    with pytest.raises(ValueError, match="not a regular file"):
+        pydl.save(make_model(), fifo)
+    assert stat_is_fifo(fifo) and os.listdir(tmp_path) == ["pipe.npz"]
+
+
+def stat_is_fifo(path):
+    import stat
+    return stat.S_ISFIFO(os.lstat(path).st_mode)
+
+
+def test_a_255_byte_file_name_works_and_errors_name_the_file(tmp_path):
+    name = "m" * 251 + ".npz"  # 255 bytes, the usual NAME_MAX
+    model = make_model(seed=3)
+    pydl.save_model(model, tmp_path / name)
+    assert_state_equal(model.state_dict(), pydl.load_model(tmp_path / name).state_dict())
+    assert os.listdir(tmp_path) == [name]
+    missing_dir = tmp_path / "no" / "such" / "dir" / "m.npz"
+    with pytest.raises(FileNotFoundError, match="m.npz"):
+        pydl.save(model, missing_dir)
+
+
+def test_bytes_and_pathlike_paths_work(tmp_path):
+    model = make_model(seed=4)
+
+    class PathLike:
+        def __fspath__(self):
+            return str(tmp_path / "p.npz")
+
+    for path in (os.fsencode(tmp_path / "b.npz"), PathLike(), tmp_path / "q.npz"):
+        pydl.save_model(model, path)
+        assert_state_equal(model.state_dict(), pydl.load_model(path).state_dict())
+        pydl.save(model, path)
+        assert_state_equal(model.state_dict(), pydl.load(path))

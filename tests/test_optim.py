@@ -353,11 +353,32 @@ def test_repr_lists_hyper_parameters(rng):
     assert math.isclose(Adam(make_params(rng, np.float32)).lr, 1e-3)
 
 
+def per_parameter_sgd(opt):
+    """SGD.step as one kernels.sgd_update call per parameter (the reference of the fused step)."""
+    i = 0
+    for group in opt.param_groups:
+        for p in group["params"]:
+            if p.grad is not None and p.requires_grad:
+                kw = dict(lr=group["lr"], weight_decay=group["weight_decay"])
+                if group["momentum"] == 0.0:
+                    pydl.kernels.sgd_update(p.data, p.grad, **kw)
+                else:
+                    s = opt.state.setdefault(i, {})
+                    first = "momentum_buffer" not in s
+                    if first:
+                        s["momentum_buffer"] = np.empty_like(p.data)
+                    pydl.kernels.sgd_update(p.data, p.grad, s["momentum_buffer"],
+                                            momentum=group["momentum"],
+                                            dampening=group["dampening"],
+                                            nesterov=group["nesterov"], first_step=first, **kw)
+            i += 1
+
+
 @pytest.mark.parametrize("kw", [dict(lr=0.1), dict(lr=0.05, momentum=0.9, weight_decay=5e-4),
                                 dict(lr=0.05, momentum=0.9, nesterov=True)])
 def test_sgd_fused_step_matches_per_parameter_updates(rng, kw):
-    # SGD.step updates each group with one sgd_update_multi call; the per-parameter loop of
-    # Optimizer.step (one sgd_update each) is the reference, bit for bit, over several steps with
+    # SGD.step updates all groups with one sgd_update_multi call; a hand-written loop of one
+    # kernels.sgd_update per parameter is the reference, bit for bit, over several steps with
     # two groups, a frozen parameter and a parameter whose gradient appears only later.
     shapes = [(256, 40), (256,), (10, 256), (10,), (7,)]
     init = [rng.standard_normal(s).astype(np.float32) for s in shapes]
@@ -374,7 +395,7 @@ def test_sgd_fused_step_matches_per_parameter_updates(rng, kw):
             if fused:
                 opt.step()
             else:
-                pydl.optim.Optimizer.step(opt)
+                per_parameter_sgd(opt)
         runs.append((ps, opt.state_dict()))
     (fused_ps, fused_state), (ref_ps, ref_state) = runs
     for a, b in zip(fused_ps, ref_ps):
@@ -383,3 +404,106 @@ def test_sgd_fused_step_matches_per_parameter_updates(rng, kw):
     for k, s in ref_state["state"].items():
         for name, v in s.items():
             np.testing.assert_array_equal(fused_state["state"][k][name], v)
+
+
+# --- step() is all or nothing (issue 15, items 3 and 8) ----------------------------------------
+
+def snapshot(opt):
+    """Parameters and the full state_dict, as deep copies."""
+    params = [p.data.copy() for g in opt.param_groups for p in g["params"]]
+    return params, copy.deepcopy(opt.state_dict())
+
+
+def assert_unchanged(opt, snap):
+    params, state = snap
+    for p, want in zip([p for g in opt.param_groups for p in g["params"]], params):
+        np.testing.assert_array_equal(p.data, want)
+    now = opt.state_dict()
+    assert now["param_groups"] == state["param_groups"]
+    assert now["state"].keys() == state["state"].keys()
+    for k, s in state["state"].items():
+        assert now["state"][k].keys() == s.keys()
+        for name, v in s.items():
+            np.testing.assert_array_equal(now["state"][k][name], v)
+
+
+@pytest.mark.parametrize("make", [lambda ps: SGD(ps, lr=0.1, momentum=0.9),
+                                  lambda ps: SGD(ps, lr=0.1),
+                                  lambda ps: Adam(ps, lr=0.01),
+                                  lambda ps: AdamW(ps, lr=0.01)])
+@pytest.mark.parametrize("steps_before", [0, 2])
+def test_a_nan_gradient_refuses_the_step_and_names_the_parameter(rng, make, steps_before):
+    params = make_params(rng, np.float32, shapes=((4, 3), (3,), (5,)))
+    opt = make(params)
+    for _ in range(steps_before):
+        for p in params:
+            p.grad = rng.standard_normal(p.data.shape).astype(np.float32)
+        opt.step()
+    for p in params:
+        p.grad = rng.standard_normal(p.data.shape).astype(np.float32)
+    params[2].grad[4] = np.nan  # the LAST parameter: the others come first in any loop
+    snap = snapshot(opt)
+    with pytest.raises(pydl.optim.NonFiniteUpdateError, match=r"step: parameter 2 \(shape \(5,\)\)"
+                       r".*NaN or Inf.*nothing was updated") as err:
+        opt.step()
+    assert isinstance(err.value, FloatingPointError)
+    assert err.value.index == 2 and err.value.param is params[2] and err.value.what == "grad"
+    assert_unchanged(opt, snap)  # also: no state created on a refused first step
+    params[2].grad[4] = 0.5
+    opt.step()  # the same optimizer carries on
+
+
+def test_adam_state_overflow_is_refused_with_weights_and_state_kept(rng):
+    # Issue 15, item 8: a finite gradient of 1e25 squares to Inf in float32; the old step wrote
+    # exp_avg_sq = Inf and that weight never moved again.
+    params = make_params(rng, np.float32)
+    opt = Adam(params, lr=0.01)
+    for p in params:
+        p.grad = rng.standard_normal(p.data.shape).astype(np.float32)
+    opt.step()
+    params[0].grad[1, 2] = np.float32(1e25)
+    snap = snapshot(opt)
+    with pytest.raises(pydl.optim.NonFiniteUpdateError, match="parameter 0.*exp_avg_sq infinite"
+                       ) as err:
+        opt.step()
+    assert err.value.what == "state"
+    assert_unchanged(opt, snap)
+    assert all(np.isfinite(s["exp_avg_sq"]).all() for s in opt.state.values())
+
+
+def test_one_kernel_call_updates_every_group(rng, monkeypatch):
+    params = make_params(rng, np.float64, shapes=((4, 3), (3,), (2, 2)))
+    opt = Adam([{"params": params[:2]}, {"params": params[2:], "lr": 0.1, "betas": (0.8, 0.9)}],
+               lr=0.01)
+    calls = []
+    real = pydl.kernels.adam_update_multi
+    monkeypatch.setattr(Adam, "_kernel", staticmethod(
+        lambda *a, **kw: calls.append(1) or real(*a, **kw)))
+    ref = [(p.data.copy(), np.zeros_like(p.data), np.zeros_like(p.data)) for p in params]
+    for step in range(1, 4):
+        for p in params:
+            p.grad = rng.standard_normal(p.data.shape)
+        params[1].grad = None if step == 1 else params[1].grad  # joins at step 2
+        opt.step()
+        for i, (p, (w, m, v)) in enumerate(zip(params, ref)):
+            if p.grad is None:
+                continue
+            lr, (b1, b2) = (0.01, (0.9, 0.999)) if i < 2 else (0.1, (0.8, 0.9))
+            pydl.kernels.adam_update(w, p.grad, m, v, step=step - (i == 1), lr=lr, beta1=b1,
+                                     beta2=b2)
+    assert len(calls) == 3
+    for p, (w, _, _) in zip(params, ref):
+        np.testing.assert_array_equal(p.data, w)
+    assert [opt.state[i]["step"] for i in range(3)] == [3, 2, 3]
+
+
+def test_load_state_dict_refuses_non_finite_moments(rng):
+    params = make_params(rng, np.float32)
+    opt = Adam(params)
+    for p in params:
+        p.grad = np.ones_like(p.data)
+    opt.step()
+    sd = opt.state_dict()
+    sd["state"][0]["exp_avg_sq"][0, 0] = np.inf
+    with pytest.raises(ValueError, match=r"state\[0\]\['exp_avg_sq'\] holds NaN or Inf"):
+        opt.load_state_dict(sd)

@@ -156,7 +156,8 @@ def test_every_sample_used_once_per_epoch_in_shuffled_batches():
         np.testing.assert_array_equal(seen, expected[epoch])
     model.calls.clear()
     trainer.fit(x, y, epochs=1, batch_size=bs, shuffle=False, verbose=0)
-    seen = np.concatenate([c for _, c in model.calls])[:, 0]
+    # (fit also runs the model once in eval mode on x[:1] to check the inputs up front)
+    seen = np.concatenate([c for t, c in model.calls if t])[:, 0]
     np.testing.assert_array_equal(seen, np.arange(n))
 
 
@@ -172,7 +173,9 @@ def test_validation_split_holds_out_the_last_fraction_in_eval_mode():
     train_rows = {int(v) for t, c in model.calls if t for v in c[:, 0]}
     val_rows = [c[:, 0].astype(int).tolist() for t, c in model.calls if not t]
     assert train_rows == set(range(15))
-    assert val_rows == [[15, 16, 17, 18, 19]] * 2
+    # Before training, fit runs the model once in eval mode on the first training and the first
+    # validation sample (the up-front input check); then each epoch validates on all five.
+    assert val_rows == [[0], [15]] + [[15, 16, 17, 18, 19]] * 2
     assert set(history.history) == {"loss", "accuracy", "val_loss", "val_accuracy", "lr"}
     # validation_data wins over validation_split; all of x trains
     model.calls.clear()
@@ -180,7 +183,7 @@ def test_validation_split_holds_out_the_last_fraction_in_eval_mode():
     trainer.fit(x, y, epochs=1, validation_split=0.5, validation_data=(xv, np.zeros(3, int)),
                 verbose=0)
     assert {int(v) for t, c in model.calls if t for v in c[:, 0]} == set(range(n))
-    assert [c[:, 0].tolist() for t, c in model.calls if not t] == [[100.0] * 3]
+    assert [c[:, 0].tolist() for t, c in model.calls if not t] == [[0.0], [100.0], [100.0] * 3]
 
 
 def test_validation_scores_equal_evaluate_after_the_epoch():
@@ -390,3 +393,87 @@ def test_history_plot(tmp_path, monkeypatch):
     monkeypatch.setitem(__import__("sys").modules, "matplotlib.figure", None)
     with pytest.raises(ImportError, match=r'pip install "pydl\[plot\]"'):
         history.plot()
+
+
+# --- inputs checked up front (issue 15, items 6, 7 and 10) --------------------------------------
+
+def weights(model):
+    return [p.data.copy() for p in model.parameters()]
+
+
+def assert_weights(model, before):
+    for p, w in zip(model.parameters(), before):
+        np.testing.assert_array_equal(p.data, w)
+
+
+@pytest.mark.parametrize("make_val, error, match", [
+    (lambda x, y: (x[:, :3], y), ValueError, r"validation x of shape \(20, 3\) does not fit"),
+    (lambda x, y: (x, np.where(np.arange(20) == 13, 3, y)), ValueError,
+     r"validation y\[13\] = 3 is not a class label.*\[0, 3\)"),
+    (lambda x, y: (x, y.astype(np.float64)), TypeError, "validation y must hold integer"),
+    (lambda x, y: (x, y[:, None]), ValueError, r"shape \(20, 1\); pass validation y.ravel"),
+])
+def test_bad_validation_data_fails_before_the_first_update(make_val, error, match):
+    x, y = blobs()
+    trainer = make_trainer()
+    before = weights(trainer.model)
+    with pytest.raises(error, match=match):
+        trainer.fit(x, y, epochs=2, validation_data=make_val(x[:20], y[:20]), verbose=0)
+    assert_weights(trainer.model, before)
+    assert trainer.optimizer.state == {}
+
+
+@pytest.mark.parametrize("fast", [True, False])
+def test_a_bad_training_label_is_named_by_its_index_in_y(fast):
+    x, y = blobs()
+    y = y.copy()
+    y[5] = 7
+    model = classifier() if fast else Recorder(classifier())  # Recorder: the graph path
+    trainer = make_trainer(model)
+    before = weights(trainer.model)
+    with pytest.raises(ValueError, match=r"fit: y\[5\] = 7 is not a class label of this model: "
+                                         r"its 3 outputs take labels in \[0, 3\)"):
+        trainer.fit(x, y, epochs=1, batch_size=8, verbose=0)
+    assert_weights(trainer.model, before)
+    with pytest.raises(ValueError, match=r"evaluate: y\[5\] = 7"):
+        trainer.evaluate(x, y)
+
+
+def test_label_messages_print_uint64_and_shape_problems_plainly():
+    x, y = blobs()
+    trainer = make_trainer()
+    big = y.astype(np.uint64)
+    big[9] = 2 ** 63
+    with pytest.raises(ValueError, match=r"y\[9\] = 9223372036854775808 is not"):
+        trainer.fit(x, big, epochs=1, verbose=0)
+    with pytest.raises(ValueError, match=r"shape \(96,\) for CrossEntropyLoss, got shape \(96, 1\)"
+                                         r"; pass y.ravel\(\)"):
+        trainer.fit(x, y[:, None], epochs=1, batch_size=32, verbose=0)
+    with pytest.raises(TypeError, match="y must hold integer class labels.*float32"):
+        trainer.fit(x, y.astype(np.float32), epochs=1, verbose=0)
+    with pytest.raises(ValueError, match=r"x of shape \(96, 5\) does not fit the model"):
+        trainer.fit(np.ones((96, 5), np.float32), y, epochs=1, verbose=0)
+
+
+def test_predict_on_zero_samples_gives_zero_rows_of_outputs():
+    trainer = make_trainer()
+    out = trainer.predict(np.zeros((0, 4), np.float32))
+    assert out.shape == (0, 3) and out.dtype == np.float32
+    with pytest.raises(ValueError, match=r"predict: x of shape \(0, 3\) does not fit the model.*"
+                                         r"4 features"):
+        trainer.predict(np.zeros((0, 3), np.float32))
+    with pytest.raises(ValueError, match=r"predict: x of shape \(2, 3\) does not fit"):
+        trainer.predict(np.zeros((2, 3), np.float32))
+
+
+def test_a_callback_may_evaluate_during_fit_in_the_same_thread():
+    x, y = blobs()
+    trainer = make_trainer()
+    scores = []
+
+    class Evaluate(Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            scores.append(self.trainer.evaluate(x, y)["loss"])
+
+    trainer.fit(x, y, epochs=2, callbacks=[Evaluate()], verbose=0)
+    assert len(scores) == 2

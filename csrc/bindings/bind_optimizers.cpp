@@ -1,11 +1,16 @@
 // Bindings for the in-place optimizer updates (optimizers/optimizers.hpp): sgd_update,
-// adam_update and adamw_update.
+// adam_update and adamw_update for one parameter, and their all-or-nothing *_multi versions that
+// pydl.optim uses for all parameters at once.
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstdint>
+#include <cstring>
+#include <limits>
+#include <memory>
 #include <sstream>
 #include <string>
 #include <type_traits>
@@ -125,7 +130,7 @@ void sgd_update(py::handle param, py::handle grad, py::handle momentum_buffer, d
   else run(t.f64, ptr<double>(o.param));
 }
 
-// The items of a list argument of sgd_update_multi: a list or tuple (not an array).
+// The items of a list argument of a *_multi update: a list or tuple (not an array).
 std::vector<py::handle> items_of(py::handle seq, const char* op, const char* arg) {
   if (!py::isinstance<py::list>(seq) && !py::isinstance<py::tuple>(seq)) {
     throw py::type_error(std::string(op) + ": " + arg + " must be a list or tuple of arrays, got " +
@@ -136,49 +141,77 @@ std::vector<py::handle> items_of(py::handle seq, const char* op, const char* arg
   return out;
 }
 
-// One update over many parameters: every item is checked as sgd_update checks its arguments, the
-// items share one dtype and no written array overlaps any other array. The elements of all items
-// form one index range that parallel_chunks splits, so one pool dispatch serves every parameter;
-// each element gets exactly the arithmetic of sgd_update (the kernels are element-wise).
-void sgd_update_multi(py::handle params, py::handle grads, py::handle momentum_buffers, double lr,
-                      double momentum, double dampening, bool nesterov, double weight_decay,
-                      bool first_step) {
-  const char* op = "sgd_update_multi";
-  const SgdScalars s =
-      sgd_scalars(op, lr, momentum, dampening, nesterov, weight_decay, first_step);
-  const std::vector<py::handle> ps = items_of(params, op, "params");
-  const std::vector<py::handle> gs = items_of(grads, op, "grads");
-  std::vector<py::handle> bs;
-  if (momentum != 0.0) {
-    if (momentum_buffers.is_none()) {
-      throw py::value_error(std::string(op) +
-                            ": momentum_buffers is required when momentum != 0 (one buffer per "
-                            "parameter; use first_step=True on their first step)");
+// A hyper-parameter of a *_multi update: one value for every item, or a list/tuple with one value
+// per item (parameters of different groups, or at different Adam steps, share one call).
+template <typename V, typename Convert>
+std::vector<V> per_item(py::handle v, size_t n, const char* op, const char* name,
+                        Convert convert) {
+  if (py::isinstance<py::list>(v) || py::isinstance<py::tuple>(v)) {
+    const std::vector<py::handle> items = items_of(v, op, name);
+    if (items.size() != n) {
+      throw py::value_error(std::string(op) + ": " + name + " has " +
+                            std::to_string(items.size()) + " values but there are " +
+                            std::to_string(n) + " parameters; pass one value or one per parameter");
     }
-    bs = items_of(momentum_buffers, op, "momentum_buffers");
-  } else if (!momentum_buffers.is_none()) {
-    bs = items_of(momentum_buffers, op, "momentum_buffers");
+    std::vector<V> out;
+    for (py::handle h : items) out.push_back(convert(h));
+    return out;
   }
-  // Compare against None, not bs.empty(): an empty buffer list for non-empty params must fail
-  // here, or the update below would read state[0] of items that have no buffer.
-  const bool have_buffers = !momentum_buffers.is_none();
-  if (gs.size() != ps.size() || (have_buffers && bs.size() != ps.size())) {
-    std::ostringstream os;
-    os << op << ": params, grads and momentum_buffers must have the same length, got "
-       << ps.size() << ", " << gs.size() << " and "
-       << (momentum_buffers.is_none() ? std::string("None") : std::to_string(bs.size()));
-    throw py::value_error(os.str());
-  }
+  return std::vector<V>(n, convert(v));
+}
+
+std::vector<double> per_item_double(py::handle v, size_t n, const char* op, const char* name) {
+  return per_item<double>(v, n, op, name, [&](py::handle h) {
+    const double d = PyFloat_AsDouble(h.ptr());
+    if (d == -1.0 && PyErr_Occurred()) {
+      PyErr_Clear();
+      throw py::type_error(std::string(op) + ": " + name + " must be a number or a list of " +
+                           "numbers, got " +
+                           std::string(py::str(py::type::handle_of(h).attr("__name__"))));
+    }
+    return d;
+  });
+}
+
+std::vector<bool> per_item_flag(py::handle v, size_t n, const char* op, const char* name) {
+  return per_item<bool>(v, n, op, name, [&](py::handle h) {
+    const int t = PyObject_IsTrue(h.ptr());
+    if (t < 0) throw py::error_already_set();
+    return t != 0;
+  });
+}
+
+std::vector<int64_t> per_item_int(py::handle v, size_t n, const char* op, const char* name) {
+  return per_item<int64_t>(v, n, op, name, [&](py::handle h) {
+    if (!PyLong_Check(h.ptr()) && !PyIndex_Check(h.ptr())) {
+      throw py::type_error(std::string(op) + ": " + name + " must be an int or a list of ints, " +
+                           "got " + std::string(py::str(py::type::handle_of(h).attr("__name__"))));
+    }
+    int overflow = 0;
+    py::object index = py::reinterpret_steal<py::object>(PyNumber_Index(h.ptr()));
+    if (!index) throw py::error_already_set();
+    const long long x = PyLong_AsLongLongAndOverflow(index.ptr(), &overflow);
+    if (overflow != 0) {
+      throw py::value_error(std::string(op) + ": " + name + " does not fit in 64 bits");
+    }
+    return static_cast<int64_t>(x);
+  });
+}
+
+// Checks the items of a *_multi update: every item as the single-parameter update checks its
+// arguments (errors name the item), one dtype for all, and no written array (a parameter or a
+// state buffer) overlapping any other array of any item.
+std::vector<Operands> check_items(
+    const char* op, const std::vector<py::handle>& ps, const std::vector<py::handle>& gs,
+    const std::vector<std::vector<std::pair<py::handle, const char*>>>& states) {
   std::vector<Operands> items;
   items.reserve(ps.size());
   for (size_t i = 0; i < ps.size(); ++i) {
     // The item's index goes into the message only when a check fails (building it for every
     // item would cost more than the checks).
     const auto where = [&] { return std::string(op) + " (item " + std::to_string(i) + ")"; };
-    std::vector<std::pair<py::handle, const char*>> state;
-    if (have_buffers) state.emplace_back(bs[i], "momentum_buffer");
     try {
-      items.push_back(check_operands(op, ps[i], gs[i], state));
+      items.push_back(check_operands(op, ps[i], gs[i], states[i]));
     } catch (const py::type_error& e) {
       throw py::type_error(where() + std::string(e.what()).substr(std::string(op).size()));
     } catch (const py::value_error& e) {
@@ -189,9 +222,8 @@ void sgd_update_multi(py::handle params, py::handle grads, py::handle momentum_b
                            dtype_name(items.front().dt) + " and " + dtype_name(items.back().dt));
     }
   }
-  // No written array (a parameter or buffer) may overlap any other array: sort the byte ranges
-  // (all C-contiguous here; a strided gradient was copied) and sweep them once, remembering how
-  // far the ranges seen so far reach (any, and written ones).
+  // Sort the byte ranges (all C-contiguous here; a strided gradient was copied) and sweep them
+  // once, remembering how far the ranges seen so far reach (any, and written ones).
   struct Span {
     uintptr_t lo, hi;
     bool written;
@@ -220,32 +252,165 @@ void sgd_update_multi(py::handle params, py::handle grads, py::handle momentum_b
     if (!reach_any || sp.hi > reach_any->hi) reach_any = &sp;
     if (sp.written && (!reach_written || sp.hi > reach_written->hi)) reach_written = &sp;
   }
+  return items;
+}
+
+// pydl._core.NonFiniteUpdateError, created in bind_optimizers.
+py::handle& non_finite_error_type() {
+  static py::handle type;
+  return type;
+}
+
+// Raises NonFiniteUpdateError with the item's index and what was not finite as attributes.
+[[noreturn]] void raise_non_finite(const std::string& message, size_t item, const char* what) {
+  const py::handle type = non_finite_error_type();
+  py::object err = type(message);
+  err.attr("item") = item;
+  err.attr("what") = what;
+  PyErr_SetObject(type.ptr(), err.ptr());
+  throw py::error_already_set();
+}
+
+// The elements of all items form one index range [0, start.back()); item i owns
+// [start[i], start[i + 1]). Calls f(i, offset, count) for the part of each item inside [b, e).
+template <typename F>
+void for_items_in(const std::vector<int64_t>& start, int64_t b, int64_t e, F&& f) {
+  const size_t n = start.size() - 1;
+  // The first item ending after b (items are few; a linear walk is cheaper than a search).
+  size_t i = 0;
+  while (i < n && start[i + 1] <= b) ++i;
+  for (; i < n && start[i] < e; ++i) {
+    const int64_t lo = b > start[i] ? b : start[i];
+    const int64_t hi = e < start[i + 1] ? e : start[i + 1];
+    if (lo < hi) f(i, lo - start[i], hi - lo);
+  }
+}
+
+// Bit patterns of max |x| of every item's array (see OptimFns::abs_max_bits), scanned in parallel.
+// A max does not depend on the chunking, so neither does the result.
+template <typename T, typename Array>
+std::vector<int64_t> abs_max_per_item(const OptimFns<T>& fns, const std::vector<int64_t>& start,
+                                      Array array_of) {
+  const size_t n = start.size() - 1;
+  std::unique_ptr<std::atomic<int64_t>[]> best(new std::atomic<int64_t>[n]);
+  for (size_t i = 0; i < n; ++i) best[i].store(0, std::memory_order_relaxed);
+  parallel_chunks(start.back(), kGrain, [&](int64_t b, int64_t e) {
+    for_items_in(start, b, e, [&](size_t i, int64_t off, int64_t count) {
+      const int64_t bits = fns.abs_max_bits(array_of(i) + off, count);
+      int64_t seen = best[i].load(std::memory_order_relaxed);
+      while (bits > seen && !best[i].compare_exchange_weak(seen, bits)) {
+      }
+    });
+  });
+  std::vector<int64_t> out(n);
+  for (size_t i = 0; i < n; ++i) out[i] = best[i].load(std::memory_order_relaxed);
+  return out;
+}
+
+template <typename T>
+int64_t bits_of(T x) {
+  using U = std::conditional_t<sizeof(T) == 4, int32_t, int64_t>;
+  U b;
+  std::memcpy(&b, &x, sizeof b);
+  return static_cast<int64_t>(b);
+}
+
+template <typename T>
+T from_bits(int64_t bits) {
+  using U = std::conditional_t<sizeof(T) == 4, int32_t, int64_t>;
+  const U b = static_cast<U>(bits);
+  T x;
+  std::memcpy(&x, &b, sizeof x);
+  return x;
+}
+
+// Raises NonFiniteUpdateError for the first item whose gradient holds a NaN or an infinity.
+template <typename T>
+void refuse_non_finite_grads(const char* op, const std::vector<int64_t>& grad_bits) {
+  const int64_t inf = bits_of(std::numeric_limits<T>::infinity());
+  for (size_t i = 0; i < grad_bits.size(); ++i) {
+    if (grad_bits[i] >= inf) {
+      raise_non_finite(std::string(op) + ": the gradient of item " + std::to_string(i) +
+                           " holds NaN or Inf; nothing was updated (no parameter, no state)",
+                       i, "grad");
+    }
+  }
+}
+
+// One SGD step of many parameters, all or nothing: the gradients are scanned first and a NaN/Inf
+// refuses the step; then the elements of all items form one range that one pool dispatch splits,
+// each element getting exactly the arithmetic of sgd_update (the kernels are element-wise).
+void sgd_update_multi(py::handle params, py::handle grads, py::handle momentum_buffers,
+                      py::handle lr, py::handle momentum, py::handle dampening,
+                      py::handle nesterov, py::handle weight_decay, py::handle first_step) {
+  const char* op = "sgd_update_multi";
+  const std::vector<py::handle> ps = items_of(params, op, "params");
+  const std::vector<py::handle> gs = items_of(grads, op, "grads");
+  const size_t n = ps.size();
+  const std::vector<double> lrs = per_item_double(lr, n, op, "lr");
+  const std::vector<double> moms = per_item_double(momentum, n, op, "momentum");
+  const std::vector<double> damps = per_item_double(dampening, n, op, "dampening");
+  const std::vector<bool> nests = per_item_flag(nesterov, n, op, "nesterov");
+  const std::vector<double> wds = per_item_double(weight_decay, n, op, "weight_decay");
+  const std::vector<bool> firsts = per_item_flag(first_step, n, op, "first_step");
+  std::vector<SgdScalars> scalars;
+  for (size_t i = 0; i < n; ++i) {
+    scalars.push_back(
+        sgd_scalars(op, lrs[i], moms[i], damps[i], nests[i], wds[i], firsts[i]));
+  }
+  const bool any_momentum = std::any_of(moms.begin(), moms.end(), [](double m) { return m != 0.0; });
+  std::vector<py::handle> bs;
+  if (!momentum_buffers.is_none()) {
+    bs = items_of(momentum_buffers, op, "momentum_buffers");
+  } else if (any_momentum) {
+    throw py::value_error(std::string(op) +
+                          ": momentum_buffers is required when momentum != 0 (one buffer per "
+                          "parameter; use first_step=True on their first step)");
+  }
+  // Compare against None, not bs.empty(): an empty buffer list for non-empty params must fail
+  // here, or the update below would read state[0] of items that have no buffer.
+  const bool have_buffers = !momentum_buffers.is_none();
+  if (gs.size() != n || (have_buffers && bs.size() != n)) {
+    std::ostringstream os;
+    os << op << ": params, grads and momentum_buffers must have the same length, got " << n
+       << ", " << gs.size() << " and "
+       << (have_buffers ? std::to_string(bs.size()) : std::string("None"));
+    throw py::value_error(os.str());
+  }
+  std::vector<std::vector<std::pair<py::handle, const char*>>> states(n);
+  for (size_t i = 0; i < n; ++i) {
+    if (have_buffers && !bs[i].is_none()) {
+      states[i].emplace_back(bs[i], "momentum_buffer");
+    } else if (moms[i] != 0.0) {
+      throw py::value_error(std::string(op) + " (item " + std::to_string(i) +
+                            "): a momentum buffer is required when momentum != 0");
+    }
+  }
+  std::vector<Operands> items = check_items(op, ps, gs, states);
   if (items.empty()) return;
-  std::vector<int64_t> start(items.size() + 1, 0);
-  for (size_t i = 0; i < items.size(); ++i) start[i + 1] = start[i] + items[i].param.size();
+  std::vector<int64_t> start(n + 1, 0);
+  for (size_t i = 0; i < n; ++i) start[i + 1] = start[i] + items[i].param.size();
 
   auto run = [&](const auto& fns, auto tag) {
     using T = decltype(tag);
-    struct Seg {
-      T* p;
-      T* buf;
-      const T* g;
-    };
-    std::vector<Seg> segs;
-    for (auto& o : items)
-      segs.push_back({ptr<T>(o.param), momentum != 0.0 ? ptr<T>(o.state[0]) : nullptr,
-                      cptr<T>(o.grad)});
+    std::vector<T*> p(n), buf(n);
+    std::vector<const T*> g(n);
+    for (size_t i = 0; i < n; ++i) {
+      p[i] = ptr<T>(items[i].param);
+      buf[i] = moms[i] != 0.0 ? ptr<T>(items[i].state[0]) : nullptr;
+      g[i] = cptr<T>(items[i].grad);
+    }
+    std::vector<int64_t> grad_bits;
+    {
+      py::gil_scoped_release release;
+      grad_bits = abs_max_per_item(fns, start, [&](size_t i) { return g[i]; });
+    }
+    refuse_non_finite_grads<T>(op, grad_bits);
     py::gil_scoped_release release;
     parallel_chunks(start.back(), kGrain, [&](int64_t b, int64_t e) {
-      // The items overlapping [b, e), each from its own offset.
-      for (size_t i = 0; i < segs.size(); ++i) {
-        const int64_t lo = b > start[i] ? b : start[i];
-        const int64_t hi = e < start[i + 1] ? e : start[i + 1];
-        if (lo >= hi) continue;
-        const int64_t off = lo - start[i];
-        const Seg& sg = segs[i];
-        fns.sgd(sg.p + off, sg.buf ? sg.buf + off : nullptr, sg.g + off, hi - lo, s);
-      }
+      for_items_in(start, b, e, [&](size_t i, int64_t off, int64_t count) {
+        fns.sgd(p[i] + off, buf[i] ? buf[i] + off : nullptr, g[i] + off, count, scalars[i]);
+      });
     });
   };
   const OptimTable& t = kernels().optim;
@@ -253,9 +418,10 @@ void sgd_update_multi(py::handle params, py::handle grads, py::handle momentum_b
   else run(t.f64, double{});
 }
 
-void adam_like_update(const char* op, bool decoupled, py::handle param, py::handle grad,
-                      py::handle exp_avg, py::handle exp_avg_sq, int64_t step, double lr,
-                      double beta1, double beta2, double eps, double weight_decay) {
+// Validates Adam's hyper-parameters (ValueError naming the bad one) and returns the scalars of
+// step `step` (1-based).
+AdamScalars adam_scalars(const char* op, bool decoupled, int64_t step, double lr, double beta1,
+                         double beta2, double eps, double weight_decay) {
   if (step < 1) {
     throw py::value_error(std::string(op) + ": step must be >= 1 (the 1-based number of this " +
                           "step), got " + std::to_string(step));
@@ -265,8 +431,6 @@ void adam_like_update(const char* op, bool decoupled, py::handle param, py::hand
   require_beta(beta2, op, "beta2");
   require_nonnegative(eps, op, "eps");
   require_nonnegative(weight_decay, op, "weight_decay");
-  Operands o = check_operands(op, param, grad, {{exp_avg, "exp_avg"}, {exp_avg_sq, "exp_avg_sq"}});
-
   AdamScalars s;
   s.beta1 = beta1;
   s.beta2 = beta2;
@@ -276,6 +440,14 @@ void adam_like_update(const char* op, bool decoupled, py::handle param, py::hand
   s.bc2_sqrt = std::sqrt(1.0 - std::pow(beta2, static_cast<double>(step)));
   s.decay = 1.0 - lr * weight_decay;
   s.decoupled = decoupled;
+  return s;
+}
+
+void adam_like_update(const char* op, bool decoupled, py::handle param, py::handle grad,
+                      py::handle exp_avg, py::handle exp_avg_sq, int64_t step, double lr,
+                      double beta1, double beta2, double eps, double weight_decay) {
+  const AdamScalars s = adam_scalars(op, decoupled, step, lr, beta1, beta2, eps, weight_decay);
+  Operands o = check_operands(op, param, grad, {{exp_avg, "exp_avg"}, {exp_avg_sq, "exp_avg_sq"}});
   const int64_t n = o.param.size();
   auto run = [&](const auto& fns, auto* p) {
     using T = std::remove_pointer_t<decltype(p)>;
@@ -292,6 +464,103 @@ void adam_like_update(const char* op, bool decoupled, py::handle param, py::hand
   else run(t.f64, ptr<double>(o.param));
 }
 
+// One Adam/AdamW step of many parameters, all or nothing. Pass 1 scans the gradients (and, for
+// coupled weight decay, the parameters): a NaN/Inf gradient refuses the step. It also bounds
+// each item's effective gradient |g + wd * p|: below sqrt(max) / 4 the new m and v are provably
+// finite when the old ones are (v <= beta2 * v_old + (1 - beta2) * max / 16 stays below max), so
+// the update runs straight away. Only an item above the bound (a gradient near 1e19 in float32)
+// gets a dry run of its update that checks the new m and v before anything is written. The
+// common case thus reads the gradients twice and everything else once.
+void adam_like_update_multi(const char* op, bool decoupled, py::handle params, py::handle grads,
+                            py::handle exp_avgs, py::handle exp_avg_sqs, py::handle steps,
+                            py::handle lr, py::handle beta1, py::handle beta2, py::handle eps,
+                            py::handle weight_decay) {
+  const std::vector<py::handle> ps = items_of(params, op, "params");
+  const std::vector<py::handle> gs = items_of(grads, op, "grads");
+  const std::vector<py::handle> ms = items_of(exp_avgs, op, "exp_avgs");
+  const std::vector<py::handle> vs = items_of(exp_avg_sqs, op, "exp_avg_sqs");
+  const size_t n = ps.size();
+  if (gs.size() != n || ms.size() != n || vs.size() != n) {
+    std::ostringstream os;
+    os << op << ": params, grads, exp_avgs and exp_avg_sqs must have the same length, got " << n
+       << ", " << gs.size() << ", " << ms.size() << " and " << vs.size();
+    throw py::value_error(os.str());
+  }
+  const std::vector<int64_t> step_v = per_item_int(steps, n, op, "steps");
+  const std::vector<double> lrs = per_item_double(lr, n, op, "lr");
+  const std::vector<double> b1s = per_item_double(beta1, n, op, "beta1");
+  const std::vector<double> b2s = per_item_double(beta2, n, op, "beta2");
+  const std::vector<double> epss = per_item_double(eps, n, op, "eps");
+  const std::vector<double> wds = per_item_double(weight_decay, n, op, "weight_decay");
+  std::vector<AdamScalars> scalars;
+  std::vector<std::vector<std::pair<py::handle, const char*>>> states;
+  for (size_t i = 0; i < n; ++i) {
+    scalars.push_back(
+        adam_scalars(op, decoupled, step_v[i], lrs[i], b1s[i], b2s[i], epss[i], wds[i]));
+    states.push_back({{ms[i], "exp_avg"}, {vs[i], "exp_avg_sq"}});
+  }
+  std::vector<Operands> items = check_items(op, ps, gs, states);
+  if (items.empty()) return;
+  std::vector<int64_t> start(n + 1, 0);
+  for (size_t i = 0; i < n; ++i) start[i + 1] = start[i] + items[i].param.size();
+  const bool coupled = !decoupled && std::any_of(wds.begin(), wds.end(),
+                                                 [](double w) { return w != 0.0; });
+
+  auto run = [&](const auto& fns, auto tag) {
+    using T = decltype(tag);
+    std::vector<T*> p(n), m(n), v(n);
+    std::vector<const T*> g(n);
+    for (size_t i = 0; i < n; ++i) {
+      p[i] = ptr<T>(items[i].param);
+      m[i] = ptr<T>(items[i].state[0]);
+      v[i] = ptr<T>(items[i].state[1]);
+      g[i] = cptr<T>(items[i].grad);
+    }
+    std::vector<int64_t> grad_bits, param_bits;
+    {
+      py::gil_scoped_release release;
+      grad_bits = abs_max_per_item(fns, start, [&](size_t i) { return g[i]; });
+      if (coupled) {
+        param_bits = abs_max_per_item(fns, start, [&](size_t i) -> const T* { return p[i]; });
+      }
+    }
+    refuse_non_finite_grads<T>(op, grad_bits);
+    const double safe = std::sqrt(static_cast<double>(std::numeric_limits<T>::max())) / 4.0;
+    for (size_t i = 0; i < n; ++i) {
+      double bound = static_cast<double>(from_bits<T>(grad_bits[i]));
+      if (coupled && wds[i] != 0.0) {
+        bound += wds[i] * static_cast<double>(from_bits<T>(param_bits[i]));
+      }
+      if (bound <= safe) continue;  // NaN (a non-finite parameter) takes the dry run
+      std::atomic<bool> finite{true};
+      {
+        py::gil_scoped_release release;
+        parallel_chunks(start[i + 1] - start[i], kGrain, [&](int64_t b, int64_t e) {
+          if (!fns.adam_state_finite(p[i] + b, m[i] + b, v[i] + b, g[i] + b, e - b, scalars[i]))
+            finite.store(false, std::memory_order_relaxed);
+        });
+      }
+      if (!finite.load()) {
+        std::ostringstream os;
+        os << op << ": item " << i << ": this step would make exp_avg or exp_avg_sq infinite "
+           << "(the gradient reaches " << from_bits<T>(grad_bits[i]) << " in magnitude, and "
+           << "its square overflows " << dtype_name(items[i].dt) << "); nothing was updated (no "
+           << "parameter, no state). Scale the inputs or the loss down, or clip the gradients";
+        raise_non_finite(os.str(), i, "state");
+      }
+    }
+    py::gil_scoped_release release;
+    parallel_chunks(start.back(), kGrain, [&](int64_t b, int64_t e) {
+      for_items_in(start, b, e, [&](size_t i, int64_t off, int64_t count) {
+        fns.adam(p[i] + off, m[i] + off, v[i] + off, g[i] + off, count, scalars[i]);
+      });
+    });
+  };
+  const OptimTable& t = kernels().optim;
+  if (items.front().dt == DType::kF32) run(t.f32, float{});
+  else run(t.f64, double{});
+}
+
 constexpr const char* kStateRules = R"doc(
 All arrays share one shape and dtype (float32 or float64). ``param`` and the state buffers are
 updated in place, so they must be writeable and C-contiguous (they are never replaced by a copy);
@@ -300,6 +569,16 @@ updated in place, so they must be writeable and C-contiguous (they are never rep
 }  // namespace
 
 void bind_optimizers(py::module_& m) {
+  // FloatingPointError's subclass, so `except FloatingPointError` catches it too.
+  PyObject* exc = PyErr_NewExceptionWithDoc(
+      "pydl._core.NonFiniteUpdateError",
+      "An optimizer update was refused because a gradient, or the new optimizer state, would not "
+      "be finite; nothing was written. Attributes: item (the index in the lists passed), what "
+      "(\"grad\" or \"state\"), and, when raised by a pydl.optim optimizer, index and param.",
+      PyExc_FloatingPointError, nullptr);
+  if (exc == nullptr) throw py::error_already_set();
+  m.add_object("NonFiniteUpdateError", py::reinterpret_steal<py::object>(exc));
+  non_finite_error_type() = m.attr("NonFiniteUpdateError");
   m.def("sgd_update", &sgd_update, py::arg("param"), py::arg("grad"),
         py::arg("momentum_buffer") = py::none(), py::kw_only(), py::arg("lr"),
         py::arg("momentum") = 0.0, py::arg("dampening") = 0.0, py::arg("nesterov") = false,
@@ -339,36 +618,41 @@ Raises:
         py::arg("momentum_buffers") = py::none(), py::kw_only(), py::arg("lr"),
         py::arg("momentum") = 0.0, py::arg("dampening") = 0.0, py::arg("nesterov") = false,
         py::arg("weight_decay") = 0.0, py::arg("first_step") = false,
-        (std::string(R"doc(Apply one torch.optim.SGD step to many parameters in place, in one call.
+        (std::string(R"doc(Apply one torch.optim.SGD step to many parameters in place, all or nothing.
 
 Each parameter gets exactly the update of sgd_update (same bits); one call instead of one per
-parameter saves the per-call overhead and uses the thread pool once for all of them.
+parameter saves the per-call overhead and uses the thread pool once for all of them. All
+gradients are scanned first: if any holds a NaN or an infinity, NonFiniteUpdateError is raised
+and nothing is written (no parameter, no buffer).
 Item i of each list belongs together; the arrays of one item follow sgd_update's rules:)doc") +
          kStateRules + R"doc( Items may have different shapes but share one dtype, and no
-parameter or buffer may share memory with any other array.
+parameter or buffer may share memory with any other array. Every hyper-parameter is one value
+for all items or a list/tuple with one value per item (e.g. parameters of several groups).
 
 Args:
     params: list or tuple of parameters, updated in place.
     grads: list or tuple of their gradients, same length.
     momentum_buffers: list or tuple of momentum states, updated in place; required when
-        momentum != 0. Default None.
+        momentum != 0 (an entry may be None for an item whose momentum is 0). Default None.
     lr: learning rate >= 0 (required, keyword-only).
     momentum: momentum factor >= 0. Default 0.0.
     dampening: dampening in [0, 1]. Default 0.0.
     nesterov: Nesterov momentum (needs momentum > 0 and dampening == 0). Default False.
     weight_decay: L2 penalty >= 0 added to the gradient. Default 0.0.
-    first_step: initialise every momentum buffer with d (PyTorch's first step). Default False.
+    first_step: initialise the momentum buffer with d (PyTorch's first step). Default False.
 
 Returns:
     None.
 
 Raises:
+    NonFiniteUpdateError: a gradient holds NaN or Inf (``.item`` is its index, ``.what`` is
+        "grad"); nothing was written.
     TypeError: a list argument that is not a list/tuple, a non-array item, a dtype mismatch
-        within an item or between items.
-    ValueError: lists of different lengths; an item's shapes differ (both named, with the item
-        index); a read-only or non-C-contiguous parameter or buffer; arrays sharing memory;
-        momentum_buffers missing; a negative, infinite or NaN hyper-parameter (named); nesterov
-        without momentum or with dampening.
+        within an item or between items, a non-numeric hyper-parameter.
+    ValueError: lists of different lengths (hyper-parameter lists too); an item's shapes differ
+        (both named, with the item index); a read-only or non-C-contiguous parameter or buffer;
+        arrays sharing memory; a momentum buffer missing; a negative, infinite or NaN
+        hyper-parameter (named); nesterov without momentum or with dampening.
 )doc")
             .c_str());
 
@@ -429,6 +713,72 @@ Raises:
       ("Apply one torch.optim.AdamW step to a parameter in place.\n\nparam *= 1 - lr * "
        "weight_decay first (decoupled decay, as in torch.optim.AdamW), then with g = grad:" +
        adam_doc + "    weight_decay: decoupled decay >= 0. Default 1e-2.\n" + raises)
+          .c_str());
+
+  const std::string multi_doc = std::string(R"doc(
+
+Every item gets exactly the update of the single-parameter kernel (same bits), in one call that
+is all or nothing: the gradients are scanned first, and if any holds a NaN or an infinity, or
+the step would make an item's exp_avg or exp_avg_sq infinite (a finite gradient whose square
+overflows, e.g. |g| > 1.8e19 in float32), NonFiniteUpdateError is raised and nothing is written.
+The overflow check costs nothing extra unless some gradient exceeds sqrt(max) / 4 of its dtype;
+it assumes the incoming exp_avg and exp_avg_sq are finite, which these kernels keep so.
+Item i of each list belongs together and follows the single kernel's rules;)doc") +
+                               kStateRules + R"doc( Items share one dtype, no parameter or state
+buffer may share memory with any other array, and every hyper-parameter (and ``steps``) is one
+value for all items or a list/tuple with one value per item.
+
+Args:
+    params: list or tuple of parameters, updated in place.
+    grads: their gradients.
+    exp_avgs: first-moment states, updated in place (zeros before an item's first step).
+    exp_avg_sqs: second-moment states, updated in place (zeros before an item's first step).
+    steps: the 1-based number of this step, >= 1, per item or for all (keyword-only, required).
+    lr: learning rate >= 0. Default 1e-3.
+    beta1: decay of m, in [0, 1). Default 0.9.
+    beta2: decay of v, in [0, 1). Default 0.999.
+    eps: added to the denominator, >= 0. Default 1e-8.
+)doc";
+  const std::string multi_raises = R"doc(
+Returns:
+    None.
+
+Raises:
+    NonFiniteUpdateError: a NaN/Inf gradient (``.what == "grad"``) or an overflowing new state
+        (``.what == "state"``); ``.item`` is the item's index. Nothing was written.
+    TypeError: a list argument that is not a list/tuple, a non-array item, a dtype mismatch.
+    ValueError: lists of different lengths; an item's shapes differ; a read-only or
+        non-C-contiguous parameter or state buffer; arrays sharing memory; a step < 1; an
+        out-of-range or NaN hyper-parameter (named).
+)doc";
+  m.def(
+      "adam_update_multi",
+      [](py::handle params, py::handle grads, py::handle exp_avgs, py::handle exp_avg_sqs,
+         py::handle steps, py::handle lr, py::handle beta1, py::handle beta2, py::handle eps,
+         py::handle weight_decay) {
+        adam_like_update_multi("adam_update_multi", false, params, grads, exp_avgs, exp_avg_sqs,
+                               steps, lr, beta1, beta2, eps, weight_decay);
+      },
+      py::arg("params"), py::arg("grads"), py::arg("exp_avgs"), py::arg("exp_avg_sqs"),
+      py::kw_only(), py::arg("steps"), py::arg("lr") = 1e-3, py::arg("beta1") = 0.9,
+      py::arg("beta2") = 0.999, py::arg("eps") = 1e-8, py::arg("weight_decay") = 0.0,
+      ("Apply one torch.optim.Adam step to many parameters in place, all or nothing." +
+       multi_doc + "    weight_decay: L2 penalty >= 0 added to the gradient. Default 0.0.\n" +
+       multi_raises)
+          .c_str());
+  m.def(
+      "adamw_update_multi",
+      [](py::handle params, py::handle grads, py::handle exp_avgs, py::handle exp_avg_sqs,
+         py::handle steps, py::handle lr, py::handle beta1, py::handle beta2, py::handle eps,
+         py::handle weight_decay) {
+        adam_like_update_multi("adamw_update_multi", true, params, grads, exp_avgs, exp_avg_sqs,
+                               steps, lr, beta1, beta2, eps, weight_decay);
+      },
+      py::arg("params"), py::arg("grads"), py::arg("exp_avgs"), py::arg("exp_avg_sqs"),
+      py::kw_only(), py::arg("steps"), py::arg("lr") = 1e-3, py::arg("beta1") = 0.9,
+      py::arg("beta2") = 0.999, py::arg("eps") = 1e-8, py::arg("weight_decay") = 1e-2,
+      ("Apply one torch.optim.AdamW step to many parameters in place, all or nothing." +
+       multi_doc + "    weight_decay: decoupled decay >= 0. Default 1e-2.\n" + multi_raises)
           .c_str());
 }
 

@@ -21,6 +21,12 @@
 //   v = beta2 * v + (1 - beta2) * g * g
 //   p = p - step_size * m / (sqrt(v) / bc2_sqrt + eps)
 //   with step_size = lr / (1 - beta1^step), bc2_sqrt = sqrt(1 - beta2^step), step >= 1.
+//
+// Finiteness (what the multi-parameter bindings build their all-or-nothing update from):
+// abs_max_bits reads an array once and returns the bit pattern of its largest |x| with the sign
+// bit cleared, as a non-negative integer: these order like |x|, and +inf < NaN, so a result at or
+// above the bits of +inf means some element is not finite. adam_state_finite runs adam's
+// arithmetic without storing anything and says whether every new m and v would be finite.
 #pragma once
 
 #include <cstdint>
@@ -51,6 +57,11 @@ struct OptimFns {
   // param, exp_avg, exp_avg_sq, grad: (n,)
   void (*adam)(T* param, T* exp_avg, T* exp_avg_sq, const T* grad, int64_t n,
                const AdamScalars& s) = nullptr;
+  // x: (n,) -> bits of max |x| (0 for n == 0)
+  int64_t (*abs_max_bits)(const T* x, int64_t n) = nullptr;
+  // param, exp_avg, exp_avg_sq, grad: (n,), read only -> whether adam's new m and v are finite
+  bool (*adam_state_finite)(const T* param, const T* exp_avg, const T* exp_avg_sq, const T* grad,
+                            int64_t n, const AdamScalars& s) = nullptr;
 };
 
 struct OptimTable {

@@ -5,6 +5,9 @@
 
 #include <cmath>
 #include <cstdint>
+#include <cstring>
+#include <limits>
+#include <type_traits>
 
 #include "common/isa.hpp"
 #include "optimizers/optimizers.hpp"
@@ -53,13 +56,17 @@ void sgd(T* param, T* momentum_buf, const T* grad, int64_t n, const SgdScalars& 
 // term turns an infinite parameter into NaN.
 enum class Decay { kNone, kL2, kDecoupled };
 
-template <typename T, Decay kDecay>
-void adam_loop(T* __restrict param, T* __restrict m, T* __restrict v, const T* __restrict grad,
+// kStore = false is the dry run of adam_state_finite: the same arithmetic, nothing written, and
+// the return value says whether every new m and v is finite (x - x is NaN exactly when x is
+// infinite or NaN, and a NaN survives the sum). kStore = true is the update; it returns true.
+template <typename T, Decay kDecay, bool kStore>
+bool adam_loop(T* __restrict param, T* __restrict m, T* __restrict v, const T* __restrict grad,
                int64_t n, const AdamScalars& s) {
   const T beta1 = T(s.beta1), beta2 = T(s.beta2);
   const T one_m_beta1 = T(1.0 - s.beta1), one_m_beta2 = T(1.0 - s.beta2);
   const T eps = T(s.eps), wd = T(s.weight_decay), decay = T(s.decay);
   const T step_size = T(s.step_size), bc2_sqrt = T(s.bc2_sqrt);
+  T bad = T(0);
   for (int64_t i = 0; i < n; ++i) {
     T p = param[i];
     T g = grad[i];
@@ -67,25 +74,61 @@ void adam_loop(T* __restrict param, T* __restrict m, T* __restrict v, const T* _
     if (kDecay == Decay::kL2) g += wd * p;
     const T mi = beta1 * m[i] + one_m_beta1 * g;
     const T vi = beta2 * v[i] + one_m_beta2 * g * g;
-    m[i] = mi;
-    v[i] = vi;
-    param[i] = p - step_size * mi / (std::sqrt(vi) / bc2_sqrt + eps);
+    if (kStore) {
+      m[i] = mi;
+      v[i] = vi;
+      param[i] = p - step_size * mi / (std::sqrt(vi) / bc2_sqrt + eps);
+    } else {
+      bad += (mi - mi) + (vi - vi);
+    }
   }
+  return bad == T(0);
+}
+
+template <bool kStore, typename T>
+auto adam_variant(const AdamScalars& s) {
+  return s.weight_decay == 0.0 ? adam_loop<T, Decay::kNone, kStore>
+         : s.decoupled         ? adam_loop<T, Decay::kDecoupled, kStore>
+                               : adam_loop<T, Decay::kL2, kStore>;
 }
 
 // param, exp_avg, exp_avg_sq, grad: (n,)
 template <typename T>
 void adam(T* param, T* exp_avg, T* exp_avg_sq, const T* grad, int64_t n, const AdamScalars& s) {
-  auto loop = s.weight_decay == 0.0 ? adam_loop<T, Decay::kNone>
-              : s.decoupled         ? adam_loop<T, Decay::kDecoupled>
-                                    : adam_loop<T, Decay::kL2>;
-  loop(param, exp_avg, exp_avg_sq, grad, n, s);
+  adam_variant<true, T>(s)(param, exp_avg, exp_avg_sq, grad, n, s);
+}
+
+// param, exp_avg, exp_avg_sq, grad: (n,), nothing written. The casts drop const only for the
+// shared loop's signature: with kStore = false it never stores.
+template <typename T>
+bool adam_state_finite(const T* param, const T* exp_avg, const T* exp_avg_sq, const T* grad,
+                       int64_t n, const AdamScalars& s) {
+  return adam_variant<false, T>(s)(const_cast<T*>(param), const_cast<T*>(exp_avg),
+                                   const_cast<T*>(exp_avg_sq), grad, n, s);
+}
+
+// x: (n,). An integer max over the bit patterns (sign cleared) rather than a float max: it
+// vectorises without reassociation flags, and NaN and inf simply compare largest.
+template <typename T>
+int64_t abs_max_bits(const T* x, int64_t n) {
+  using U = std::conditional_t<sizeof(T) == 4, int32_t, int64_t>;
+  constexpr U kMagnitude = std::numeric_limits<U>::max();  // every bit but the sign
+  U best = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    U b;
+    std::memcpy(&b, x + i, sizeof b);
+    b &= kMagnitude;
+    best = b > best ? b : best;
+  }
+  return static_cast<int64_t>(best);
 }
 
 template <typename T>
 void fill_fns(OptimFns<T>& f) {
   f.sgd = &sgd<T>;
   f.adam = &adam<T>;
+  f.abs_max_bits = &abs_max_bits<T>;
+  f.adam_state_finite = &adam_state_finite<T>;
 }
 
 }  // namespace optim_detail

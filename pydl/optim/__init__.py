@@ -1,8 +1,21 @@
 """Optimizers: SGD (momentum, Nesterov), Adam and AdamW with PyTorch's update rules.
 
-Every update runs in place through one compiled kernel per parameter (``pydl.kernels.sgd_update``,
-``adam_update``, ``adamw_update``). A parameter is skipped entirely - no step, no weight decay, no
-state update - when its ``grad`` is None or its ``requires_grad`` is False (frozen).
+``step()`` updates all parameters in place through ONE compiled kernel call
+(``pydl.kernels.sgd_update_multi``, ``adam_update_multi``, ``adamw_update_multi``). A parameter is
+skipped entirely - no step, no weight decay, no state update - when its ``grad`` is None or its
+``requires_grad`` is False (frozen).
+
+The contract of ``step()``, for every optimizer here:
+
+- All or nothing. If any gradient holds a NaN or an infinity, or (Adam/AdamW) the step would make
+  ``exp_avg`` or ``exp_avg_sq`` infinite (a finite gradient whose square overflows),
+  :class:`NonFiniteUpdateError` is raised and no parameter and no state entry changes.
+- A KeyboardInterrupt (Ctrl-C) arriving during ``step()`` in the main thread is held back until
+  the step has been applied in full, then delivered: every parameter and state entry is always at
+  the same step.
+- Thread-safe: one optimizer used from several threads at once runs their steps one after
+  another (a per-optimizer lock), never interleaved; ``state_dict`` and ``load_state_dict`` take
+  the same lock.
 
 Example:
     >>> import numpy as np, pydl
@@ -14,12 +27,71 @@ Example:
 
 import abc
 import math
+import signal
+import threading
+
+try:
+    # The C functions behind signal.signal/getsignal: the public wrappers convert handlers to
+    # enums through a failing lookup that costs ~10 us per call, twice per step.
+    import _signal as _sig
+except ImportError:  # pragma: no cover - not CPython
+    _sig = signal
 
 import numpy as np
 
 from .. import kernels
+from ..kernels import NonFiniteUpdateError
 
-__all__ = ["Adam", "AdamW", "Optimizer", "SGD", "lr_scheduler"]
+__all__ = ["Adam", "AdamW", "NonFiniteUpdateError", "Optimizer", "SGD", "lr_scheduler"]
+
+NonFiniteUpdateError.__doc__ = """Raised by ``step()`` when a gradient, or the new optimizer state, would not be finite.
+
+A FloatingPointError. Nothing was updated: every parameter and state entry is as before the step.
+``Trainer.fit`` turns it into ``pydl.train.NonFiniteLossError`` naming the parameter.
+
+Attributes:
+    index: The parameter's position in the optimizer (as in ``state_dict()``).
+    param: The Parameter itself.
+    what: ``"grad"`` (a NaN/Inf gradient) or ``"state"`` (exp_avg/exp_avg_sq would overflow).
+"""
+
+
+class _HoldInterrupt:
+    """Hold back SIGINT (Ctrl-C) inside the block and deliver it on exit.
+
+    Python runs signal handlers in the main thread between bytecodes, so a KeyboardInterrupt could
+    otherwise land between the kernel call and the bookkeeping of a step (new state entries, step
+    counts). Elsewhere than in the main thread, or when SIGINT's handler was not installed from
+    Python, this does nothing.
+    """
+
+    __slots__ = ("previous", "pending")
+
+    def __enter__(self):
+        self.previous = None
+        self.pending = False
+        if threading.current_thread() is threading.main_thread():
+            previous = _sig.getsignal(signal.SIGINT)
+            if previous is not None:
+                _sig.signal(signal.SIGINT, self._hold)
+                self.previous = previous
+        return self
+
+    def _hold(self, signum, frame):
+        self.pending = True
+
+    def __exit__(self, *exc_info):
+        if self.previous is not None:
+            _sig.signal(signal.SIGINT, self.previous)
+            if self.pending:
+                signal.raise_signal(signal.SIGINT)  # now handled as it would have been
+        return False
+
+
+def _per_item(values):
+    """One value for all items when they agree (the common single-group case), else the list."""
+    first = values[0]
+    return first if all(v == first for v in values) else values
 
 
 def _check_range(name, value, low=0.0, high=math.inf, high_open=False):
@@ -65,6 +137,7 @@ class Optimizer(abc.ABC):
         self.defaults = dict(defaults)
         self.param_groups = []
         self.state = {}
+        self._lock = threading.Lock()
         seen = set()
         for group in params:
             group = dict(group)
@@ -126,8 +199,21 @@ class Optimizer(abc.ABC):
                     else:
                         p.grad.fill(0)
 
+    def __getstate__(self):
+        state = self.__dict__.copy()
+        del state["_lock"]  # a lock cannot be copied; a copy gets its own
+        return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
+
     def step(self, closure=None):
-        """Update every parameter that has a gradient and is not frozen.
+        """Update every parameter that has a gradient and is not frozen, all or nothing.
+
+        See the module docstring for the contract: a NaN/Inf gradient or an overflowing state
+        raises :class:`NonFiniteUpdateError` with nothing changed; Ctrl-C never splits a step;
+        concurrent calls from several threads run one after another.
 
         Args:
             closure: Optional callable that re-evaluates the model and returns the loss.
@@ -135,24 +221,54 @@ class Optimizer(abc.ABC):
 
         Returns:
             The closure's loss, or None.
+
+        Raises:
+            NonFiniteUpdateError: A gradient, or the new optimizer state, is not finite; its
+                ``index``/``param`` name the parameter. Nothing was updated.
         """
         loss = closure() if closure is not None else None
-        state = self.state
-        i = 0
-        for group in self.param_groups:
-            for p in group["params"]:
-                grad = p.grad
-                if grad is not None and p.requires_grad:
-                    s = state.get(i)
-                    if s is None:
-                        s = state[i] = {}
-                    self._update(p.data, grad, s, group)
-                i += 1
+        with self._lock:
+            items = [(i, group, p, p.grad) for i, group, p in self._indexed_params()
+                     if p.grad is not None and p.requires_grad]
+            if items:
+                try:
+                    with _HoldInterrupt():
+                        self._apply(items)
+                except NonFiniteUpdateError as e:
+                    raise self._refusal(items, e) from None
         return loss
 
+    def _refusal(self, items, err):
+        """The NonFiniteUpdateError of a refused step, naming the optimizer's parameter."""
+        index, _, param, grad = items[err.item]
+        if err.what == "grad":
+            detail = "its gradient holds NaN or Inf"
+        else:
+            detail = ("the step would make its exp_avg or exp_avg_sq infinite (gradient up to "
+                      f"{float(np.abs(grad).max()):.3g} in magnitude; its square overflows "
+                      f"{param.data.dtype})")
+        new = NonFiniteUpdateError(
+            f"{type(self).__name__}.step: parameter {index} (shape {param.data.shape}): {detail}; "
+            f"nothing was updated (no parameter, no optimizer state). Lower the learning rate, "
+            f"scale the inputs or the loss, or clip the gradients.")
+        new.item, new.what, new.index, new.param = err.item, err.what, index, param
+        return new
+
+    def _hyper(self, items, key):
+        """Hyper-parameter ``key`` for a *_multi kernel: one value, or one per item of ``items``."""
+        groups = self.param_groups
+        if len(groups) == 1:
+            return groups[0][key]
+        return _per_item([group[key] for _, group, _, _ in items])
+
     @abc.abstractmethod
-    def _update(self, param, grad, state, group):
-        """Update one parameter array in place from its gradient and per-parameter state."""
+    def _apply(self, items):
+        """Update ``items``, a list of (index, group, param, grad), in place, all or nothing.
+
+        Called by ``step()`` under the optimizer's lock with SIGINT held back. Raise
+        NonFiniteUpdateError with ``.item`` (the position in ``items``) and ``.what`` set, and
+        change nothing, when a gradient or the new state is not finite.
+        """
 
     # The per-parameter state entries, and those that hold arrays of the parameter's shape/dtype.
     _state_keys = ()
@@ -164,6 +280,10 @@ class Optimizer(abc.ABC):
         As in PyTorch, parameters are named by their index in the concatenated groups and each
         group lists the indices it holds under ``"params"``; arrays are copies.
         """
+        with self._lock:
+            return self._state_dict()
+
+    def _state_dict(self):
         groups = []
         i = 0
         for group in self.param_groups:
@@ -186,6 +306,10 @@ class Optimizer(abc.ABC):
                 parameter index, a state entry with the wrong name, shape or dtype, or an invalid
                 hyper-parameter; the optimizer is left unchanged.
         """
+        with self._lock:
+            self._load_state_dict(state_dict)
+
+    def _load_state_dict(self, state_dict):
         if not isinstance(state_dict, dict) or set(state_dict) != {"state", "param_groups"}:
             raise ValueError("optimizer state_dict must be a dict with exactly the keys "
                              "'state' and 'param_groups'")
@@ -247,6 +371,10 @@ class Optimizer(abc.ABC):
                 if not np.can_cast(v.dtype, param.data.dtype, casting="same_kind"):
                     raise ValueError(f"optimizer state[{index}]['{k}'] has dtype {v.dtype}, the "
                                      f"parameter has dtype {param.data.dtype}")
+                # step() keeps the state finite and its overflow check relies on that.
+                if v.dtype.kind in "fc" and not np.isfinite(v).all():
+                    raise ValueError(f"optimizer state[{index}]['{k}'] holds NaN or Inf; a "
+                                     f"state saved by pydl never does")
                 out[k] = np.array(v, dtype=param.data.dtype, order="C", copy=True)
             else:
                 out[k] = self._validate_scalar_state(index, k, v)
@@ -285,6 +413,8 @@ class SGD(Optimizer):
     Raises:
         ValueError: A negative, NaN or out-of-range hyper-parameter (named), or nesterov without
             momentum or with dampening.
+        NonFiniteUpdateError: From ``step()``, when a gradient holds NaN or Inf; nothing is
+            updated (see the module docstring for the whole contract of ``step()``).
 
     Example:
         >>> opt = pydl.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, nesterov=True)
@@ -307,70 +437,30 @@ class SGD(Optimizer):
             raise ValueError("nesterov=True needs momentum > 0 and dampening == 0, got "
                              f"momentum={group['momentum']}, dampening={group['dampening']}")
 
-    def step(self, closure=None):
-        """Update every parameter that has a gradient and is not frozen.
-
-        All parameters of a group go through one ``kernels.sgd_update_multi`` call (two on the
-        step that creates momentum buffers for some of them), which gives each parameter exactly
-        the bits of a ``kernels.sgd_update`` call of its own.
-
-        Args:
-            closure: Optional callable that re-evaluates the model and returns the loss.
-                Default None.
-
-        Returns:
-            The closure's loss, or None.
-        """
-        if type(self)._update is not SGD._update:  # a subclass with its own per-parameter rule
-            return super().step(closure)
-        loss = closure() if closure is not None else None
+    def _apply(self, items):
+        # One sgd_update_multi call for all groups; a parameter's first step with momentum gets
+        # a new buffer (first_step=True), stored only once the kernel has accepted the step.
         state = self.state
-        i = 0
-        for group in self.param_groups:
-            params, grads, bufs = [], [], []
-            new_params, new_grads, new_bufs = [], [], []
-            use_momentum = group["momentum"] != 0.0
-            for p in group["params"]:
-                grad = p.grad
-                if grad is not None and p.requires_grad:
-                    s = state.get(i)
-                    if s is None:
-                        s = state[i] = {}
-                    if not use_momentum:
-                        params.append(p.data)
-                        grads.append(grad)
-                    else:
-                        buf = s.get("momentum_buffer")
-                        if buf is None:
-                            new_params.append(p.data)
-                            new_grads.append(grad)
-                            new_bufs.append(np.empty_like(p.data))
-                            s["momentum_buffer"] = new_bufs[-1]
-                        else:
-                            params.append(p.data)
-                            grads.append(grad)
-                            bufs.append(buf)
-                i += 1
-            kw = dict(lr=group["lr"], momentum=group["momentum"], dampening=group["dampening"],
-                      nesterov=group["nesterov"], weight_decay=group["weight_decay"])
-            if params:
-                kernels.sgd_update_multi(params, grads, bufs if use_momentum else None, **kw)
-            if new_params:
-                kernels.sgd_update_multi(new_params, new_grads, new_bufs, first_step=True, **kw)
-        return loss
-
-    def _update(self, param, grad, state, group):
-        momentum = group["momentum"]
-        if momentum == 0.0:
-            kernels.sgd_update(param, grad, lr=group["lr"], weight_decay=group["weight_decay"])
-            return
-        buf = state.get("momentum_buffer")
-        first = buf is None
-        if first:
-            buf = state["momentum_buffer"] = np.empty_like(param)
-        kernels.sgd_update(param, grad, buf, lr=group["lr"], momentum=momentum,
-                           dampening=group["dampening"], nesterov=group["nesterov"],
-                           weight_decay=group["weight_decay"], first_step=first)
+        params, grads, bufs, firsts, new = [], [], [], [], []
+        for i, group, p, grad in items:
+            params.append(p.data)
+            grads.append(grad)
+            buf, first = None, False
+            if group["momentum"] != 0.0:
+                s = state.get(i)
+                buf = s.get("momentum_buffer") if s is not None else None
+                if buf is None:
+                    buf, first = np.empty_like(p.data), True
+                    new.append((i, buf))
+            bufs.append(buf)
+            firsts.append(first)
+        kernels.sgd_update_multi(
+            params, grads, bufs if any(b is not None for b in bufs) else None,
+            first_step=_per_item(firsts),
+            **{k: self._hyper(items, k)
+               for k in ("lr", "momentum", "dampening", "nesterov", "weight_decay")})
+        for i, buf in new:
+            state[i] = {"momentum_buffer": buf}
 
 
 class Adam(Optimizer):
@@ -389,6 +479,8 @@ class Adam(Optimizer):
 
     Raises:
         ValueError: A negative, NaN or out-of-range hyper-parameter (named).
+        NonFiniteUpdateError: From ``step()``, when a gradient holds NaN or Inf or the step would
+            make exp_avg/exp_avg_sq infinite; nothing is updated (see the module docstring).
 
     Example:
         >>> opt = pydl.optim.Adam(model.parameters(), lr=3e-4)
@@ -396,7 +488,7 @@ class Adam(Optimizer):
 
     _buffers = ("exp_avg", "exp_avg_sq")
     _state_keys = ("step", "exp_avg", "exp_avg_sq")
-    _kernel = staticmethod(kernels.adam_update)
+    _kernel = staticmethod(kernels.adam_update_multi)
 
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0):
         super().__init__(params, dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay))
@@ -412,16 +504,32 @@ class Adam(Optimizer):
                           _check_range("betas[1]", beta2, 0.0, 1.0, high_open=True))
         group["eps"] = _check_range("eps", group["eps"])
 
-    def _update(self, param, grad, state, group):
-        if not state:
-            state["step"] = 0
-            state["exp_avg"] = np.zeros_like(param)
-            state["exp_avg_sq"] = np.zeros_like(param)
-        state["step"] += 1
-        beta1, beta2 = group["betas"]
-        self._kernel(param, grad, state["exp_avg"], state["exp_avg_sq"], step=state["step"],
-                     lr=group["lr"], beta1=beta1, beta2=beta2, eps=group["eps"],
-                     weight_decay=group["weight_decay"])
+    def _apply(self, items):
+        # One kernel call for all groups; a parameter's first step gets new zero moments, stored
+        # (and every step count advanced) only once the kernel has accepted the step.
+        state = self.state
+        params, grads, ms, vs, steps, new = [], [], [], [], [], []
+        for i, _, p, grad in items:
+            s = state.get(i)
+            if s is None:
+                s = {"step": 0, "exp_avg": np.zeros_like(p.data),
+                     "exp_avg_sq": np.zeros_like(p.data)}
+                new.append((i, s))
+            params.append(p.data)
+            grads.append(grad)
+            ms.append(s["exp_avg"])
+            vs.append(s["exp_avg_sq"])
+            steps.append(s["step"] + 1)
+        betas = self._hyper(items, "betas")
+        beta1, beta2 = betas if isinstance(betas, tuple) else ([b[0] for b in betas],
+                                                                [b[1] for b in betas])
+        self._kernel(params, grads, ms, vs, steps=_per_item(steps), lr=self._hyper(items, "lr"),
+                     beta1=beta1, beta2=beta2, eps=self._hyper(items, "eps"),
+                     weight_decay=self._hyper(items, "weight_decay"))
+        for i, s in new:
+            state[i] = s
+        for i, _, _, _ in items:
+            state[i]["step"] += 1
 
     def _validate_state(self, index, s, param):
         if set(s) != set(self._state_keys):
@@ -454,9 +562,11 @@ class AdamW(Adam):
 
     Raises:
         ValueError: A negative, NaN or out-of-range hyper-parameter (named).
+        NonFiniteUpdateError: From ``step()``, when a gradient holds NaN or Inf or the step would
+            make exp_avg/exp_avg_sq infinite; nothing is updated (see the module docstring).
     """
 
-    _kernel = staticmethod(kernels.adamw_update)
+    _kernel = staticmethod(kernels.adamw_update_multi)
 
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2):
         super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay)

@@ -15,6 +15,7 @@ import math
 import os
 import warnings
 
+from .. import distributed as _dist
 from ..io import save_model
 
 __all__ = ["CSVLogger", "Callback", "EarlyStopping", "LearningRateScheduler", "ModelCheckpoint",
@@ -310,7 +311,8 @@ class ModelCheckpoint(Callback):
 
     With ``save_best_only`` the file is written only when the monitored value improves on the
     best seen by this callback (NaN/Inf never do); the best is kept across ``fit`` calls, as in
-    Keras, so the file on disk stays the best model. Otherwise every epoch is saved.
+    Keras, so the file on disk stays the best model. Otherwise every epoch is saved. In a
+    data-parallel run (``pydl.distributed``) only rank 0 writes.
 
     Args:
         path: File path; may contain ``str.format`` fields ``{epoch}`` (1-based, as Keras) and any
@@ -340,14 +342,16 @@ class ModelCheckpoint(Callback):
             if current is None or not _better(self.direction, current, self.best, 0.0):
                 return
             self.best = current
-        save_model(self.model, self.path.format(epoch=epoch + 1, **logs))
+        if _dist.is_root():  # data-parallel: every rank tracks the best, rank 0 writes
+            save_model(self.model, self.path.format(epoch=epoch + 1, **logs))
 
 
 class CSVLogger(Callback):
     """Write one row per epoch to a CSV file: ``epoch`` and the epoch-end logs.
 
     The columns are fixed at the first epoch (sorted log names, as Keras); a later missing value
-    is written as ``NA``. Each row is flushed as it is written.
+    is written as ``NA``. Each row is flushed as it is written. In a data-parallel run
+    (``pydl.distributed``) only rank 0 writes.
 
     Args:
         path: File path.
@@ -368,11 +372,15 @@ class CSVLogger(Callback):
 
     def on_train_begin(self, logs=None):
         self.keys = None
+        if not _dist.is_root():  # data-parallel: rank 0 writes the file
+            return
         self._header = not (self.append and os.path.exists(self.path)
                             and os.path.getsize(self.path) > 0)
         self._file = open(self.path, "a" if self.append else "w", newline="", encoding="utf-8")
 
     def on_epoch_end(self, epoch, logs=None):
+        if self._file is None:  # not rank 0 of a data-parallel fit
+            return
         logs = logs or {}
         if self.keys is None:
             self.keys = sorted(logs)

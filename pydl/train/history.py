@@ -1,5 +1,6 @@
 """History: the per-epoch record of a ``fit`` call, and its learning-curve plot."""
 
+from .. import distributed as _dist
 from .callbacks import Callback
 
 __all__ = ["History"]
@@ -36,8 +37,9 @@ class History(Callback):
         saving renders with the Agg backend.
 
         Args:
-            path: Where to save the figure (the extension picks the format, e.g. ``.png``).
-                Default None: only return the figure.
+            path: Where to save the figure (the extension picks the format, e.g. ``.png``);
+                in a data-parallel run only rank 0 writes it. Default None: only return the
+                figure.
             metrics: Names to draw, one panel each (``"loss"``, ``"accuracy"``, ...; the
                 ``val_`` curve is drawn with its training curve). Default None: the loss and every
                 other recorded quantity that has a training curve, except ``lr``.
@@ -80,7 +82,7 @@ class History(Callback):
             ax.set_title(name)
             ax.grid(alpha=0.3)
             ax.legend()
-        if path is not None:
+        if path is not None and _dist.is_root():  # data-parallel: rank 0 writes the file
             fig.savefig(path, dpi=100)
         return fig
 

@@ -1,15 +1,20 @@
 """Trainer: Keras-style ``fit`` / ``evaluate`` / ``predict`` over a pydl model."""
 
+import contextlib
 import math
 import numbers
 import sys
+import threading
 import time
 
 import numpy as np
 
+from .. import distributed as _dist
 from .. import random as _random
+from ..losses import CrossEntropyLoss
 from ..metrics import accuracy_score
-from ..engine import CompiledForward, CompiledStep, NonFiniteLossError, first_non_finite
+from ..engine import CompiledForward, CompiledStep, NonFiniteLossError
+from ..optim import NonFiniteUpdateError, Optimizer
 from ..tensor import Tensor, no_grad
 from .callbacks import Callback
 from .history import History
@@ -77,6 +82,11 @@ def _check_int(who, name, value, low):
 def _overrides(callback, hook):
     """Return whether callback's `hook` is anything but the base class's no-op."""
     return getattr(getattr(callback, hook), "__func__", None) is not getattr(Callback, hook)
+
+
+def _same_kind(err):
+    """TypeError or ValueError, whichever ``err`` is (to re-raise it with more context)."""
+    return TypeError if isinstance(err, TypeError) else ValueError
 
 
 def _fmt(logs):
@@ -150,6 +160,78 @@ class Trainer:
         self.metrics = _resolve_metrics(metrics)
         self.history = History()
         self.stop_training = False
+        self._busy = threading.RLock()
+
+    @contextlib.contextmanager
+    def _exclusive(self, who):
+        """Refuse a second thread: fit/evaluate/predict of one Trainer switch the model's mode and
+        share its history. The same thread may re-enter (a callback calling evaluate)."""
+        if not self._busy.acquire(blocking=False):
+            raise RuntimeError(f"{who}: this Trainer is already running fit, evaluate or predict "
+                               f"in another thread; a Trainer (and its model) serves one thread "
+                               f"at a time. Use one Trainer and model per thread, or wait for "
+                               f"the other call to finish")
+        try:
+            yield
+        finally:
+            self._busy.release()
+
+    def _check_data(self, who, x, y=None, xname="x", yname="y", probe_loss=False):
+        """Check inputs (and targets) against the model and loss before anything is updated.
+
+        Runs the model in eval mode, without a graph, on the first sample of ``x`` (on the empty
+        batch when ``x`` is empty), so a wrong feature count fails here whatever the model. With
+        CrossEntropyLoss every label of ``y`` is checked at once: integer dtype, shape (N,), and
+        in [0, outputs); an error gives its index in y. With ``probe_loss`` the loss also runs on
+        that sample's target (for validation data, which training reaches only after an epoch;
+        training targets meet the loss on the first batch, before its update).
+
+        Returns:
+            The model's output for that probe sample.
+        """
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            with no_grad():
+                try:
+                    out = self.model(Tensor(x[:1])).data
+                except (ValueError, TypeError) as e:
+                    raise _same_kind(e)(f"{who}: {xname} of shape {x.shape} does not fit the "
+                                        f"model: {e}") from e
+                if y is None or len(x) == 0:
+                    return out
+                if type(self.loss) is CrossEntropyLoss:
+                    self._check_class_labels(who, y, out, yname)
+                if not probe_loss:
+                    return out
+                try:
+                    self.loss(Tensor(out), y[:1])
+                except (ValueError, TypeError) as e:
+                    raise _same_kind(e)(f"{who}: {yname} does not fit the model's outputs and "
+                                        f"the loss: {e}") from e
+        finally:
+            self.model.train(was_training)
+        return out
+
+    @staticmethod
+    def _check_class_labels(who, y, out, yname):
+        if y.dtype.kind not in "iu":
+            raise TypeError(f"{who}: {yname} must hold integer class labels for "
+                            f"CrossEntropyLoss, got dtype {y.dtype}; convert with "
+                            f"{yname}.astype(np.int64) if they are whole numbers")
+        if y.ndim != 1:
+            fix = f"; pass {yname}.ravel()" if y.ndim == 2 and y.shape[1] == 1 else ""
+            raise ValueError(f"{who}: {yname} must be a vector of class labels of shape "
+                             f"({len(y)},) for CrossEntropyLoss, got shape {y.shape}{fix}")
+        classes = out.shape[-1] if out.ndim == 2 else None
+        if classes is None:
+            return
+        bad = (y >= classes) if y.dtype.kind == "u" else (y < 0) | (y >= classes)
+        if bad.any():
+            i = int(np.flatnonzero(bad)[0])
+            raise ValueError(f"{who}: {yname}[{i}] = {int(y[i])} is not a class label of this "
+                             f"model: its {classes} outputs take labels in [0, {classes}); "
+                             f"{int(bad.sum())} label(s) of {yname} are outside")
 
     # --- data -----------------------------------------------------------------------------
     def _dtype(self):
@@ -180,16 +262,19 @@ class Trainer:
     # --- evaluation -----------------------------------------------------------------------
     def _forward_all(self, x, batch_size):
         """Return the eval-mode outputs for all of x, computed in batches without a graph."""
+        n = len(x)
+        x = x[slice(*_dist.row_range(n))]  # data-parallel: this rank's rows (else all)
         fwd = getattr(self, "_compiled_forward", None)
         if fwd is None or fwd.model is not self.model:
             fwd = self._compiled_forward = CompiledForward(self.model)
         was_training = self.model.training
         self.model.eval()
         try:
-            outs = [fwd(x[i:i + batch_size]) for i in range(0, len(x), batch_size)]
+            # No samples: the empty batch itself gives the (0, outputs) shape.
+            outs = [fwd(x[i:i + batch_size]) for i in range(0, max(len(x), 1), batch_size)]
         finally:
             self.model.train(was_training)
-        return np.concatenate(outs, axis=0) if outs else np.empty((0,), x.dtype)
+        return _dist.gather_rows(outs[0] if len(outs) == 1 else np.concatenate(outs, axis=0), n)
 
     def _scores(self, x, y, batch_size, prefix=""):
         out = self._forward_all(x, batch_size)
@@ -218,11 +303,16 @@ class Trainer:
             A dict ``{"loss": float, <metric>: float, ...}``.
 
         Raises:
-            ValueError: mismatched lengths (both named), empty inputs or a bad batch_size.
+            ValueError: mismatched lengths (both named), empty inputs, x not fitting the model,
+                labels out of range (the first one's index in y is named) or a bad batch_size.
+            TypeError: non-integer labels for CrossEntropyLoss.
+            RuntimeError: this Trainer is busy in another thread.
         """
         batch_size = _check_int("evaluate", "batch_size", batch_size, 1)
         x, y = self._pair("evaluate", x, y)
-        return self._scores(x, y, batch_size)
+        with self._exclusive("evaluate"):
+            self._check_data("evaluate", x, y)
+            return self._scores(x, y, batch_size)
 
     def predict(self, x, batch_size=256):
         """Return the model's outputs for x (eval mode, no graph), computed in batches.
@@ -232,10 +322,19 @@ class Trainer:
             batch_size: Samples per forward pass, int >= 1. Default 256.
 
         Returns:
-            An np.ndarray with the outputs of all samples (e.g. (N, C) logits).
+            An np.ndarray with the outputs of all samples (e.g. (N, C) logits); (0, C) for an
+            empty x.
+
+        Raises:
+            ValueError: x does not fit the model (e.g. a wrong feature count, also for 0
+                samples) or a bad batch_size.
+            RuntimeError: this Trainer is busy in another thread.
         """
         batch_size = _check_int("predict", "batch_size", batch_size, 1)
-        return self._forward_all(self._inputs("predict", x), batch_size)
+        x = self._inputs("predict", x)
+        with self._exclusive("predict"):
+            self._check_data("predict", x)
+            return self._forward_all(x, batch_size)
 
     # --- training -------------------------------------------------------------------------
     def fit(self, x, y, epochs=10, batch_size=32, shuffle=True, validation_split=0.0,
@@ -253,7 +352,8 @@ class Trainer:
             x: Training inputs, (N, ...) array or Tensor.
             y: Training targets, length N (class labels for CrossEntropyLoss).
             epochs: Passes over the data, int >= 0. Default 10.
-            batch_size: Samples per step, int >= 1. Default 32.
+            batch_size: Samples per step, int >= 1 (per rank after ``pydl.distributed.init()``,
+                which makes ``fit`` data-parallel). Default 32.
             shuffle: Reshuffle the training samples every epoch. Default True.
             validation_split: Fraction in [0, 1) of the data held out for validation. Default 0.
             validation_data: ``(x_val, y_val)``; overrides validation_split. Default None.
@@ -269,9 +369,16 @@ class Trainer:
                 validation_split outside [0, 1) or leaving an empty training or validation set,
                 x and y (or the validation pair) of different lengths (both named), empty x,
                 verbose not 0/1/2.
-            NonFiniteLossError: a training loss or gradient was NaN or infinite (weights and
-                optimizer state of the last good step kept; ``.history`` holds the finished
-                epochs).
+                All inputs are checked before the first update: x and the validation inputs
+                must fit the model (feature count), the targets the loss; with CrossEntropyLoss
+                every label must be an integer in [0, outputs) (the message names the first bad
+                one's index in y or validation y) and y must be 1-D.
+            TypeError: non-integer labels for CrossEntropyLoss.
+            RuntimeError: this Trainer is busy in another thread (one Trainer serves one thread
+                at a time; the same thread may call evaluate from a callback).
+            NonFiniteLossError: a training loss or gradient was NaN or infinite, or an Adam
+                state would overflow (weights and optimizer state of the last good step kept;
+                ``.history`` holds the finished epochs; the message names the parameter).
         """
         epochs = _check_int("fit", "epochs", epochs, 0)
         batch_size = _check_int("fit", "batch_size", batch_size, 1)
@@ -285,6 +392,7 @@ class Trainer:
         if not 0.0 <= split < 1.0:
             raise ValueError(f"fit: validation_split must be in [0, 1), got {validation_split!r}")
         x, y = self._pair("fit", x, y)
+        verbose = verbose if _dist.is_root() else 0  # data-parallel: progress from rank 0 only
         if validation_data is not None:
             if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
                 raise ValueError("fit: validation_data must be a pair (x_val, y_val)")
@@ -304,7 +412,14 @@ class Trainer:
             if not isinstance(cb, Callback):
                 raise ValueError(f"fit: callbacks must be pydl.train.Callback instances, got "
                                  f"{type(cb).__name__}")
+        with self._exclusive("fit"):
+            self._check_data("fit", x, y)
+            if x_val is not None:
+                self._check_data("fit", x_val, y_val, "validation x", "validation y",
+                                 probe_loss=True)
+            return self._fit(x, y, x_val, y_val, epochs, batch_size, shuffle, callbacks, verbose)
 
+    def _fit(self, x, y, x_val, y_val, epochs, batch_size, shuffle, callbacks, verbose):
         history = History()
         self.history = history
         callbacks.append(history)  # last, so it records what the other callbacks added
@@ -313,6 +428,7 @@ class Trainer:
         self.stop_training = False
         was_training = self.model.training
         logs = {}
+        _dist.fit_begin(self.model, self.optimizer, len(x))
         try:
             self._call(callbacks, "on_train_begin", logs)
             for epoch in range(epochs):
@@ -345,6 +461,8 @@ class Trainer:
                    verbose, history):
         n = len(x)
         order = _random.shuffle_generator().permutation(n) if shuffle else None
+        order = _dist.shard_order(order, n)  # data-parallel: this rank's share (else unchanged)
+        n_all, n = n, (n if order is None else len(order))
         self._call(callbacks, "on_epoch_begin", epoch, {})
         lr = float(self.optimizer.lr)
         n_batches = -(-n // batch_size)
@@ -366,7 +484,7 @@ class Trainer:
             for b in range(n_batches):
                 lo = b * batch_size
                 hi = min(n, lo + batch_size)
-                idx = order[lo:hi] if shuffle else slice(lo, hi)
+                idx = order[lo:hi] if order is not None else slice(lo, hi)
                 xb, yb = x[idx], y[idx]
                 batch_logs = {"batch": b, "size": hi - lo}
                 if begin_cbs:
@@ -381,12 +499,16 @@ class Trainer:
                 if bar is not None:
                     bar.update(1)
                     bar.set_postfix_str(f"loss: {total / hi:.4f}", refresh=False)
-            logs = {"loss": total / n}
+            y_seen = out_all = None
             if self.metrics:
                 out_all = np.concatenate(outs, axis=0)
-                y_seen = y[order] if shuffle else y
-                for name, fn in self.metrics:
-                    logs[name] = float(fn(y_seen, out_all))
+                y_seen = y[order] if order is not None else y
+            # Data-parallel: sums over all ranks, outputs gathered (else unchanged).
+            total, n, y_seen, out_all = _dist.reduce_epoch(self.model, total, n, y_seen,
+                                                           out_all, n_all)
+            logs = {"loss": total / n}
+            for name, fn in self.metrics:
+                logs[name] = float(fn(y_seen, out_all))
             if x_val is not None:
                 logs.update(self._scores(x_val, y_val, 256, prefix="val_"))
             logs["lr"] = lr
@@ -417,21 +539,49 @@ class Trainer:
         value = step.forward(xb, yb)
         if reg is not None:
             value += reg.penalty(model)
+        value = _dist.agree_finite(value)  # data-parallel: NaN on any rank stops every rank
         if not math.isfinite(value):
             self._non_finite(value, epoch, batch, history)
         step.backward()
         if reg is not None:
             reg.add_gradients(model)
-        # A finite loss can still have a NaN/Inf gradient (e.g. sqrt or log at 0): updating with
-        # it would poison every weight and the optimizer state before the next loss noticed.
-        bad = first_non_finite(step.trainable())
-        if bad is not None:
-            name = next(n for n, p in model.named_parameters() if p is bad)
-            raise NonFiniteLossError(
-                f"fit: the gradient of {name!r} became non-finite at epoch {epoch} "
-                f"(0-based), batch {batch}, although the loss {value} is finite; training "
-                f"stopped before updating, so the model and optimizer keep the state of the "
-                f"last good step. Look for an operation with an infinite derivative (sqrt "
-                f"or log at 0) or lower the learning rate.", history, epoch, batch)
-        self.optimizer.step()
+        _dist.average_gradients(self.optimizer)  # data-parallel: before the finiteness check
+        self._optimizer_step(value, epoch, batch, history)
         return value
+
+    def _optimizer_step(self, value, epoch, batch, history):
+        """optimizer.step(), with a NaN/Inf gradient or state turned into NonFiniteLossError.
+
+        A finite loss can still have a NaN/Inf gradient (e.g. sqrt or log at 0), and a finite
+        gradient can overflow Adam's exp_avg_sq: pydl's optimizers refuse such a step without
+        changing anything (NonFiniteUpdateError); any other optimizer gets the gradients checked
+        here first.
+        """
+        param = None
+        if isinstance(self.optimizer, Optimizer):
+            try:
+                self.optimizer.step()
+                return
+            except NonFiniteUpdateError as e:
+                param, what, cause = e.param, e.what, e
+        else:
+            for p in self.model.parameters():
+                if p.grad is not None and not np.isfinite(p.grad).all():
+                    param, what, cause = p, "grad", None
+                    break
+            else:
+                self.optimizer.step()
+                return
+        name = next((n for n, p in self.model.named_parameters() if p is param), "?")
+        if what == "grad":
+            problem = (f"the gradient of {name!r} became non-finite although the loss {value} "
+                       f"is finite. Look for an operation with an infinite derivative (sqrt or "
+                       f"log at 0) or lower the learning rate")
+        else:
+            problem = (f"the optimizer state of {name!r} would overflow to Inf (the gradient's "
+                       f"square exceeds the dtype's range) although the loss {value} is finite. "
+                       f"Scale the inputs down (e.g. standardise them) or clip the gradients")
+        raise NonFiniteLossError(
+            f"fit: at epoch {epoch} (0-based), batch {batch}, {problem}; training stopped before "
+            f"updating, so the model and optimizer keep the state of the last good step.",
+            history, epoch, batch) from cause

@@ -489,3 +489,146 @@ def test_sgd_update_multi_rejects_an_empty_buffer_list_with_momentum():
     with pytest.raises(ValueError, match="sgd_update_multi: params, grads and momentum_buffers"):
         K.sgd_update_multi(p, g, (), lr=0.1, momentum=0.9)
     np.testing.assert_array_equal(p[0], np.ones(3, np.float32))
+
+
+# ---------------------------------------------------------------------------------------------
+# adam_update_multi / adamw_update_multi: the bits of one single-parameter call per item, and
+# the all-or-nothing refusals of every *_multi update (issue 15, items 3 and 8). The oracle for
+# "would overflow" is the single-parameter kernel itself: run on copies, did it leave m and v
+# finite?
+# ---------------------------------------------------------------------------------------------
+
+ADAM_MULTI_CONFIGS = [dict(), dict(weight_decay=0.01), dict(beta1=0.5, beta2=0.9, eps=1e-6)]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("decoupled", [False, True])
+@pytest.mark.parametrize("cfg", ADAM_MULTI_CONFIGS, ids=config_id)
+def test_adam_update_multi_matches_single_calls_bitwise(isa, threads, rng, dtype, decoupled,
+                                                        cfg):
+    multi = K.adamw_update_multi if decoupled else K.adam_update_multi
+    single = K.adamw_update if decoupled else K.adam_update
+    params = [rng.standard_normal(s).astype(dtype) for s in MULTI_SHAPES]
+    ms, vs = [np.zeros_like(p) for p in params], [np.zeros_like(p) for p in params]
+    ref = [(p.copy(), np.zeros_like(p), np.zeros_like(p)) for p in params]
+    # Per-item steps and learning rates (parameter groups, parameters that joined later).
+    steps0 = [1, 3, 1, 2, 5, 1, 1, 4]
+    lrs = [1e-3, 2e-3, 1e-3, 5e-4, 1e-2, 1e-3, 1e-3, 3e-3]
+    for t in range(3):
+        gs = [rng.standard_normal(s).astype(dtype) for s in MULTI_SHAPES]
+        gs[1] = np.asfortranarray(gs[1])
+        steps = [s + t for s in steps0]
+        multi(params, gs, ms, vs, steps=steps, lr=lrs, **cfg)
+        for (p, m, v), g, step, lr in zip(ref, gs, steps, lrs):
+            single(p, g, m, v, step=step, lr=lr, **cfg)
+    for got, m, v, (want, want_m, want_v) in zip(params, ms, vs, ref):
+        np.testing.assert_array_equal(got, want)
+        np.testing.assert_array_equal(m, want_m)
+        np.testing.assert_array_equal(v, want_v)
+
+
+def multi_call(name, dtype, rng, shapes=((300, 200), (7,), (40000,))):
+    """(kernel, params, grads, state lists, kwargs) of a valid *_multi call."""
+    params = [rng.standard_normal(s).astype(dtype) for s in shapes]
+    grads_ = [rng.standard_normal(s).astype(dtype) for s in shapes]
+    if name == "sgd_update_multi":
+        state = [[rng.standard_normal(s).astype(dtype) for s in shapes]]
+        kw = dict(lr=0.1, momentum=0.9)
+    else:
+        state = [[rng.standard_normal(s).astype(dtype) for s in shapes],
+                 [np.abs(rng.standard_normal(s)).astype(dtype) for s in shapes]]
+        kw = dict(steps=3, lr=1e-2, weight_decay=0.01)
+    return getattr(K, name), params, grads_, state, kw
+
+
+MULTI_NAMES = ["sgd_update_multi", "adam_update_multi", "adamw_update_multi"]
+
+
+@pytest.mark.parametrize("name", MULTI_NAMES)
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+@pytest.mark.parametrize("where", [(0, 0), (0, 59999), (1, 6), (2, 20000), (2, 39999)])
+def test_a_non_finite_gradient_anywhere_refuses_the_whole_update(isa, threads, rng, name, dtype,
+                                                                 bad, where):
+    fn, params, gs, state, kw = multi_call(name, dtype, rng)
+    item, flat = where
+    gs[item].reshape(-1)[flat] = bad
+    before = [a.copy() for a in params + [s for lst in state for s in lst]]
+    with pytest.raises(K.NonFiniteUpdateError, match=f"{name}.*item {item}") as err:
+        fn(params, gs, *state, **kw)
+    assert isinstance(err.value, FloatingPointError)
+    assert err.value.item == item and err.value.what == "grad"
+    for got, want in zip(params + [s for lst in state for s in lst], before):
+        np.testing.assert_array_equal(got, want)  # nothing written, not even other items
+
+
+@pytest.mark.parametrize("dtype, scales", [
+    (np.float32, [1e15, 1e18, 5e18, 1e19, 3e19, 1e20, 6e20, 1e21, 1e25, 1e37]),
+    (np.float64, [1e150, 5e153, 1e154, 1e155, 1e160, 1e300])])
+@pytest.mark.parametrize("decoupled", [False, True])
+def test_adam_multi_refuses_exactly_the_steps_whose_state_would_overflow(isa, rng, dtype, scales,
+                                                                         decoupled):
+    multi = K.adamw_update_multi if decoupled else K.adam_update_multi
+    single = K.adamw_update if decoupled else K.adam_update
+    outcomes = set()
+    for scale in scales:
+        shapes = [(64, 33), (1000,)]
+        params = [rng.standard_normal(s).astype(dtype) for s in shapes]
+        gs = [rng.standard_normal(s).astype(dtype) for s in shapes]
+        gs[1][rng.integers(1000)] = dtype(scale)  # one large but finite gradient element
+        ms, vs = [np.zeros_like(p) for p in params], [np.zeros_like(p) for p in params]
+        # The oracle: the element-wise single-parameter kernel on copies.
+        ref = [(p.copy(), m.copy(), v.copy()) for p, m, v in zip(params, ms, vs)]
+        with np.errstate(over="ignore"):
+            for (p, m, v), g in zip(ref, gs):
+                single(p, g, m, v, step=1, lr=1e-3)
+        overflow = not all(np.isfinite(m).all() and np.isfinite(v).all() for _, m, v in ref)
+        before = [a.copy() for a in params + ms + vs]
+        if overflow:
+            with pytest.raises(K.NonFiniteUpdateError, match="item 1.*infinite") as err:
+                multi(params, gs, ms, vs, steps=1, lr=1e-3)
+            assert err.value.item == 1 and err.value.what == "state"
+            for got, want in zip(params + ms + vs, before):
+                np.testing.assert_array_equal(got, want)
+        else:
+            multi(params, gs, ms, vs, steps=1, lr=1e-3)
+            for got, m, v, (want, want_m, want_v) in zip(params, ms, vs, ref):
+                np.testing.assert_array_equal(got, want)
+                np.testing.assert_array_equal(m, want_m)
+                np.testing.assert_array_equal(v, want_v)
+        outcomes.add(overflow)
+    assert outcomes == {False, True}  # the scales straddle the overflow threshold
+
+
+def test_adam_multi_counts_coupled_weight_decay_in_the_overflow_check(rng):
+    # A huge (finite) weight with coupled L2: g + wd * p overflows v although g is small.
+    p = [np.array([1.0, 4e37, -2.0], np.float32)]
+    g = [np.ones(3, np.float32)]
+    m, v = [np.zeros(3, np.float32)], [np.zeros(3, np.float32)]
+    with pytest.raises(K.NonFiniteUpdateError, match="item 0"):
+        K.adam_update_multi(p, g, m, v, steps=1, weight_decay=0.5)
+    assert p[0][1] == np.float32(4e37) and not v[0].any()
+    K.adamw_update_multi(p, g, m, v, steps=1, weight_decay=0.5)  # decoupled: no overflow
+    assert np.isfinite(v[0]).all()
+
+
+def test_multi_hyper_parameter_lists_are_checked():
+    p = [np.ones(4, np.float32), np.ones(3, np.float32)]
+    g = [np.ones(4, np.float32), np.ones(3, np.float32)]
+    st = [[np.zeros(4, np.float32), np.zeros(3, np.float32)] for _ in range(2)]
+    with pytest.raises(ValueError, match="adam_update_multi: lr has 3 values but there are 2"):
+        K.adam_update_multi(p, g, *st, steps=1, lr=[0.1, 0.1, 0.1])
+    with pytest.raises(ValueError, match="adam_update_multi: step must be >= 1"):
+        K.adam_update_multi(p, g, *st, steps=[1, 0])
+    with pytest.raises(TypeError, match="adam_update_multi: steps must be an int"):
+        K.adam_update_multi(p, g, *st, steps=[1, 1.5])
+    with pytest.raises(ValueError, match="adamw_update_multi: lr must be a finite number"):
+        K.adamw_update_multi(p, g, *st, steps=1, lr=[0.1, float("nan")])
+    with pytest.raises(ValueError, match="same length"):
+        K.adam_update_multi(p, g[:1], *st, steps=1)
+    with pytest.raises(ValueError, match="item 1.*momentum buffer is required"):
+        K.sgd_update_multi(p, g, [np.zeros(4, np.float32), None], lr=0.1, momentum=[0.0, 0.9])
+    # Per-item momentum: an item without momentum needs no buffer.
+    K.sgd_update_multi(p, g, [None, np.zeros(3, np.float32)], lr=0.1, momentum=[0.0, 0.9],
+                       first_step=[False, True])
+    np.testing.assert_array_equal(p[0], np.full(4, 0.9, np.float32))
