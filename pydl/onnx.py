@@ -562,5 +562,5 @@ def export(model, path, input_shape, opset=None):
     path = _check_path(path)
     proto = _build(model, input_shape, opset)
     data = proto.SerializeToString()
-    atomic_write(path, lambda f: f.write(data))
+    atomic_write(path, lambda f: f.write(data), who="export")
     return proto
