@@ -13,6 +13,7 @@ from .io import load, load_model, save, save_model
 from . import engine, train, transfer
 from .engine import compile_step
 from . import distributed  # imports mpi4py only when distributed.init() is called
+from . import onnx  # imports the onnx package only when a model is exported
 
 __version__ = "0.1.0"
 
@@ -20,7 +21,7 @@ __all__ = ["__version__", "cpu_info", "get_num_threads", "kernels", "set_num_thr
            "Tensor", "tensor", "no_grad", "manual_seed", "functional", "losses", "testing",
            "random", "nn", "optim", "regularizers", "datasets", "io", "metrics",
            "save", "load", "save_model", "load_model", "train", "transfer", "engine",
-           "compile_step", "ops", "cat", "stack", "distributed"]
+           "compile_step", "ops", "cat", "stack", "distributed", "onnx"]
 
 
 def set_num_threads(n):

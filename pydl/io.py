@@ -136,12 +136,26 @@ def _header_array(header):
 
 
 def _write_npz(path, arrays):
-    """Write ``arrays`` (name -> ndarray) as an uncompressed .npz at ``path``, atomically.
+    """Write ``arrays`` (name -> ndarray) as an uncompressed .npz at ``path``, atomically."""
+    def write(f):
+        with zipfile.ZipFile(f, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as zf:
+            for name, arr in arrays.items():
+                with zf.open(name + ".npy", "w", force_zip64=True) as member:
+                    np.lib.format.write_array(member, np.asanyarray(arr), allow_pickle=False)
 
-    A symbolic link at ``path`` is followed (the file it points to is replaced, the link stays).
-    An existing file keeps its permission bits, and its owner and group where the process may
-    set them; the new file is a new inode, so other hard links keep the old contents. A FIFO,
-    device or socket at ``path`` is refused rather than replaced.
+    atomic_write(path, write)
+
+
+def atomic_write(path, write, who="save"):
+    """Create or replace the file ``path`` atomically with what ``write(binary_file)`` writes.
+
+    The data go to a temporary file in the target's directory, which is flushed, fsync'ed and
+    renamed over the target; on any error the temporary file is removed and a previous file at
+    ``path`` is left untouched. A symbolic link at ``path`` is followed (the file it points to is
+    replaced, the link stays). An existing file keeps its permission bits, and its owner and
+    group where the process may set them; the new file is a new inode, so other hard links keep
+    the old contents. A FIFO, device or socket at ``path`` is refused rather than replaced.
+    ``who`` starts the error messages.
     """
     target = os.path.realpath(path)
     try:
@@ -149,9 +163,9 @@ def _write_npz(path, arrays):
     except FileNotFoundError:
         st = None
     if st is not None and stat.S_ISDIR(st.st_mode):
-        raise IsADirectoryError(errno.EISDIR, "save: the target is a directory", path)
+        raise IsADirectoryError(errno.EISDIR, f"{who}: the target is a directory", path)
     if st is not None and not stat.S_ISREG(st.st_mode):
-        raise ValueError(f"save: {path!r} exists and is not a regular file (a FIFO, device or "
+        raise ValueError(f"{who}: {path!r} exists and is not a regular file (a FIFO, device or "
                          f"socket); pydl only replaces regular files")
     directory = os.path.dirname(target)
     # A short temporary name, so a target name of up to 255 bytes (the usual limit) still works.
@@ -161,16 +175,13 @@ def _write_npz(path, arrays):
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0),
                      0o666)
     except OSError as e:
-        raise OSError(e.errno, f"save: cannot create a temporary file next to {path!r}: "
+        raise OSError(e.errno, f"{who}: cannot create a temporary file next to {path!r}: "
                                f"{e.strerror}", tmp) from e
     try:
         with os.fdopen(fd, "wb") as f:
             if st is not None:
                 _copy_owner_and_mode(f.fileno(), st)
-            with zipfile.ZipFile(f, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as zf:
-                for name, arr in arrays.items():
-                    with zf.open(name + ".npy", "w", force_zip64=True) as member:
-                        np.lib.format.write_array(member, np.asanyarray(arr), allow_pickle=False)
+            write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, target)

@@ -25,6 +25,7 @@ import numpy as np
 from . import _validation
 from . import functional as F
 from . import random as _random
+from . import _inference
 from .ops import ACTIVATIONS, ActivationOp, signature
 from .tensor import Tensor, _tape, is_grad_enabled
 
@@ -143,19 +144,10 @@ class Module:
                 rec.fail(f"{type(self).__name__}.replayable is False")
         elif (not is_grad_enabled() and len(args) == 1 and not kwargs
                 and _tape.recorder is None and not _tape.eager):
-            return self._replay_forward(args[0])
+            out = _inference.forward(self, args[0])  # no_grad: replay the recorded forward
+            if out is not None:
+                return out
         return self.forward(*args, **kwargs)
-
-    def _replay_forward(self, x):
-        """Inference under no_grad: the engine's recorded forward of this module, replayed."""
-        fwd = self.__dict__.get("_compiled_forward")
-        if fwd is None:
-            from .engine import CompiledForward
-
-            fwd = CompiledForward(self)
-            object.__setattr__(self, "_compiled_forward", fwd)
-        out = fwd(x)
-        return Tensor(out) if type(out) is np.ndarray else out
 
     # --- traversal ------------------------------------------------------------------------
     def children(self):
