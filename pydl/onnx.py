@@ -371,8 +371,44 @@ def _op_mappings():
         _Add: _binary("Add"), _Sub: _binary("Sub"), _Mul: _binary("Mul"), _Div: _binary("Div"),
         _MatMul2d: _binary("MatMul"), _MatMul: _binary("MatMul"), _Neg: _unary("Neg"),
         _Exp: _unary("Exp"), _Log: _unary("Log"), _Pow: _pow_op, _Sum: _sum_op,
-        _Reshape: _reshape_op,
+        _Reshape: _reshape_op, **_layer_op_mappings(),
     }
+
+
+def _layer_op_mappings():
+    """The layer ops of pydl.layers, each through its _MAPPINGS entry (arrays from the op)."""
+    from .layers import (AdaptiveAvgPoolOp, AvgPoolOp, BatchNormOp, ConvOp, EmbeddingOp,
+                         LayerNormOp, MaxPoolOp)
+
+    def data(o):  # an operand's array; the builder stores each array object once
+        return None if o is None else (o.data if isinstance(o, Tensor) else np.asarray(o))
+
+    def conv(b, op, ins, out_shape):
+        _, w, bias = op.inputs
+        return _MAPPINGS["conv"](b, ins[:1], out_shape, data(w), data(bias), **op.geom)
+
+    def pool(kind):
+        return lambda b, op, ins, out_shape: _MAPPINGS[kind](b, ins[:1], out_shape, *op.args)
+
+    def adaptive(b, op, ins, out_shape):
+        return _MAPPINGS["adaptive_avg_pool"](b, ins[:1], out_shape, op.output_size)
+
+    def batch_norm(b, op, ins, out_shape):
+        _, w, bias = op.inputs
+        return _MAPPINGS["batch_norm"](b, ins[:1], out_shape, op.rm, op.rv, data(w), data(bias),
+                                       op.eps)
+
+    def layer_norm(b, op, ins, out_shape):
+        x, w, bias = op.inputs
+        shape = x.shape[len(x.shape) - op.param_dims:]
+        return _MAPPINGS["layer_norm"](b, ins[:1], out_shape, shape, data(w), data(bias), op.eps)
+
+    def embedding(b, op, ins, out_shape):
+        return _MAPPINGS["embedding"](b, ins[:1], out_shape, data(op.inputs[1]))
+
+    return {ConvOp: conv, MaxPoolOp: pool("max_pool"), AvgPoolOp: pool("avg_pool"),
+            AdaptiveAvgPoolOp: adaptive, BatchNormOp: batch_norm, LayerNormOp: layer_norm,
+            EmbeddingOp: embedding}
 
 
 def _op_name(op):
