@@ -135,3 +135,15 @@ def test_bad_inputs():
         K.batch_norm_forward(np.zeros((3, 4)), running_mean=ro, running_var=np.ones(4))
     with pytest.raises(ValueError, match=r"x must be 2-D, got shape \(4,\)"):
         K.layer_norm_forward(np.zeros(4))
+
+
+def test_misaligned_running_statistics_are_refused_not_copied():
+    # The running statistics are updated in place: a copy of a misaligned view would lose the
+    # update, so the kernel refuses it and names the argument.
+    from pydl import kernels as K
+    x = np.random.default_rng(0).standard_normal((4, 3, 5)).astype(np.float32)
+    odd = np.zeros(13, np.uint8)[1:13].view(np.float32)
+    with pytest.raises(ValueError, match="running_mean is not aligned"):
+        K.batch_norm_forward(x, np.ones(3, np.float32), np.zeros(3, np.float32),
+                             running_mean=odd, running_var=np.ones(3, np.float32),
+                             training=True, momentum=0.1, eps=1e-5)
