@@ -149,6 +149,8 @@ def test_mlp_inference(benchmark, setup, impl, batch):
     fn, x = setup[impl], make_input(batch)
     benchmark.group = f"mlp-b{batch}"
     benchmark.pedantic(fn, args=(x,), rounds=2000, iterations=1, warmup_rounds=200)
+    if benchmark.stats is None:  # --benchmark-disable: the body ran once, nothing was timed
+        return
     data = np.asarray(benchmark.stats.stats.data)
     benchmark.extra_info["p99_us"] = float(np.percentile(data, 99) * 1e6)
     benchmark.extra_info["median_us"] = float(np.median(data) * 1e6)
