@@ -61,6 +61,8 @@ def _check_rank(who, x, ranks, layout):
 class ConvOp(Op):
     """Convolution of x with w (+ b): operands x, w, b (or None)."""
 
+    native = True
+
     def __init__(self, stride, padding, dilation, groups):
         self.geom = dict(stride=stride, padding=padding, dilation=dilation, groups=groups)
 
@@ -185,6 +187,8 @@ class Conv2d(_ConvNd):
 
 # --- pooling ---------------------------------------------------------------------------------
 class MaxPoolOp(Op):
+    native = True
+
     def __init__(self, kernel_size, stride, padding):
         self.args = (kernel_size, stride, padding)
 
@@ -198,6 +202,8 @@ class MaxPoolOp(Op):
 
 
 class AvgPoolOp(Op):
+    native = True
+
     def __init__(self, kernel_size, stride, padding):
         self.args = (kernel_size, stride, padding)
 
@@ -210,6 +216,8 @@ class AvgPoolOp(Op):
 
 
 class AdaptiveAvgPoolOp(Op):
+    native = True
+
     def __init__(self, output_size):
         self.output_size = output_size
 
@@ -354,6 +362,8 @@ class BatchNormOp(Op):
         self.momentum = momentum
         self.eps = eps
         self.rm, self.rv, self.counter = running_mean, running_var, counter
+        # The batch counter (and a cumulative momentum read from it) is advanced in Python.
+        self.native = not (use_batch_stats and counter is not None)
 
     def forward(self, x, w, b):
         self.x, self.w = x, w
@@ -482,8 +492,12 @@ class LayerNormOp(Op):
         self.param_dims = param_dims
         self.eps = eps
 
+    native = True
+
     def forward(self, x, w, b):
         self.shape = x.shape
+        # reshape copies a non-contiguous x with numpy: such a call is not captured.
+        self.native = x.flags.c_contiguous
         self.x2 = x.reshape(-1, self.size)
         self.w = None if w is None else w.reshape(-1)
         y, self.mean, self.rstd = kernels.layer_norm_forward(

@@ -64,8 +64,7 @@ py::tuple batch_norm_forward(py::handle x_obj, py::handle w_obj, py::handle b_ob
     T* prv = ptr_opt<T>(rv);
     T *py_ = ptr<T>(y), *pm = ptr<T>(mean), *pi = ptr<T>(invstd);
     const T *px = cptr<T>(x), *pw = cptr_opt<T>(w), *pb = cptr_opt<T>(b);
-    py::gil_scoped_release release;
-    fns.batch_norm_forward(py_, pm, pi, prm, prv, px, pw, pb, n, c, s, eps, momentum, training);
+    nogil(fns.batch_norm_forward, py_, pm, pi, prm, prv, px, pw, pb, n, c, s, eps, momentum, training);
   });
   return py::make_tuple(y, mean, invstd);
 }
@@ -96,8 +95,7 @@ py::tuple batch_norm_backward(py::handle dy_obj, py::handle x_obj, py::handle me
     T *pdx = ptr_opt<T>(dx), *pdw = ptr_opt<T>(dw), *pdb = ptr_opt<T>(db);
     const T *pdy = cptr<T>(dy), *px = cptr<T>(x), *pm = cptr_opt<T>(mean), *pi = cptr_opt<T>(invstd);
     const T* pw = cptr_opt<T>(w);
-    py::gil_scoped_release release;
-    fns.batch_norm_backward(pdx, pdw, pdb, pdy, px, pm, pi, pw, n, c, s, training);
+    nogil(fns.batch_norm_backward, pdx, pdw, pdb, pdy, px, pm, pi, pw, n, c, s, training);
   });
   return py::make_tuple(dx, dw, db);
 }
@@ -121,8 +119,7 @@ py::tuple layer_norm_forward(py::handle x_obj, py::handle w_obj, py::handle b_ob
     const NormFns<T>& fns = of_dtype<T>(kernels().norm);
     T *py_ = ptr<T>(y), *pm = ptr<T>(mean), *pr = ptr<T>(rstd);
     const T *px = cptr<T>(x), *pw = cptr_opt<T>(w), *pb = cptr_opt<T>(b);
-    py::gil_scoped_release release;
-    fns.layer_norm_forward(py_, pm, pr, px, pw, pb, m, d, eps);
+    nogil(fns.layer_norm_forward, py_, pm, pr, px, pw, pb, m, d, eps);
   });
   return py::make_tuple(y, mean, rstd);
 }
@@ -153,8 +150,7 @@ py::tuple layer_norm_backward(py::handle dy_obj, py::handle x_obj, py::handle me
     T *pdx = ptr_opt<T>(dx), *pdw = ptr_opt<T>(dw), *pdb = ptr_opt<T>(db);
     const T *pdy = cptr<T>(dy), *px = cptr<T>(x), *pm = cptr_opt<T>(mean), *pr = cptr_opt<T>(rstd);
     const T* pw = cptr_opt<T>(w);
-    py::gil_scoped_release release;
-    fns.layer_norm_backward(pdx, pdw, pdb, pdy, px, pm, pr, pw, m, d);
+    nogil(fns.layer_norm_backward, pdx, pdw, pdb, pdy, px, pm, pr, pw, m, d);
   });
   return py::make_tuple(dx, dw, db);
 }
