@@ -304,6 +304,8 @@ def batch_norm_forward(
     training: bool = True,
     momentum: float = 0.1,
     eps: float = 1e-5,
+    num_batches_tracked: Optional[np.ndarray] = None,
+    cumulative: bool = False,
 ) -> Tuple[np.ndarray, np.ndarray, np.ndarray]: ...
 def batch_norm_backward(
     dy: np.ndarray,

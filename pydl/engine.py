@@ -41,11 +41,13 @@ and ``predict`` use the same machinery.
 
 import logging
 import math
+import operator
 import threading
 
 import numpy as np
 
 from . import _core, nn
+from .losses import _Loss
 from .optim import NonFiniteUpdateError, Optimizer
 from .tensor import Tensor, _tape, no_grad
 
@@ -53,6 +55,7 @@ __all__ = ["NonFiniteLossError", "compile_step", "CompiledStep", "CompiledForwar
            "first_non_finite"]
 
 _log = logging.getLogger("pydl.engine")
+_requires_grad_of = operator.attrgetter("requires_grad")
 _MAX_KEYS = 16  # recorded tapes kept per compiled step (least recently recorded dropped first)
 
 
@@ -160,7 +163,7 @@ class _Recorder:
 class _Tape:
     """A recorded step: prebound forward calls, backward targets and buffers."""
 
-    __slots__ = ("calls", "forward", "backward", "nslots", "loss", "output", "inputs", "grad_buffers",
+    __slots__ = ("trainable", "calls", "forward", "backward", "nslots", "loss", "output", "inputs", "grad_buffers",
                  "arena", "ones")
 
 
@@ -321,6 +324,8 @@ def _hashable(value):
 
 
 def _loss_key(loss):
+    if isinstance(loss, _Loss):  # its attribute assignments bump nn._structure_version
+        return id(loss)
     options = getattr(loss, "__dict__", None)
     if not options:
         return (id(loss),)
@@ -366,7 +371,8 @@ class _Compiled:
         return self._params
 
     def _params_key(self):
-        return tuple([(p.requires_grad, id(p.data)) for p in self._parameters()])
+        # (Replaced parameter arrays bump nn._structure_version, which every key holds.)
+        return tuple(map(_requires_grad_of, self._parameters()))
 
     def _enter(self):
         if not self._lock.acquire(blocking=False):
@@ -452,11 +458,10 @@ class CompiledStep(_Compiled):
         key = (x.shape, x.dtype, getattr(y, "shape", None), getattr(y, "dtype", type(y)),
                model.training, nn._structure_version, self._params_key(), _loss_key(self.loss))
         tape = self._tapes.get(key, False)
-        params = self._trainable = [p for p in self._params if p.requires_grad]
-        if tape is False:
-            return self._record(key, x, y)
-        if tape is None:
-            return self._eager(x, y)
+        if tape is False or tape is None:
+            self._trainable = [p for p in self._params if p.requires_grad]
+            return self._record(key, x, y) if tape is False else self._eager(x, y)
+        params = self._trainable = tape.trainable
         np.copyto(tape.inputs[0], x)
         if tape.inputs[1] is not None:
             np.copyto(tape.inputs[1], y)
@@ -495,6 +500,7 @@ class CompiledStep(_Compiled):
             tape = _build(rec, loss, out, order)
         if tape is not None:
             tape.inputs = (x_buf, y_buf)
+            tape.trainable = self._trainable
         self._explain(key, tape, rec)
         self._store(key, tape)
         self.output = out.data

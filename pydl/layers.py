@@ -357,23 +357,23 @@ class BatchNormOp(Op):
     also when the engine replays the op), not operands.
     """
 
+    native = True
+
     def __init__(self, use_batch_stats, momentum, eps, running_mean, running_var, counter):
         self.use_batch = use_batch_stats
         self.momentum = momentum
         self.eps = eps
         self.rm, self.rv, self.counter = running_mean, running_var, counter
-        # The batch counter (and a cumulative momentum read from it) is advanced in Python.
-        self.native = not (use_batch_stats and counter is not None)
 
     def forward(self, x, w, b):
         self.x, self.w = x, w
-        momentum = 0.0 if self.momentum is None else self.momentum
-        if self.use_batch and self.counter is not None:
-            self.counter += 1
-            if self.momentum is None:  # cumulative moving average, as PyTorch
-                momentum = 1.0 / float(self.counter)
+        # The kernel call advances the batch counter (and, for momentum=None, uses the
+        # cumulative average 1 / count as PyTorch does), so a captured replay does too.
         y, self.mean, self.invstd = kernels.batch_norm_forward(
-            x, w, b, self.rm, self.rv, training=self.use_batch, momentum=momentum, eps=self.eps)
+            x, w, b, self.rm, self.rv, training=self.use_batch,
+            momentum=0.0 if self.momentum is None else self.momentum, eps=self.eps,
+            num_batches_tracked=self.counter if self.use_batch else None,
+            cumulative=self.momentum is None)
         return y
 
     def backward(self, g):
