@@ -74,24 +74,69 @@ constexpr int kVecRegs = simd::Vec<T>::W * static_cast<int>(sizeof(T)) == 64 ? 3
 
 // ---- row kernel -------------------------------------------------------------------------------
 
-constexpr int kRowMaxRows = 4;
+// Rows per kernel call: a plain B costs one load per k step and vector whatever the rows, so 4
+// rows with twice the vectors are as good as 8; a transposed B costs shuffles per k step and
+// vector, which 8 rows share.
+template <bool kTransB>
+constexpr int kRowMaxRows = kTransB ? 8 : 4;
 // Vectors per row for an R-row block: about half the registers as accumulators.
 template <typename T>
 constexpr int row_vecs(int r) {
   return (kVecRegs<T> / 2) / r > 8 ? 8 : ((kVecRegs<T> / 2) / r < 1 ? 1 : (kVecRegs<T> / 2) / r);
 }
 
-// c[r * ldc + j] (+)= sum_p a[r * rs_a + p * cs_a] * b[p * rs_b + j] for r < R and
-// j < (NV - 1) * W + tail; the last vector has `tail` lanes (all W unless kTail). The sum runs in
-// the blocked driver's KC blocks: each block's products are summed from zero, p in order, and
-// added to C (C + block), so every element gets the very bits the packed micro-kernel gives it.
-template <typename T, int R, int NV, bool kTail>
+// x[l] = op(B)[p + l, j .. j + W) for l < kChunk, read from b = &op(B)[p, j], for the next kChunk
+// k steps of one vector of W columns. A plain B (kTransB false: op(B)[p, j] = b[p * ld + j]) gives
+// one load per step; a transposed one (op(B)[p, j] = b[p + j * ld], W's rows contiguous along k)
+// gives W / kChunk-row chunk loads and an in-register transpose (simd.hpp, kChunk). kPartial: only
+// `steps` (<= kChunk) steps and `cols` (<= W) columns exist; nothing past them is read and the
+// missing lanes hold 0 (steps past `steps` hold anything and must not be used).
+template <bool kTransB, bool kPartial, typename T>
+inline void load_b_steps(simd::Vec<T> (&x)[simd::kChunk<T>], const T* b, int64_t ld,
+                         int64_t steps, int64_t cols) {
+  constexpr int S = simd::kChunk<T>;
+  if constexpr (kTransB) {
+#pragma GCC unroll 4
+    for (int i = 0; i < S; ++i) {
+      if constexpr (kPartial) {
+        // Chunk q of x[i] is column i + q * S: the first ceil((cols - i) / S) chunks exist.
+        const int64_t nq = cols > i ? (cols - i + S - 1) / S : 0;
+        x[i] = simd::load_chunks_partial(b + i * ld, S * ld, nq, steps);
+      } else {
+        x[i] = simd::load_chunks(b + i * ld, S * ld);
+      }
+    }
+    simd::transpose_chunks(x);
+  } else {
+#pragma GCC unroll 4
+    for (int l = 0; l < S; ++l) {
+      if constexpr (kPartial) {
+        x[l] = l < steps ? simd::load_partial(b + l * ld, cols) : simd::zero<simd::Vec<T>>();
+      } else {
+        x[l] = simd::loadu(b + l * ld);
+      }
+    }
+  }
+}
+
+// c[r * ldc + j] (+)= sum_p a[r * rs_a + p * cs_a] * op(B)[p, j] for r < R and
+// j < (NV - 1) * W + tail; the last vector has `tail` lanes (all W unless kTail). op(B) is read
+// from b as load_b_steps says. The sum runs in the blocked driver's KC blocks: each block's
+// products are summed from zero, p in order, and added to C (C + block), so every element gets
+// the very bits the packed micro-kernel gives it, whichever way B is read. The steps are taken
+// kChunk at a time, each vector's group of steps loaded just before its multiply-adds: the NV * R
+// accumulator chains are independent, so the out-of-order core overlaps one vector's loads and
+// shuffles with another's multiply-adds.
+template <typename T, bool kTransB, int R, int NV, bool kTail>
 __attribute__((noinline)) void row_kernel(int64_t k, int64_t kcb, const T* __restrict a,
                                           int64_t rs_a, int64_t cs_a, const T* __restrict b,
-                                          int64_t rs_b, T* __restrict c, int64_t ldc,
-                                          int64_t tail, bool accumulate) {
+                                          int64_t ld, T* __restrict c, int64_t ldc, int64_t tail,
+                                          bool accumulate) {
   using V = simd::Vec<T>;
   constexpr int W = V::W;
+  constexpr int S = simd::kChunk<T>;
+  // op(B)[p, j] = b[p * step + j * col].
+  const int64_t step = kTransB ? 1 : ld, col = kTransB ? ld : 1;
   for (int64_t pc = 0; pc < k; pc += kcb) {
     const int64_t pe = min64(k, pc + kcb);
     V acc[R][NV];
@@ -99,19 +144,38 @@ __attribute__((noinline)) void row_kernel(int64_t k, int64_t kcb, const T* __res
     for (int r = 0; r < R; ++r)
 #pragma GCC unroll 8
       for (int v = 0; v < NV; ++v) acc[r][v] = simd::zero<V>();
-    for (int64_t p = pc; p < pe; ++p) {
-      const T* bp = b + p * rs_b;
-      V bv[NV];
-#pragma GCC unroll 8
-      for (int v = 0; v < NV; ++v)
-        bv[v] = (kTail && v == NV - 1) ? simd::load_partial(bp + v * W, tail)
-                                       : simd::loadu(bp + v * W);
+    int64_t p = pc;
+    for (; p + S <= pe; p += S) {
       const T* ap = a + p * cs_a;
+      const T* bp = b + p * step;
 #pragma GCC unroll 8
-      for (int r = 0; r < R; ++r) {
-        const V ar = simd::set1(ap[r * rs_a]);
+      for (int v = 0; v < NV; ++v) {
+        V x[S];
+        if (kTail && v == NV - 1) {
+          load_b_steps<kTransB, true>(x, bp + v * W * col, ld, S, tail);
+        } else {
+          load_b_steps<kTransB, false>(x, bp + v * W * col, ld, S, W);
+        }
+#pragma GCC unroll 4
+        for (int l = 0; l < S; ++l)
 #pragma GCC unroll 8
-        for (int v = 0; v < NV; ++v) acc[r][v] = simd::fmadd(ar, bv[v], acc[r][v]);
+          for (int r = 0; r < R; ++r)
+            acc[r][v] = simd::fmadd(simd::set1(ap[r * rs_a + l * cs_a]), x[l], acc[r][v]);
+      }
+    }
+    if (p < pe) {  // the last k steps, fewer than kChunk (k itself not a multiple)
+      const int64_t steps = pe - p;
+      const T* ap = a + p * cs_a;
+      const T* bp = b + p * step;
+#pragma GCC unroll 8
+      for (int v = 0; v < NV; ++v) {
+        V x[S];
+        load_b_steps<kTransB, true>(x, bp + v * W * col, ld, steps,
+                                    kTail && v == NV - 1 ? tail : W);
+        for (int l = 0; l < steps; ++l)
+#pragma GCC unroll 8
+          for (int r = 0; r < R; ++r)
+            acc[r][v] = simd::fmadd(simd::set1(ap[r * rs_a + l * cs_a]), x[l], acc[r][v]);
       }
     }
     const bool load_c = accumulate || pc > 0;
@@ -131,51 +195,51 @@ __attribute__((noinline)) void row_kernel(int64_t k, int64_t kcb, const T* __res
   }
 }
 
-template <typename T, int R, int NV>
-void row_vecs_dispatch(int64_t nv, int64_t tail, int64_t k, int64_t kcb, const T* a, int64_t rs_a,
-                       int64_t cs_a, const T* b, int64_t rs_b, T* c, int64_t ldc,
-                       bool accumulate) {
+// Runs row_kernel for exactly `rows` rows (1 <= rows <= R) and nv vectors (1 <= nv <= NV).
+template <typename T, bool kTransB, int R, int NV>
+void row_kernel_for(int64_t rows, int64_t nv, int64_t tail, int64_t k, int64_t kcb, const T* a,
+                    int64_t rs_a, int64_t cs_a, const T* b, int64_t ld, T* c, int64_t ldc,
+                    bool accumulate) {
+  if constexpr (R > 1) {
+    if (rows < R) {
+      row_kernel_for<T, kTransB, R - 1, row_vecs<T>(R - 1)>(rows, nv, tail, k, kcb, a, rs_a, cs_a,
+                                                            b, ld, c, ldc, accumulate);
+      return;
+    }
+  }
   if constexpr (NV > 1) {
     if (nv < NV) {
-      row_vecs_dispatch<T, R, NV - 1>(nv, tail, k, kcb, a, rs_a, cs_a, b, rs_b, c, ldc, accumulate);
+      row_kernel_for<T, kTransB, R, NV - 1>(rows, nv, tail, k, kcb, a, rs_a, cs_a, b, ld, c, ldc,
+                                            accumulate);
       return;
     }
   }
   if (tail == simd::Vec<T>::W) {
-    row_kernel<T, R, NV, false>(k, kcb, a, rs_a, cs_a, b, rs_b, c, ldc, tail, accumulate);
+    row_kernel<T, kTransB, R, NV, false>(k, kcb, a, rs_a, cs_a, b, ld, c, ldc, tail, accumulate);
   } else {
-    row_kernel<T, R, NV, true>(k, kcb, a, rs_a, cs_a, b, rs_b, c, ldc, tail, accumulate);
+    row_kernel<T, kTransB, R, NV, true>(k, kcb, a, rs_a, cs_a, b, ld, c, ldc, tail, accumulate);
   }
-}
-
-template <typename T, int R>
-void row_dispatch(int64_t rows, int64_t nv, int64_t tail, int64_t k, int64_t kcb, const T* a, int64_t rs_a,
-                  int64_t cs_a, const T* b, int64_t rs_b, T* c, int64_t ldc, bool accumulate) {
-  if constexpr (R > 1) {
-    if (rows < R) {
-      row_dispatch<T, R - 1>(rows, nv, tail, k, kcb, a, rs_a, cs_a, b, rs_b, c, ldc, accumulate);
-      return;
-    }
-  }
-  row_vecs_dispatch<T, R, row_vecs<T>(R)>(nv, tail, k, kcb, a, rs_a, cs_a, b, rs_b, c, ldc,
-                                          accumulate);
 }
 
 // C[i0:i1, j0:j1] by row blocks: column chunks outer (each chunk of B is then read from cache by
 // the later row groups), row groups inner.
-template <typename T>
+template <typename T, bool kTransB>
 void row_region(const GemmArgs<T>& g, int64_t kcb, int64_t i0, int64_t i1, int64_t j0,
                 int64_t j1) {
   constexpr int W = simd::Vec<T>::W;
-  const EvenSplit rs = even_split(i1 - i0, kRowMaxRows);
+  constexpr int kMaxRows = kRowMaxRows<kTransB>;
+  const EvenSplit rs = even_split(i1 - i0, kMaxRows);
   const int64_t chunk = static_cast<int64_t>(row_vecs<T>(static_cast<int>(rs.base + (rs.extra > 0)))) * W;
+  const int64_t ld = kTransB ? g.cs_b : g.rs_b;
   for (int64_t j = j0; j < j1; j += chunk) {
     const int64_t cols = min64(chunk, j1 - j);
     const int64_t nv = ceil_div(cols, W), tail = cols - (nv - 1) * W;
+    const T* b = g.b + j * (kTransB ? g.cs_b : 1);
     for (int64_t t = 0; t < rs.count; ++t) {
       const int64_t i = i0 + rs.start(t);
-      row_dispatch<T, kRowMaxRows>(rs.rows(t), nv, tail, g.k, kcb, g.a + i * g.rs_a, g.rs_a, g.cs_a,
-                                   g.b + j, g.rs_b, g.c + i * g.ldc + j, g.ldc, g.accumulate);
+      row_kernel_for<T, kTransB, kMaxRows, row_vecs<T>(kMaxRows)>(
+          rs.rows(t), nv, tail, g.k, kcb, g.a + i * g.rs_a, g.rs_a, g.cs_a, b, ld,
+          g.c + i * g.ldc + j, g.ldc, g.accumulate);
     }
   }
 }
@@ -188,7 +252,9 @@ template <typename T>
 bool skinny_gemm(const GemmArgs<T>& g, int64_t kcb) {
   const bool few_rows = g.m <= kSkinnyMaxM;
   if (!few_rows && g.n > kSkinnyMaxN) return false;
-  if (g.cs_b != 1) return false;
+  // op(B) read along n (a plain B), or along k (x @ W.T: W's rows contiguous).
+  const bool trans_b = g.cs_b != 1;
+  if (trans_b && g.rs_b != 1) return false;
   // Few rows: tasks split the columns; few columns: they split the rows.
   const int64_t extent = few_rows ? g.n : g.m;
   const int64_t tasks = task_count(g.m, g.n, g.k, ceil_div(extent, 8));
@@ -202,7 +268,11 @@ bool skinny_gemm(const GemmArgs<T>& g, int64_t kcb) {
       i0 = parts.start(t);
       i1 = i0 + parts.rows(t);
     }
-    row_region(g, kcb, i0, i1, j0, j1);
+    if (trans_b) {
+      row_region<T, true>(g, kcb, i0, i1, j0, j1);
+    } else {
+      row_region<T, false>(g, kcb, i0, i1, j0, j1);
+    }
     if (has_epilogue(g)) apply_epilogue(g, g.c + i0 * g.ldc + j0, g.ldc, i1 - i0, j0, j1 - j0);
   });
   return true;
