@@ -1,16 +1,19 @@
 // Never-packing GEMM kernel for skinny shapes, tried by the blocked driver (gemm_driver.hpp)
 // before it packs anything:
-//  - m <= kSkinnyMaxM rows (batch-1..8: dx = dy @ W), where packing B costs as much as the
-//    multiply-adds because each B element is used by at most 8 rows;
+//  - m <= kSkinnyMaxM rows (batch-1..8: y = x @ W.T, dx = dy @ W), where packing B costs as much
+//    as the multiply-adds because each B element is used by at most 8 rows;
 //  - n <= kSkinnyMaxN columns, where the blocked micro-kernel would compute a whole NR-wide tile
 //    (16 or 32 columns) for 10 useful ones.
-// It needs op(B) rows contiguous along n (cs_b == 1): C[i, j0:j0+cw] accumulates
-// A[i, p] * B[p, j0:j0+cw] for R rows at once, the last vector masked, in the blocked driver's KC
-// blocks, so every element gets exactly the bits the packed path gives it: results do not depend
-// on the layout of the operands (other layouts take the packed path, with the same bits), on the
-// number of rows, or on the thread split. A dot-product kernel over contiguous k (for x @ W.T)
-// would be faster at batch 1 but sums in a different order, which would make a product's bits
-// depend on its operands' strides; it is not used.
+// One row kernel for both ways op(B) can be read in place: along n (cs_b == 1, a plain B: one
+// vector load per k step) or along k (rs_b == 1, a linear layer's W in x @ W.T: 128-bit chunks of
+// W / kChunk rows per load, turned into one vector of columns per k step by in-register
+// transposes). Either way C[i, j0:j0+cw] accumulates A[i, p] * op(B)[p, j0:j0+cw] for R rows at
+// once, in vectors of columns (the last masked), in the blocked driver's KC blocks, p in order, so
+// every element gets exactly the bits the packed path gives it: results do not depend on the
+// layout of the operands (other layouts take the packed path, with the same bits), on the number
+// of rows, or on the thread split. A dot-product kernel over contiguous k (sums of vectors along
+// k, reduced at the end) would save the transposes, but it sums in another order, which would make
+// a product's bits depend on its operands' strides; it is not used.
 //
 // The epilogue runs on each task's finished region.
 #pragma once
@@ -79,10 +82,17 @@ constexpr int kVecRegs = simd::Vec<T>::W * static_cast<int>(sizeof(T)) == 64 ? 3
 // vector, which 8 rows share.
 template <bool kTransB>
 constexpr int kRowMaxRows = kTransB ? 8 : 4;
-// Vectors per row for an R-row block: about half the registers as accumulators.
-template <typename T>
+// Vectors per row for an R-row block. A plain B: about half the registers as accumulators. A
+// transposed one: a quarter, and at most 4 vectors and 32 rows of W, because each vector reads W
+// rows of W side by side and with a row stride of a multiple of 1 KiB (256 floats) those rows
+// share a few L1 sets: 64 of them would evict each other's lines between two 16-byte reads. Four
+// independent chains per row keep the shuffles, not the multiply-add latency, the limit.
+template <typename T, bool kTransB = false>
 constexpr int row_vecs(int r) {
-  return (kVecRegs<T> / 2) / r > 8 ? 8 : ((kVecRegs<T> / 2) / r < 1 ? 1 : (kVecRegs<T> / 2) / r);
+  constexpr int regs = kVecRegs<T> / (kTransB ? 4 : 2);
+  constexpr int wide = 32 / simd::Vec<T>::W;
+  constexpr int most = kTransB ? (wide < 4 ? wide : 4) : 8;
+  return regs / r > most ? most : (regs / r < 1 ? 1 : regs / r);
 }
 
 // x[l] = op(B)[p + l, j .. j + W) for l < kChunk, read from b = &op(B)[p, j], for the next kChunk
@@ -119,14 +129,30 @@ inline void load_b_steps(simd::Vec<T> (&x)[simd::kChunk<T>], const T* b, int64_t
   }
 }
 
+// One group of kChunk steps (from p, `steps` of them when kPartial) of vector v of the row kernel:
+// acc[r][v] += a[r, p + l] * op(B)[p + l, v * W + ..] for l in order.
+template <typename T, bool kTransB, bool kPartial, int R, int NV>
+__attribute__((always_inline)) inline void row_steps(simd::Vec<T> (&acc)[R][NV], int v,
+                                                     const T* ap, int64_t rs_a, int64_t cs_a,
+                                                     const T* bp, int64_t ld, int64_t steps,
+                                                     int64_t cols) {
+  constexpr int S = simd::kChunk<T>;
+  simd::Vec<T> x[S];
+  load_b_steps<kTransB, kPartial>(x, bp, ld, steps, cols);
+#pragma GCC unroll 4
+  for (int l = 0; l < (kPartial ? steps : S); ++l)
+#pragma GCC unroll 8
+    for (int r = 0; r < R; ++r)
+      acc[r][v] = simd::fmadd(simd::set1(ap[r * rs_a + l * cs_a]), x[l], acc[r][v]);
+}
+
 // c[r * ldc + j] (+)= sum_p a[r * rs_a + p * cs_a] * op(B)[p, j] for r < R and
 // j < (NV - 1) * W + tail; the last vector has `tail` lanes (all W unless kTail). op(B) is read
 // from b as load_b_steps says. The sum runs in the blocked driver's KC blocks: each block's
 // products are summed from zero, p in order, and added to C (C + block), so every element gets
-// the very bits the packed micro-kernel gives it, whichever way B is read. The steps are taken
-// kChunk at a time, each vector's group of steps loaded just before its multiply-adds: the NV * R
-// accumulator chains are independent, so the out-of-order core overlaps one vector's loads and
-// shuffles with another's multiply-adds.
+// the very bits the packed micro-kernel gives it, whichever way B is read. The NV * R accumulator
+// chains are independent, so the out-of-order core overlaps one vector's loads and shuffles with
+// another's multiply-adds.
 template <typename T, bool kTransB, int R, int NV, bool kTail>
 __attribute__((noinline)) void row_kernel(int64_t k, int64_t kcb, const T* __restrict a,
                                           int64_t rs_a, int64_t cs_a, const T* __restrict b,
@@ -145,38 +171,23 @@ __attribute__((noinline)) void row_kernel(int64_t k, int64_t kcb, const T* __res
 #pragma GCC unroll 8
       for (int v = 0; v < NV; ++v) acc[r][v] = simd::zero<V>();
     int64_t p = pc;
-    for (; p + S <= pe; p += S) {
-      const T* ap = a + p * cs_a;
-      const T* bp = b + p * step;
+    const T* ap = a + p * cs_a;
+    const T* bp = b + p * step;
+    for (; p + S <= pe; p += S, ap += S * cs_a, bp += S * step) {
 #pragma GCC unroll 8
       for (int v = 0; v < NV; ++v) {
-        V x[S];
         if (kTail && v == NV - 1) {
-          load_b_steps<kTransB, true>(x, bp + v * W * col, ld, S, tail);
+          row_steps<T, kTransB, true>(acc, v, ap, rs_a, cs_a, bp + v * W * col, ld, S, tail);
         } else {
-          load_b_steps<kTransB, false>(x, bp + v * W * col, ld, S, W);
+          row_steps<T, kTransB, false>(acc, v, ap, rs_a, cs_a, bp + v * W * col, ld, S, W);
         }
-#pragma GCC unroll 4
-        for (int l = 0; l < S; ++l)
-#pragma GCC unroll 8
-          for (int r = 0; r < R; ++r)
-            acc[r][v] = simd::fmadd(simd::set1(ap[r * rs_a + l * cs_a]), x[l], acc[r][v]);
       }
     }
     if (p < pe) {  // the last k steps, fewer than kChunk (k itself not a multiple)
-      const int64_t steps = pe - p;
-      const T* ap = a + p * cs_a;
-      const T* bp = b + p * step;
 #pragma GCC unroll 8
-      for (int v = 0; v < NV; ++v) {
-        V x[S];
-        load_b_steps<kTransB, true>(x, bp + v * W * col, ld, steps,
+      for (int v = 0; v < NV; ++v)
+        row_steps<T, kTransB, true>(acc, v, ap, rs_a, cs_a, bp + v * W * col, ld, pe - p,
                                     kTail && v == NV - 1 ? tail : W);
-        for (int l = 0; l < steps; ++l)
-#pragma GCC unroll 8
-          for (int r = 0; r < R; ++r)
-            acc[r][v] = simd::fmadd(simd::set1(ap[r * rs_a + l * cs_a]), x[l], acc[r][v]);
-      }
     }
     const bool load_c = accumulate || pc > 0;
 #pragma GCC unroll 8
@@ -202,7 +213,7 @@ void row_kernel_for(int64_t rows, int64_t nv, int64_t tail, int64_t k, int64_t k
                     bool accumulate) {
   if constexpr (R > 1) {
     if (rows < R) {
-      row_kernel_for<T, kTransB, R - 1, row_vecs<T>(R - 1)>(rows, nv, tail, k, kcb, a, rs_a, cs_a,
+      row_kernel_for<T, kTransB, R - 1, row_vecs<T, kTransB>(R - 1)>(rows, nv, tail, k, kcb, a, rs_a, cs_a,
                                                             b, ld, c, ldc, accumulate);
       return;
     }
@@ -229,7 +240,8 @@ void row_region(const GemmArgs<T>& g, int64_t kcb, int64_t i0, int64_t i1, int64
   constexpr int W = simd::Vec<T>::W;
   constexpr int kMaxRows = kRowMaxRows<kTransB>;
   const EvenSplit rs = even_split(i1 - i0, kMaxRows);
-  const int64_t chunk = static_cast<int64_t>(row_vecs<T>(static_cast<int>(rs.base + (rs.extra > 0)))) * W;
+  const int64_t chunk =
+      static_cast<int64_t>(row_vecs<T, kTransB>(static_cast<int>(rs.base + (rs.extra > 0)))) * W;
   const int64_t ld = kTransB ? g.cs_b : g.rs_b;
   for (int64_t j = j0; j < j1; j += chunk) {
     const int64_t cols = min64(chunk, j1 - j);
@@ -237,7 +249,7 @@ void row_region(const GemmArgs<T>& g, int64_t kcb, int64_t i0, int64_t i1, int64
     const T* b = g.b + j * (kTransB ? g.cs_b : 1);
     for (int64_t t = 0; t < rs.count; ++t) {
       const int64_t i = i0 + rs.start(t);
-      row_kernel_for<T, kTransB, kMaxRows, row_vecs<T>(kMaxRows)>(
+      row_kernel_for<T, kTransB, kMaxRows, row_vecs<T, kTransB>(kMaxRows)>(
           rs.rows(t), nv, tail, g.k, kcb, g.a + i * g.rs_a, g.rs_a, g.cs_a, b, ld,
           g.c + i * g.ldc + j, g.ldc, g.accumulate);
     }
