@@ -1,11 +1,12 @@
-"""GEMM benchmarks: pydl vs numpy (its BLAS) vs PyTorch on float32 products, side by side.
+"""GEMM benchmarks: pydl vs numpy (its BLAS) vs PyTorch, side by side (float32 unless named).
 
 Each group "<case>[<threads>t]" holds a "pydl", a "numpy" and (when PyTorch is installed) a
 "torch" entry computing the same product on the same arrays; `extra_info["flops"]` (2*m*n*k) lets
 a report turn times into GFLOP/s. The `threads` fixture (conftest.py) sets pydl's and numpy's
 thread counts; torch's is set here. Cases: square 256..2048, the MLP layer shapes (forward x @ W.T,
 dx = dy @ W, dW = dy.T @ x at batch 32/128/512, and a 512x512x256 layer), the skinny shapes
-(batch-1 and batch-8 inference, the 10-output classifier head) and a fused linear + relu.
+(batch-1 and batch-8 inference, the 10-output classifier head), few-row x @ W.T at batch 1, 4,
+8, 32 for four weight shapes in float32 and float64, and a fused linear + relu.
 
 For a quiet-machine README table with alternating timing blocks and % of peak, use
 tools/gemm_scan.py instead.
@@ -96,6 +97,24 @@ def test_shapes(benchmark, threads, impl, label, m, k, n, trans_b):
     benchmark.group = f"gemm-{label}[{threads}t]"
     benchmark.extra_info["flops"] = 2 * m * n * k
     _run(benchmark, impl, threads, a, b, False, trans_b)
+
+
+# Few-row x @ W.T (a linear layer's forward at serving batch sizes), W stored (n, k) row-major:
+# the never-packing row kernel reading W across its rows. (m, n, k) for each W and batch 1-32.
+FEW_ROW_WEIGHTS = [(256, 256), (256, 64), (10, 256), (512, 784)]
+FEW_ROW_BATCHES = [1, 4, 8, 32]
+FEW_ROW_CASES = [(m, n, k, dtype) for dtype in (np.float32, np.float64)
+                 for n, k in FEW_ROW_WEIGHTS for m in FEW_ROW_BATCHES]
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+@pytest.mark.parametrize("m, n, k, dtype", FEW_ROW_CASES,
+                         ids=[f"{np.dtype(d).name}-{m}x{k}-W{n}x{k}" for m, n, k, d in FEW_ROW_CASES])
+def test_few_rows_x_wt(benchmark, threads, impl, m, n, k, dtype):
+    x, w = _arrays((m, k), (n, k), dtype=dtype)
+    benchmark.group = f"xWT-{np.dtype(dtype).name}-m{m}-W{n}x{k}[{threads}t]"
+    benchmark.extra_info["flops"] = 2 * m * n * k
+    _run(benchmark, impl, threads, x, w, False, True)
 
 
 @pytest.mark.parametrize("impl", IMPLS)

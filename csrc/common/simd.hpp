@@ -196,6 +196,54 @@ inline Vd gather(const double* base, Vd index) {
   return {_mm512_i64gather_pd(i, base, 8)};
 }
 
+// 128-bit chunks (see the note before kChunk below): chunk q of the result is
+// p[q * stride .. q * stride + kChunk), one from each of W / kChunk places stride apart.
+inline Vf load_chunks(const float* p, int64_t stride) {
+  __m512 v = _mm512_castps128_ps512(_mm_loadu_ps(p));
+  v = _mm512_insertf32x4(v, _mm_loadu_ps(p + stride), 1);
+  v = _mm512_insertf32x4(v, _mm_loadu_ps(p + 2 * stride), 2);
+  return {_mm512_insertf32x4(v, _mm_loadu_ps(p + 3 * stride), 3)};
+}
+inline Vd load_chunks(const double* p, int64_t stride) {
+  __m512d v = _mm512_castpd128_pd512(_mm_loadu_pd(p));
+  v = _mm512_insertf64x2(v, _mm_loadu_pd(p + stride), 1);
+  v = _mm512_insertf64x2(v, _mm_loadu_pd(p + 2 * stride), 2);
+  return {_mm512_insertf64x2(v, _mm_loadu_pd(p + 3 * stride), 3)};
+}
+// The first nq chunks, each its first len values; everything else 0 and not read.
+inline Vf load_chunks_partial(const float* p, int64_t stride, int64_t nq, int64_t len) {
+  const __mmask8 m = static_cast<__mmask8>((1u << len) - 1u);
+  __m512 v = _mm512_setzero_ps();
+  if (nq > 0) v = _mm512_insertf32x4(v, _mm_maskz_loadu_ps(m, p), 0);
+  if (nq > 1) v = _mm512_insertf32x4(v, _mm_maskz_loadu_ps(m, p + stride), 1);
+  if (nq > 2) v = _mm512_insertf32x4(v, _mm_maskz_loadu_ps(m, p + 2 * stride), 2);
+  if (nq > 3) v = _mm512_insertf32x4(v, _mm_maskz_loadu_ps(m, p + 3 * stride), 3);
+  return {v};
+}
+inline Vd load_chunks_partial(const double* p, int64_t stride, int64_t nq, int64_t len) {
+  const __mmask8 m = static_cast<__mmask8>((1u << len) - 1u);
+  __m512d v = _mm512_setzero_pd();
+  if (nq > 0) v = _mm512_insertf64x2(v, _mm_maskz_loadu_pd(m, p), 0);
+  if (nq > 1) v = _mm512_insertf64x2(v, _mm_maskz_loadu_pd(m, p + stride), 1);
+  if (nq > 2) v = _mm512_insertf64x2(v, _mm_maskz_loadu_pd(m, p + 2 * stride), 2);
+  if (nq > 3) v = _mm512_insertf64x2(v, _mm_maskz_loadu_pd(m, p + 3 * stride), 3);
+  return {v};
+}
+// In-chunk transposes (see transpose_chunks below); in-lane shuffles only.
+inline void transpose_chunks(Vf (&x)[4]) {
+  const __m512 t0 = _mm512_unpacklo_ps(x[0].v, x[1].v), t1 = _mm512_unpackhi_ps(x[0].v, x[1].v);
+  const __m512 t2 = _mm512_unpacklo_ps(x[2].v, x[3].v), t3 = _mm512_unpackhi_ps(x[2].v, x[3].v);
+  x[0].v = _mm512_shuffle_ps(t0, t2, 0x44);
+  x[1].v = _mm512_shuffle_ps(t0, t2, 0xEE);
+  x[2].v = _mm512_shuffle_ps(t1, t3, 0x44);
+  x[3].v = _mm512_shuffle_ps(t1, t3, 0xEE);
+}
+inline void transpose_chunks(Vd (&x)[2]) {
+  const __m512d t0 = _mm512_unpacklo_pd(x[0].v, x[1].v), t1 = _mm512_unpackhi_pd(x[0].v, x[1].v);
+  x[0].v = t0;
+  x[1].v = t1;
+}
+
 inline float reduce_add(Vf a) { return _mm512_reduce_add_ps(a.v); }
 inline double reduce_add(Vd a) { return _mm512_reduce_add_pd(a.v); }
 inline float reduce_max(Vf a) { return _mm512_reduce_max_ps(a.v); }
@@ -369,6 +417,43 @@ inline Vd gather(const double* base, Vd index) {
   return {_mm256_i64gather_pd(base, i, 8)};
 }
 
+// 128-bit chunks (see the note before kChunk below): chunk q of the result is
+// p[q * stride .. q * stride + kChunk), one from each of W / kChunk places stride apart. A 128-bit
+// load plus an insert from memory: no shuffle-unit work for the lane crossing.
+inline Vf load_chunks(const float* p, int64_t stride) {
+  return {_mm256_insertf128_ps(_mm256_castps128_ps256(_mm_loadu_ps(p)), _mm_loadu_ps(p + stride), 1)};
+}
+inline Vd load_chunks(const double* p, int64_t stride) {
+  return {_mm256_insertf128_pd(_mm256_castpd128_pd256(_mm_loadu_pd(p)), _mm_loadu_pd(p + stride), 1)};
+}
+// The first nq chunks, each its first len values; everything else 0 and not read.
+inline Vf load_chunks_partial(const float* p, int64_t stride, int64_t nq, int64_t len) {
+  const __m128i m = _mm_cmpgt_epi32(_mm_set1_epi32(static_cast<int>(len)), _mm_setr_epi32(0, 1, 2, 3));
+  const __m128 lo = nq > 0 ? _mm_maskload_ps(p, m) : _mm_setzero_ps();
+  const __m128 hi = nq > 1 ? _mm_maskload_ps(p + stride, m) : _mm_setzero_ps();
+  return {_mm256_set_m128(hi, lo)};
+}
+inline Vd load_chunks_partial(const double* p, int64_t stride, int64_t nq, int64_t len) {
+  const __m128i m = _mm_cmpgt_epi64(_mm_set1_epi64x(len), _mm_set_epi64x(1, 0));
+  const __m128d lo = nq > 0 ? _mm_maskload_pd(p, m) : _mm_setzero_pd();
+  const __m128d hi = nq > 1 ? _mm_maskload_pd(p + stride, m) : _mm_setzero_pd();
+  return {_mm256_set_m128d(hi, lo)};
+}
+// In-chunk transposes (see transpose_chunks below); in-lane shuffles only.
+inline void transpose_chunks(Vf (&x)[4]) {
+  const __m256 t0 = _mm256_unpacklo_ps(x[0].v, x[1].v), t1 = _mm256_unpackhi_ps(x[0].v, x[1].v);
+  const __m256 t2 = _mm256_unpacklo_ps(x[2].v, x[3].v), t3 = _mm256_unpackhi_ps(x[2].v, x[3].v);
+  x[0].v = _mm256_shuffle_ps(t0, t2, 0x44);
+  x[1].v = _mm256_shuffle_ps(t0, t2, 0xEE);
+  x[2].v = _mm256_shuffle_ps(t1, t3, 0x44);
+  x[3].v = _mm256_shuffle_ps(t1, t3, 0xEE);
+}
+inline void transpose_chunks(Vd (&x)[2]) {
+  const __m256d t0 = _mm256_unpacklo_pd(x[0].v, x[1].v), t1 = _mm256_unpackhi_pd(x[0].v, x[1].v);
+  x[0].v = t0;
+  x[1].v = t1;
+}
+
 inline float reduce_add(Vf a) {
   __m128 s = _mm_add_ps(_mm256_castps256_ps128(a.v), _mm256_extractf128_ps(a.v, 1));
   s = _mm_add_ps(s, _mm_movehl_ps(s, s));
@@ -407,6 +492,15 @@ struct VecOf<double> {
 // The vector of T for this ISA: Vec<float>::W lanes, Vec<float>::Mask for comparisons.
 template <typename T>
 using Vec = typename VecOf<T>::type;
+
+// Chunks: reading a matrix across its rows. A 128-bit chunk holds kChunk<T> = 4 floats or 2
+// doubles; a vector holds W / kChunk of them. load_chunks(p, s) puts kChunk consecutive values of
+// each of W / kChunk rows (s apart) in one vector; with x[i] = load_chunks(m + i * ld, kChunk * ld)
+// for i < kChunk, transpose_chunks(x) leaves in x[l] element l of rows 0..W-1 in order: column l
+// of a W x kChunk block of a row-major matrix, from kChunk loads (plus inserts) and 2 * kChunk
+// (float) or kChunk (double) shuffles that never cross a 128-bit lane.
+template <typename T>
+constexpr int kChunk = static_cast<int>(16 / sizeof(T));
 
 template <typename V>
 V zero() {

@@ -1,16 +1,19 @@
 // Never-packing GEMM kernel for skinny shapes, tried by the blocked driver (gemm_driver.hpp)
 // before it packs anything:
-//  - m <= kSkinnyMaxM rows (batch-1..8: dx = dy @ W), where packing B costs as much as the
-//    multiply-adds because each B element is used by at most 8 rows;
+//  - m <= kSkinnyMaxM rows (batch-1..8: y = x @ W.T, dx = dy @ W), where packing B costs as much
+//    as the multiply-adds because each B element is used by at most 8 rows;
 //  - n <= kSkinnyMaxN columns, where the blocked micro-kernel would compute a whole NR-wide tile
 //    (16 or 32 columns) for 10 useful ones.
-// It needs op(B) rows contiguous along n (cs_b == 1): C[i, j0:j0+cw] accumulates
-// A[i, p] * B[p, j0:j0+cw] for R rows at once, the last vector masked, in the blocked driver's KC
-// blocks, so every element gets exactly the bits the packed path gives it: results do not depend
-// on the layout of the operands (other layouts take the packed path, with the same bits), on the
-// number of rows, or on the thread split. A dot-product kernel over contiguous k (for x @ W.T)
-// would be faster at batch 1 but sums in a different order, which would make a product's bits
-// depend on its operands' strides; it is not used.
+// One row kernel for both ways op(B) can be read in place: along n (cs_b == 1, a plain B: one
+// vector load per k step) or along k (rs_b == 1, a linear layer's W in x @ W.T: 128-bit chunks of
+// W / kChunk rows per load, turned into one vector of columns per k step by in-register
+// transposes). Either way C[i, j0:j0+cw] accumulates A[i, p] * op(B)[p, j0:j0+cw] for R rows at
+// once, in vectors of columns (the last masked), in the blocked driver's KC blocks, p in order, so
+// every element gets exactly the bits the packed path gives it: results do not depend on the
+// layout of the operands (other layouts take the packed path, with the same bits), on the number
+// of rows, or on the thread split. A dot-product kernel over contiguous k (sums of vectors along
+// k, reduced at the end) would save the transposes, but it sums in another order, which would make
+// a product's bits depend on its operands' strides; it is not used.
 //
 // The epilogue runs on each task's finished region.
 #pragma once
@@ -74,24 +77,92 @@ constexpr int kVecRegs = simd::Vec<T>::W * static_cast<int>(sizeof(T)) == 64 ? 3
 
 // ---- row kernel -------------------------------------------------------------------------------
 
-constexpr int kRowMaxRows = 4;
-// Vectors per row for an R-row block: about half the registers as accumulators.
-template <typename T>
+// Rows per kernel call: a plain B costs one load per k step and vector whatever the rows, so 4
+// rows with twice the vectors are as good as 8; a transposed B costs shuffles per k step and
+// vector, which 8 rows share.
+template <bool kTransB>
+constexpr int kRowMaxRows = kTransB ? 8 : 4;
+// Vectors per row for an R-row block. A plain B: about half the registers as accumulators. A
+// transposed one: a quarter, and at most 4 vectors and 32 rows of W, because each vector reads W
+// rows of W side by side and with a row stride of a multiple of 1 KiB (256 floats) those rows
+// share a few L1 sets: 64 of them would evict each other's lines between two 16-byte reads. Four
+// independent chains per row keep the shuffles, not the multiply-add latency, the limit.
+template <typename T, bool kTransB = false>
 constexpr int row_vecs(int r) {
-  return (kVecRegs<T> / 2) / r > 8 ? 8 : ((kVecRegs<T> / 2) / r < 1 ? 1 : (kVecRegs<T> / 2) / r);
+  constexpr int regs = kVecRegs<T> / (kTransB ? 4 : 2);
+  constexpr int wide = 32 / simd::Vec<T>::W;
+  constexpr int most = kTransB ? (wide < 4 ? wide : 4) : 8;
+  return regs / r > most ? most : (regs / r < 1 ? 1 : regs / r);
 }
 
-// c[r * ldc + j] (+)= sum_p a[r * rs_a + p * cs_a] * b[p * rs_b + j] for r < R and
-// j < (NV - 1) * W + tail; the last vector has `tail` lanes (all W unless kTail). The sum runs in
-// the blocked driver's KC blocks: each block's products are summed from zero, p in order, and
-// added to C (C + block), so every element gets the very bits the packed micro-kernel gives it.
-template <typename T, int R, int NV, bool kTail>
+// x[l] = op(B)[p + l, j .. j + W) for l < kChunk, read from b = &op(B)[p, j], for the next kChunk
+// k steps of one vector of W columns. A plain B (kTransB false: op(B)[p, j] = b[p * ld + j]) gives
+// one load per step; a transposed one (op(B)[p, j] = b[p + j * ld], W's rows contiguous along k)
+// gives W / kChunk-row chunk loads and an in-register transpose (simd.hpp, kChunk). kPartial: only
+// `steps` (<= kChunk) steps and `cols` (<= W) columns exist; nothing past them is read and the
+// missing lanes hold 0 (steps past `steps` hold anything and must not be used).
+template <bool kTransB, bool kPartial, typename T>
+inline void load_b_steps(simd::Vec<T> (&x)[simd::kChunk<T>], const T* b, int64_t ld,
+                         int64_t steps, int64_t cols) {
+  constexpr int S = simd::kChunk<T>;
+  if constexpr (kTransB) {
+#pragma GCC unroll 4
+    for (int i = 0; i < S; ++i) {
+      if constexpr (kPartial) {
+        // Chunk q of x[i] is column i + q * S: the first ceil((cols - i) / S) chunks exist.
+        const int64_t nq = cols > i ? (cols - i + S - 1) / S : 0;
+        x[i] = simd::load_chunks_partial(b + i * ld, S * ld, nq, steps);
+      } else {
+        x[i] = simd::load_chunks(b + i * ld, S * ld);
+      }
+    }
+    simd::transpose_chunks(x);
+  } else {
+#pragma GCC unroll 4
+    for (int l = 0; l < S; ++l) {
+      if constexpr (kPartial) {
+        x[l] = l < steps ? simd::load_partial(b + l * ld, cols) : simd::zero<simd::Vec<T>>();
+      } else {
+        x[l] = simd::loadu(b + l * ld);
+      }
+    }
+  }
+}
+
+// One group of kChunk steps (from p, `steps` of them when kPartial) of vector v of the row kernel:
+// acc[r][v] += a[r, p + l] * op(B)[p + l, v * W + ..] for l in order.
+template <typename T, bool kTransB, bool kPartial, int R, int NV>
+__attribute__((always_inline)) inline void row_steps(simd::Vec<T> (&acc)[R][NV], int v,
+                                                     const T* ap, int64_t rs_a, int64_t cs_a,
+                                                     const T* bp, int64_t ld, int64_t steps,
+                                                     int64_t cols) {
+  constexpr int S = simd::kChunk<T>;
+  simd::Vec<T> x[S];
+  load_b_steps<kTransB, kPartial>(x, bp, ld, steps, cols);
+#pragma GCC unroll 4
+  for (int l = 0; l < (kPartial ? steps : S); ++l)
+#pragma GCC unroll 8
+    for (int r = 0; r < R; ++r)
+      acc[r][v] = simd::fmadd(simd::set1(ap[r * rs_a + l * cs_a]), x[l], acc[r][v]);
+}
+
+// c[r * ldc + j] (+)= sum_p a[r * rs_a + p * cs_a] * op(B)[p, j] for r < R and
+// j < (NV - 1) * W + tail; the last vector has `tail` lanes (all W unless kTail). op(B) is read
+// from b as load_b_steps says. The sum runs in the blocked driver's KC blocks: each block's
+// products are summed from zero, p in order, and added to C (C + block), so every element gets
+// the very bits the packed micro-kernel gives it, whichever way B is read. The NV * R accumulator
+// chains are independent, so the out-of-order core overlaps one vector's loads and shuffles with
+// another's multiply-adds.
+template <typename T, bool kTransB, int R, int NV, bool kTail>
 __attribute__((noinline)) void row_kernel(int64_t k, int64_t kcb, const T* __restrict a,
                                           int64_t rs_a, int64_t cs_a, const T* __restrict b,
-                                          int64_t rs_b, T* __restrict c, int64_t ldc,
-                                          int64_t tail, bool accumulate) {
+                                          int64_t ld, T* __restrict c, int64_t ldc, int64_t tail,
+                                          bool accumulate) {
   using V = simd::Vec<T>;
   constexpr int W = V::W;
+  constexpr int S = simd::kChunk<T>;
+  // op(B)[p, j] = b[p * step + j * col].
+  const int64_t step = kTransB ? 1 : ld, col = kTransB ? ld : 1;
   for (int64_t pc = 0; pc < k; pc += kcb) {
     const int64_t pe = min64(k, pc + kcb);
     V acc[R][NV];
@@ -99,20 +170,24 @@ __attribute__((noinline)) void row_kernel(int64_t k, int64_t kcb, const T* __res
     for (int r = 0; r < R; ++r)
 #pragma GCC unroll 8
       for (int v = 0; v < NV; ++v) acc[r][v] = simd::zero<V>();
-    for (int64_t p = pc; p < pe; ++p) {
-      const T* bp = b + p * rs_b;
-      V bv[NV];
+    int64_t p = pc;
+    const T* ap = a + p * cs_a;
+    const T* bp = b + p * step;
+    for (; p + S <= pe; p += S, ap += S * cs_a, bp += S * step) {
+#pragma GCC unroll 8
+      for (int v = 0; v < NV; ++v) {
+        if (kTail && v == NV - 1) {
+          row_steps<T, kTransB, true>(acc, v, ap, rs_a, cs_a, bp + v * W * col, ld, S, tail);
+        } else {
+          row_steps<T, kTransB, false>(acc, v, ap, rs_a, cs_a, bp + v * W * col, ld, S, W);
+        }
+      }
+    }
+    if (p < pe) {  // the last k steps, fewer than kChunk (k itself not a multiple)
 #pragma GCC unroll 8
       for (int v = 0; v < NV; ++v)
-        bv[v] = (kTail && v == NV - 1) ? simd::load_partial(bp + v * W, tail)
-                                       : simd::loadu(bp + v * W);
-      const T* ap = a + p * cs_a;
-#pragma GCC unroll 8
-      for (int r = 0; r < R; ++r) {
-        const V ar = simd::set1(ap[r * rs_a]);
-#pragma GCC unroll 8
-        for (int v = 0; v < NV; ++v) acc[r][v] = simd::fmadd(ar, bv[v], acc[r][v]);
-      }
+        row_steps<T, kTransB, true>(acc, v, ap, rs_a, cs_a, bp + v * W * col, ld, pe - p,
+                                    kTail && v == NV - 1 ? tail : W);
     }
     const bool load_c = accumulate || pc > 0;
 #pragma GCC unroll 8
@@ -131,51 +206,52 @@ __attribute__((noinline)) void row_kernel(int64_t k, int64_t kcb, const T* __res
   }
 }
 
-template <typename T, int R, int NV>
-void row_vecs_dispatch(int64_t nv, int64_t tail, int64_t k, int64_t kcb, const T* a, int64_t rs_a,
-                       int64_t cs_a, const T* b, int64_t rs_b, T* c, int64_t ldc,
-                       bool accumulate) {
+// Runs row_kernel for exactly `rows` rows (1 <= rows <= R) and nv vectors (1 <= nv <= NV).
+template <typename T, bool kTransB, int R, int NV>
+void row_kernel_for(int64_t rows, int64_t nv, int64_t tail, int64_t k, int64_t kcb, const T* a,
+                    int64_t rs_a, int64_t cs_a, const T* b, int64_t ld, T* c, int64_t ldc,
+                    bool accumulate) {
+  if constexpr (R > 1) {
+    if (rows < R) {
+      row_kernel_for<T, kTransB, R - 1, row_vecs<T, kTransB>(R - 1)>(rows, nv, tail, k, kcb, a, rs_a, cs_a,
+                                                            b, ld, c, ldc, accumulate);
+      return;
+    }
+  }
   if constexpr (NV > 1) {
     if (nv < NV) {
-      row_vecs_dispatch<T, R, NV - 1>(nv, tail, k, kcb, a, rs_a, cs_a, b, rs_b, c, ldc, accumulate);
+      row_kernel_for<T, kTransB, R, NV - 1>(rows, nv, tail, k, kcb, a, rs_a, cs_a, b, ld, c, ldc,
+                                            accumulate);
       return;
     }
   }
   if (tail == simd::Vec<T>::W) {
-    row_kernel<T, R, NV, false>(k, kcb, a, rs_a, cs_a, b, rs_b, c, ldc, tail, accumulate);
+    row_kernel<T, kTransB, R, NV, false>(k, kcb, a, rs_a, cs_a, b, ld, c, ldc, tail, accumulate);
   } else {
-    row_kernel<T, R, NV, true>(k, kcb, a, rs_a, cs_a, b, rs_b, c, ldc, tail, accumulate);
+    row_kernel<T, kTransB, R, NV, true>(k, kcb, a, rs_a, cs_a, b, ld, c, ldc, tail, accumulate);
   }
-}
-
-template <typename T, int R>
-void row_dispatch(int64_t rows, int64_t nv, int64_t tail, int64_t k, int64_t kcb, const T* a, int64_t rs_a,
-                  int64_t cs_a, const T* b, int64_t rs_b, T* c, int64_t ldc, bool accumulate) {
-  if constexpr (R > 1) {
-    if (rows < R) {
-      row_dispatch<T, R - 1>(rows, nv, tail, k, kcb, a, rs_a, cs_a, b, rs_b, c, ldc, accumulate);
-      return;
-    }
-  }
-  row_vecs_dispatch<T, R, row_vecs<T>(R)>(nv, tail, k, kcb, a, rs_a, cs_a, b, rs_b, c, ldc,
-                                          accumulate);
 }
 
 // C[i0:i1, j0:j1] by row blocks: column chunks outer (each chunk of B is then read from cache by
 // the later row groups), row groups inner.
-template <typename T>
+template <typename T, bool kTransB>
 void row_region(const GemmArgs<T>& g, int64_t kcb, int64_t i0, int64_t i1, int64_t j0,
                 int64_t j1) {
   constexpr int W = simd::Vec<T>::W;
-  const EvenSplit rs = even_split(i1 - i0, kRowMaxRows);
-  const int64_t chunk = static_cast<int64_t>(row_vecs<T>(static_cast<int>(rs.base + (rs.extra > 0)))) * W;
+  constexpr int kMaxRows = kRowMaxRows<kTransB>;
+  const EvenSplit rs = even_split(i1 - i0, kMaxRows);
+  const int64_t chunk =
+      static_cast<int64_t>(row_vecs<T, kTransB>(static_cast<int>(rs.base + (rs.extra > 0)))) * W;
+  const int64_t ld = kTransB ? g.cs_b : g.rs_b;
   for (int64_t j = j0; j < j1; j += chunk) {
     const int64_t cols = min64(chunk, j1 - j);
     const int64_t nv = ceil_div(cols, W), tail = cols - (nv - 1) * W;
+    const T* b = g.b + j * (kTransB ? g.cs_b : 1);
     for (int64_t t = 0; t < rs.count; ++t) {
       const int64_t i = i0 + rs.start(t);
-      row_dispatch<T, kRowMaxRows>(rs.rows(t), nv, tail, g.k, kcb, g.a + i * g.rs_a, g.rs_a, g.cs_a,
-                                   g.b + j, g.rs_b, g.c + i * g.ldc + j, g.ldc, g.accumulate);
+      row_kernel_for<T, kTransB, kMaxRows, row_vecs<T, kTransB>(kMaxRows)>(
+          rs.rows(t), nv, tail, g.k, kcb, g.a + i * g.rs_a, g.rs_a, g.cs_a, b, ld,
+          g.c + i * g.ldc + j, g.ldc, g.accumulate);
     }
   }
 }
@@ -188,7 +264,9 @@ template <typename T>
 bool skinny_gemm(const GemmArgs<T>& g, int64_t kcb) {
   const bool few_rows = g.m <= kSkinnyMaxM;
   if (!few_rows && g.n > kSkinnyMaxN) return false;
-  if (g.cs_b != 1) return false;
+  // op(B) read along n (a plain B), or along k (x @ W.T: W's rows contiguous).
+  const bool trans_b = g.cs_b != 1;
+  if (trans_b && g.rs_b != 1) return false;
   // Few rows: tasks split the columns; few columns: they split the rows.
   const int64_t extent = few_rows ? g.n : g.m;
   const int64_t tasks = task_count(g.m, g.n, g.k, ceil_div(extent, 8));
@@ -202,7 +280,11 @@ bool skinny_gemm(const GemmArgs<T>& g, int64_t kcb) {
       i0 = parts.start(t);
       i1 = i0 + parts.rows(t);
     }
-    row_region(g, kcb, i0, i1, j0, j1);
+    if (trans_b) {
+      row_region<T, true>(g, kcb, i0, i1, j0, j1);
+    } else {
+      row_region<T, false>(g, kcb, i0, i1, j0, j1);
+    }
     if (has_epilogue(g)) apply_epilogue(g, g.c + i0 * g.ldc + j0, g.ldc, i1 - i0, j0, j1 - j0);
   });
   return true;

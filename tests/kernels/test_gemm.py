@@ -357,6 +357,134 @@ def test_row_kernel_gives_the_packed_path_bits(isa, threads, dtype, rng):
         np.testing.assert_array_equal(matmul(a[:m], b), tall[:m])
 
 
+# x @ W.T with few rows: the row kernel reads W across its rows (chunk loads + in-register
+# transposes). Its oracles, bit for bit: the same product with a contiguous copy of W.T (the row
+# kernel reading B along n) and with a view of W whose strides are both non-unit (the packed path,
+# which no skinny kernel takes), at the same m and inside a 64-row product; and float64 numpy.
+TRANS_K = [1, 7, 8, 9, 63, 64, 65, 300, 700]  # 700 > KC for both dtypes: several KC blocks
+TRANS_N = [1, 3, 8, 10, 17, 64, 257]
+
+
+def packed_view(w):
+    """The values of w in a view with no unit stride, so matmul takes the packed path."""
+    spread = np.zeros((w.shape[0], 2 * w.shape[1]), w.dtype)[:, ::2]
+    spread[...] = w
+    return spread
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_transposed_b_few_rows_give_the_packed_path_bits(isa, threads, dtype, rng):
+    for k in TRANS_K:
+        for n in TRANS_N:
+            w = rng.standard_normal((n, k)).astype(dtype)
+            x = rng.standard_normal((64, k)).astype(dtype)
+            wp, wc = packed_view(w), np.ascontiguousarray(w.T)
+            tall = matmul(x, wp, trans_b=True)
+            c0 = rng.standard_normal((9, n)).astype(dtype)
+            for m in range(1, 10):
+                c = matmul(x[:m], w, trans_b=True)
+                msg = f"m={m} n={n} k={k}"
+                np.testing.assert_array_equal(c, tall[:m], err_msg=msg)
+                np.testing.assert_array_equal(c, matmul(x[:m], wp, trans_b=True), err_msg=msg)
+                np.testing.assert_array_equal(c, matmul(x[:m], wc), err_msg=msg)
+                np.testing.assert_allclose(c, x[:m].astype(np.float64) @ w.T.astype(np.float64),
+                                           rtol=0, atol=tolerance(x, w, k, dtype), err_msg=msg)
+                acc, acc_packed = c0[:m].copy(), c0[:m].copy()
+                matmul(x[:m], w, trans_b=True, out=acc, accumulate=True)
+                matmul(x[:m], wp, trans_b=True, out=acc_packed, accumulate=True)
+                np.testing.assert_array_equal(acc, acc_packed, err_msg=msg)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_transposed_b_views_give_the_packed_path_bits(isa, threads, dtype, rng):
+    # W with a row stride other than k, reversed rows (negative stride), an offset start, and a
+    # float64 W at an odd byte address: the rows must be read at their own stride, never past
+    # their end (the last, partial vector of columns and the last k steps are masked loads).
+    base = rng.standard_normal((300, 400)).astype(dtype)
+    buf = np.zeros(37 * 29 * 8 + 1, np.uint8)
+    odd = buf[1:].view(np.float64).reshape(37, 29)
+    odd[...] = rng.standard_normal((37, 29))
+    views = [base[:257, :300], base[::-1][:10, :65], base[3:20, 5:68], base[1::2, 7:16][:17],
+             base[:, 397:][:3]]
+    if dtype == np.float64:
+        views.append(odd)
+    for w in views:
+        n, k = w.shape
+        x = rng.standard_normal((64, k)).astype(dtype)
+        tall = matmul(x, packed_view(w), trans_b=True)
+        for m in range(1, 10):
+            c = matmul(x[:m], w, trans_b=True)
+            np.testing.assert_array_equal(c, tall[:m], err_msg=f"m={m} {w.shape} {w.strides}")
+            np.testing.assert_array_equal(c, matmul(x[:m], np.ascontiguousarray(w.T)))
+            # The rows of x at a stride too.
+            xs = np.repeat(x[:m], 2, axis=0)[::2]
+            np.testing.assert_array_equal(matmul(xs, w, trans_b=True), c)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_transposed_b_few_rows_bit_identical_at_1_and_2_threads(isa, dtype, rng):
+    # Large enough (m * n * k) that 2 threads split the columns.
+    previous = pydl.get_num_threads()
+    w = rng.standard_normal((3001, 1100)).astype(dtype)
+    x = rng.standard_normal((64, 1100)).astype(dtype)
+    try:
+        tall = matmul(x, packed_view(w), trans_b=True)
+        for m in (1, 3, 8):
+            results = []
+            for t in (1, 2):
+                pydl.set_num_threads(t)
+                results.append(matmul(x[:m], w, trans_b=True))
+            np.testing.assert_array_equal(results[0], tall[:m])
+            np.testing.assert_array_equal(results[1], tall[:m])
+    finally:
+        pydl.set_num_threads(previous)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("activation", [None, "relu", "gelu", "tanh", "silu"])
+def test_transposed_b_linear_epilogue_gives_the_packed_path_bits(isa, threads, activation, dtype,
+                                                                 rng):
+    for fin, fout in [(64, 256), (256, 256), (256, 10), (784, 512), (9, 17)]:
+        w = (rng.standard_normal((fout, fin)) / np.sqrt(fin)).astype(dtype)
+        b = rng.standard_normal(fout).astype(dtype)
+        x = rng.standard_normal((64, fin)).astype(dtype)
+        pre_tall = np.empty((64, fout), dtype)
+        tall = linear(x, packed_view(w), b, activation, preact=pre_tall)
+        for m in (1, 2, 5, 8):
+            pre = np.full((m, fout), np.nan, dtype)
+            y = linear(x[:m], w, b, activation, preact=pre)
+            np.testing.assert_array_equal(y, tall[:m], err_msg=f"{activation} m={m} {fin}->{fout}")
+            np.testing.assert_array_equal(pre, pre_tall[:m])
+            z = x[:m].astype(np.float64) @ w.T.astype(np.float64) + b
+            np.testing.assert_allclose(y, np_fusable(z, activation), rtol=4 * np.finfo(dtype).eps,
+                                       atol=tolerance(x, w, fin + 1, dtype) + 8 * np.finfo(dtype).eps)
+
+
+def test_transposed_b_small_kc_blocks_give_the_packed_path_bits():
+    # KC = 8 (PYDL_GEMM_BLOCKING): many KC blocks, and k = 9, 13 end in a block of 1 or 5 steps.
+    code = """
+import numpy as np, pydl
+from pydl.kernels import matmul
+rng = np.random.default_rng(0)
+ok = True
+for dtype in (np.float32, np.float64):
+    for n, k in [(10, 9), (64, 13), (257, 70), (17, 300)]:
+        w = rng.standard_normal((n, k)).astype(dtype)
+        x = rng.standard_normal((64, k)).astype(dtype)
+        wp = np.zeros((n, 2 * k), dtype)[:, ::2]
+        wp[...] = w
+        tall = matmul(x, wp, trans_b=True)
+        exp = x.astype(np.float64) @ w.T.astype(np.float64)
+        ok &= bool(np.allclose(tall, exp, rtol=0, atol=1e-4 * k))
+        for m in range(1, 10):
+            ok &= bool(np.array_equal(matmul(x[:m], w, trans_b=True), tall[:m]))
+print("ok" if ok else "mismatch")
+"""
+    out = run_python(code, PYDL_GEMM_BLOCKING="8,7,40")
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "ok"
+
+
 def np_fusable(z, activation, **kw):
     """np_activation plus the activations the epilogue gained later (float64 oracles)."""
     if activation == "gelu":
