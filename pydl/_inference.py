@@ -14,9 +14,8 @@ import threading
 
 import numpy as np
 
-from .tensor import Tensor
+from .tensor import Tensor, _tape
 
-_state = threading.local()  # .busy: a compiled forward runs in this thread
 
 
 class _PerThread(threading.local):
@@ -38,22 +37,30 @@ class _PerThread(threading.local):
         return _PerThread, ()
 
 
-def _run(fn, arg):
-    _state.busy = True
+def _first_call(module, x, per_thread):
+    # Eager (inner Module calls must not come back here), to learn whether the module returns
+    # a Tensor.
+    previous, _tape.eager = _tape.eager, True
     try:
-        return fn(arg)
+        out = module.forward(x)
     finally:
-        _state.busy = False
+        _tape.eager = previous
+    if isinstance(out, Tensor) and any(True for _ in module.parameters()):
+        from .engine import CompiledForward
+        per_thread.fwd = CompiledForward(module)
+    else:
+        per_thread.fwd = False
+    return out
 
 
 def forward(module, x):
     """Return ``module(x)`` (a Tensor) computed through the engine, or None to run it eagerly.
 
-    The caller has checked that grad mode is off and nothing is being recorded.
+    The caller has checked that grad mode is off, nothing is being recorded and the module is
+    replayable.
     """
-    if getattr(_state, "busy", False) or not module.replayable:
-        return None
-    data = x.data if isinstance(x, Tensor) else x
+    as_tensor = isinstance(x, Tensor)
+    data = x.data if as_tensor else x
     if type(data) is not np.ndarray:
         return None
     per_thread = module.__dict__.get("_compiled_forwards")
@@ -61,17 +68,20 @@ def forward(module, x):
         per_thread = _PerThread()
         object.__setattr__(module, "_compiled_forwards", per_thread)
     fwd = per_thread.fwd
+    if fwd is None:
+        return _first_call(module, x, per_thread)
     if fwd is False:
         return None
-    if fwd is None:  # the first call: eager, to learn whether the module returns a Tensor
-        out = _run(module.forward, x)
-        if isinstance(out, Tensor) and any(True for _ in module.parameters()):
-            from .engine import CompiledForward
-            per_thread.fwd = CompiledForward(module)
-        else:
-            per_thread.fwd = False
-        return out
-    params = fwd._parameters()
-    if not params or data.dtype != params[0].data.dtype:
+    y = fwd.replay(data)
+    if y is None:
         return None
-    return Tensor(_run(fwd, data))
+    if type(y) is not np.ndarray:
+        return Tensor(y)
+    t = object.__new__(Tensor)  # what Tensor(y) makes, without its checks
+    t.data = y
+    t.grad = None
+    t.requires_grad = False
+    t._parents = ()
+    t._backward = None
+    t._gbuf = None
+    return t

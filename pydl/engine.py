@@ -16,6 +16,11 @@ Rewrites on the recorded tape (same bits as the eager ops they replace):
 
 - a Linear whose only consumer is a fusable activation (:mod:`pydl.ops`) becomes ONE kernel call
   with the activation in the GEMM epilogue;
+- consecutive ops whose kernel calls were captured while recording (``Op.native``: Linear,
+  activations, convolution, pooling, batch norm in eval mode, layer norm) replay as ONE call into
+  C++ (``pydl._core._Program``) that runs those kernels in order with the GIL released once: no
+  Python between them. Ops that do numpy work (element-wise arithmetic, dropout's key draws, the
+  loss) replay from Python between such runs;
 - gradients of leaf parameters are written into buffers allocated once and lent to the ops while
   a step replays (the weight gradient is accumulated by the GEMM itself, the bias gradient by one
   row reduction), so ``p.grad`` after a replayed step is overwritten by the next one: copy it to
@@ -36,11 +41,13 @@ and ``predict`` use the same machinery.
 
 import logging
 import math
+import operator
 import threading
 
 import numpy as np
 
-from . import nn
+from . import _core, nn
+from .losses import _Loss
 from .optim import NonFiniteUpdateError, Optimizer
 from .tensor import Tensor, _tape, no_grad
 
@@ -48,6 +55,7 @@ __all__ = ["NonFiniteLossError", "compile_step", "CompiledStep", "CompiledForwar
            "first_non_finite"]
 
 _log = logging.getLogger("pydl.engine")
+_requires_grad_of = operator.attrgetter("requires_grad")
 _MAX_KEYS = 16  # recorded tapes kept per compiled step (least recently recorded dropped first)
 
 
@@ -99,6 +107,7 @@ class _Recorder:
         self.made = {}             # id -> leaf Tensor created while recording
         self.constants = set()     # ids of leaf Tensors holding numbers written in the code
         self.persistent = persistent  # arrays refilled by the engine before each replay
+        self.programs = {}         # id(op) -> its kernel calls captured while recording
         self.problem = None
 
     def fail(self, why):
@@ -106,9 +115,11 @@ class _Recorder:
             self.problem = why
 
     # hooks called by pydl.tensor
-    def log(self, op, out):
+    def log(self, op, out, program=None):
         self.outputs[id(out)] = len(self.entries)
         self.entries.append((op, out))
+        if program is not None:
+            self.programs[id(op)] = program
 
     def created(self, t):
         self.made[id(t)] = t
@@ -152,7 +163,7 @@ class _Recorder:
 class _Tape:
     """A recorded step: prebound forward calls, backward targets and buffers."""
 
-    __slots__ = ("forward", "backward", "nslots", "loss", "output", "inputs", "grad_buffers",
+    __slots__ = ("trainable", "calls", "forward", "backward", "nslots", "loss", "output", "inputs", "grad_buffers",
                  "arena", "ones")
 
 
@@ -218,14 +229,16 @@ def _build(rec, loss_t, out_t, order):
     tape.nslots = len(entries)
     tape.grad_buffers = None  # lent after the first backward (see _lend_arena)
     tape.arena = None
-    forward = []
+    calls = []
     for e in entries:
         op, t = e[0], e[1]
         if op.view:
             continue
         args = [o.data if isinstance(o, Tensor) else o for o in op.inputs]
-        forward.append((op.forward, args, t.data))
-    tape.forward = forward
+        program = rec.programs.get(id(op)) if len(e) == 2 else _capture_rewritten(op, args, t)
+        calls.append((op.forward, args, t.data, program))
+    tape.calls = calls  # per op, for inspection (tests)
+    tape.forward = _native_runs(calls)
     tape.output = out_t.data
     tape.loss = None if loss_t is None else loss_t.data
     tape.backward = None
@@ -253,6 +266,55 @@ def _build(rec, loss_t, out_t, order):
     return tape
 
 
+def _capture_rewritten(op, args, t):
+    """The kernel calls of an op the tape rewrote (never run eagerly), captured without running.
+
+    Returns None when the op cannot be replayed natively.
+    """
+    if not op.native:
+        return None
+    _core._capture_begin(True)
+    try:
+        y = op.forward(*args)
+    finally:
+        program = _core._capture_end()
+    return program if y is t.data and op.native else None
+
+
+def _run_calls(calls):
+    copyto = np.copyto
+    for fwd, args, out in calls:
+        y = fwd(*args)
+        if y is not out:
+            copyto(out, y)
+
+
+def _native_runs(calls):
+    """The forward calls with each run of natively captured ops merged into one C++ program.
+
+    calls: (forward, args, output array, program or None) per op, in order. Returns
+    (callable, args, output or None) entries for :meth:`_Compiled._run_forward`.
+    """
+    out = []
+    run = []
+
+    def close():
+        if run:
+            slow = [c[:3] for c in run]
+            program = _core._Program.join([c[3] for c in run], lambda: _run_calls(slow))
+            out.append((program, (), None))
+            run.clear()
+
+    for call in calls:
+        if call[3] is not None:
+            run.append(call)
+        else:
+            close()
+            out.append(call[:3])
+    close()
+    return out
+
+
 def _hashable(value):
     try:
         hash(value)
@@ -262,6 +324,8 @@ def _hashable(value):
 
 
 def _loss_key(loss):
+    if isinstance(loss, _Loss):  # its attribute assignments bump nn._structure_version
+        return id(loss)
     options = getattr(loss, "__dict__", None)
     if not options:
         return (id(loss),)
@@ -270,6 +334,8 @@ def _loss_key(loss):
 
 class _Compiled:
     """What a compiled step and a compiled forward share: keys, tapes, the recorder."""
+
+    _hit = None  # CompiledForward: (shape, dtype, as_tensor, training, version, tape)
 
     def __init__(self, model):
         if not isinstance(model, nn.Module):
@@ -288,7 +354,7 @@ class _Compiled:
         state["_tapes"] = {}
         state["_version"] = None
         state["_params"] = []
-        for key in ("_pending", "_arena", "output"):
+        for key in ("_pending", "_arena", "output", "_hit"):
             if key in state:
                 state[key] = None
         return state
@@ -305,7 +371,8 @@ class _Compiled:
         return self._params
 
     def _params_key(self):
-        return tuple([(p.requires_grad, id(p.data)) for p in self._parameters()])
+        # (Replaced parameter arrays bump nn._structure_version, which every key holds.)
+        return tuple(map(_requires_grad_of, self._parameters()))
 
     def _enter(self):
         if not self._lock.acquire(blocking=False):
@@ -391,11 +458,10 @@ class CompiledStep(_Compiled):
         key = (x.shape, x.dtype, getattr(y, "shape", None), getattr(y, "dtype", type(y)),
                model.training, nn._structure_version, self._params_key(), _loss_key(self.loss))
         tape = self._tapes.get(key, False)
-        params = self._trainable = [p for p in self._params if p.requires_grad]
-        if tape is False:
-            return self._record(key, x, y)
-        if tape is None:
-            return self._eager(x, y)
+        if tape is False or tape is None:
+            self._trainable = [p for p in self._params if p.requires_grad]
+            return self._record(key, x, y) if tape is False else self._eager(x, y)
+        params = self._trainable = tape.trainable
         np.copyto(tape.inputs[0], x)
         if tape.inputs[1] is not None:
             np.copyto(tape.inputs[1], y)
@@ -434,6 +500,7 @@ class CompiledStep(_Compiled):
             tape = _build(rec, loss, out, order)
         if tape is not None:
             tape.inputs = (x_buf, y_buf)
+            tape.trainable = self._trainable
         self._explain(key, tape, rec)
         self._store(key, tape)
         self.output = out.data
@@ -606,6 +673,27 @@ class CompiledForward(_Compiled):
         finally:
             self._lock.release()
 
+    def replay(self, xd):
+        """The model's output for the batch array xd, or None when the model must run eagerly.
+
+        The no_grad path of ``Module.__call__`` (pydl._inference): the key of the last replay is
+        checked field by field before anything else, so a repeated call costs a few comparisons,
+        the input copy, one C++ call per run of natively captured ops and the output copy.
+        """
+        hit = self._hit
+        model = self.model
+        if (hit is not None and hit[0] == xd.shape and hit[1] == xd.dtype
+                and hit[2] is False and hit[3] is model.training
+                and hit[4] == nn._structure_version):
+            tape = hit[5]  # (no lock: the no_grad path keeps one CompiledForward per thread)
+            np.copyto(tape.inputs[0], xd)
+            self._run_forward(tape)
+            return np.array(tape.output)
+        params = self._parameters()
+        if not params or xd.dtype != params[0].data.dtype:
+            return None
+        return self(xd)
+
     def _eager(self, x):
         previous, _tape.eager = _tape.eager, True
         try:
@@ -623,6 +711,7 @@ class CompiledForward(_Compiled):
         key = (as_tensor, xd.shape, xd.dtype, model.training, nn._structure_version,
                self._params_key())
         tape = self._tapes.get(key, False)
+        self._hit = None
         if tape is None:
             return self._eager(x)
         if tape is False:
@@ -644,6 +733,7 @@ class CompiledForward(_Compiled):
             self._explain(key, tape, rec)
             self._store(key, tape)
             return _result(out)
+        self._hit = key[1:3] + (as_tensor,) + key[3:5] + (tape,)
         np.copyto(tape.inputs[0], xd)
         self._run_forward(tape)
         return np.array(tape.output)

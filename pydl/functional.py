@@ -44,6 +44,7 @@ class LinearOp(Op):
     """``act(x @ w.T + b)`` with the activation in the GEMM epilogue; dW and db accumulate into a
     leaf parameter's gradient inside the GEMM / row reduction (operands: x, w, b or None)."""
 
+    native = True
     y = None
     z = None
     dz = None

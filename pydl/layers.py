@@ -61,6 +61,8 @@ def _check_rank(who, x, ranks, layout):
 class ConvOp(Op):
     """Convolution of x with w (+ b): operands x, w, b (or None)."""
 
+    native = True
+
     def __init__(self, stride, padding, dilation, groups):
         self.geom = dict(stride=stride, padding=padding, dilation=dilation, groups=groups)
 
@@ -185,6 +187,8 @@ class Conv2d(_ConvNd):
 
 # --- pooling ---------------------------------------------------------------------------------
 class MaxPoolOp(Op):
+    native = True
+
     def __init__(self, kernel_size, stride, padding):
         self.args = (kernel_size, stride, padding)
 
@@ -198,6 +202,8 @@ class MaxPoolOp(Op):
 
 
 class AvgPoolOp(Op):
+    native = True
+
     def __init__(self, kernel_size, stride, padding):
         self.args = (kernel_size, stride, padding)
 
@@ -210,6 +216,8 @@ class AvgPoolOp(Op):
 
 
 class AdaptiveAvgPoolOp(Op):
+    native = True
+
     def __init__(self, output_size):
         self.output_size = output_size
 
@@ -349,6 +357,8 @@ class BatchNormOp(Op):
     also when the engine replays the op), not operands.
     """
 
+    native = True
+
     def __init__(self, use_batch_stats, momentum, eps, running_mean, running_var, counter):
         self.use_batch = use_batch_stats
         self.momentum = momentum
@@ -357,13 +367,13 @@ class BatchNormOp(Op):
 
     def forward(self, x, w, b):
         self.x, self.w = x, w
-        momentum = 0.0 if self.momentum is None else self.momentum
-        if self.use_batch and self.counter is not None:
-            self.counter += 1
-            if self.momentum is None:  # cumulative moving average, as PyTorch
-                momentum = 1.0 / float(self.counter)
+        # The kernel call advances the batch counter (and, for momentum=None, uses the
+        # cumulative average 1 / count as PyTorch does), so a captured replay does too.
         y, self.mean, self.invstd = kernels.batch_norm_forward(
-            x, w, b, self.rm, self.rv, training=self.use_batch, momentum=momentum, eps=self.eps)
+            x, w, b, self.rm, self.rv, training=self.use_batch,
+            momentum=0.0 if self.momentum is None else self.momentum, eps=self.eps,
+            num_batches_tracked=self.counter if self.use_batch else None,
+            cumulative=self.momentum is None)
         return y
 
     def backward(self, g):
@@ -482,8 +492,12 @@ class LayerNormOp(Op):
         self.param_dims = param_dims
         self.eps = eps
 
+    native = True
+
     def forward(self, x, w, b):
         self.shape = x.shape
+        # reshape copies a non-contiguous x with numpy: such a call is not captured.
+        self.native = x.flags.c_contiguous
         self.x2 = x.reshape(-1, self.size)
         self.w = None if w is None else w.reshape(-1)
         y, self.mean, self.rstd = kernels.layer_norm_forward(

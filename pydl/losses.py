@@ -11,6 +11,7 @@ import copy
 import numpy as np
 
 from . import functional as F
+from . import nn
 from .tensor import Tensor
 
 __all__ = ["CrossEntropyLoss", "BCEWithLogitsLoss", "MSELoss", "L1Loss", "HuberLoss"]
@@ -26,6 +27,12 @@ class _Loss:
     def __init__(self, reduction="mean"):
         F._check_reduction(type(self).__name__, reduction)
         self.reduction = reduction
+
+    def __setattr__(self, name, value):
+        # A changed option (reduction, weights, label smoothing, ...) records compiled steps
+        # anew, as a changed Module attribute does.
+        nn._structure_version += 1
+        object.__setattr__(self, name, value)
 
     def with_reduction(self, reduction):
         """Return a copy of this loss with another reduction ("mean", "sum" or "none")."""

@@ -27,7 +27,7 @@ from . import functional as F
 from . import random as _random
 from . import _inference
 from .ops import ACTIVATIONS, ActivationOp, signature
-from .tensor import Tensor, _tape, is_grad_enabled
+from .tensor import Tensor, _grad_mode, _tape
 
 __all__ = ["init", "utils", "Dropout", "Linear", "Module", "Parameter", "Sequential"] + \
     [row.module for row in ACTIVATIONS]
@@ -57,9 +57,28 @@ class Parameter(Tensor):
     def __repr__(self):
         return "Parameter containing:\n" + super().__repr__()
 
+    @property
+    def data(self):
+        """The parameter's array (assigning a new one is seen by the engine's replay keys)."""
+        return _tensor_data.__get__(self)
 
-# Bumped by every Module attribute assignment or deletion: part of the engine's replay key, so a
-# replaced layer or a changed hyper-parameter (e.g. Dropout.p) records the step anew.
+    @data.setter
+    def data(self, value):
+        global _structure_version
+        try:
+            same = value is _tensor_data.__get__(self)  # (``p.data -= u`` sets the same array)
+        except AttributeError:  # not set yet (construction)
+            same = False
+        if not same:
+            _structure_version += 1
+        _tensor_data.__set__(self, value)
+
+
+_tensor_data = Tensor.data  # the slot Parameter.data reads and writes
+
+# Bumped by every Module attribute assignment or deletion and by every Parameter.data
+# assignment: part of the engine's replay key, so a replaced layer, array or a changed
+# hyper-parameter (e.g. Dropout.p) records the step anew.
 _structure_version = 0
 
 
@@ -142,7 +161,7 @@ class Module:
             rec = _tape.recorder
             if rec is not None:
                 rec.fail(f"{type(self).__name__}.replayable is False")
-        elif (not is_grad_enabled() and len(args) == 1 and not kwargs
+        elif (not _grad_mode.enabled and len(args) == 1 and not kwargs
                 and _tape.recorder is None and not _tape.eager):
             out = _inference.forward(self, args[0])  # no_grad: replay the recorded forward
             if out is not None:

@@ -419,7 +419,7 @@ def _op_name(op):
 def _record(model, x):
     """Run ``model`` on the array x under the engine's recorder; return (recorder, in, out)."""
     from .engine import _Compiled
-    xt = Tensor(x)
+    xt = x if x.dtype.kind == "i" else Tensor(x)  # indices reach an Embedding as the array
     rec = _Compiled._record_begin([x])
     try:
         out = model(xt)
@@ -445,6 +445,8 @@ def _emit(model, rec, xt, out, x_value, b):
     def operand(o):
         if o is None:
             return None
+        if o is xt:
+            return Value(x_value.name, x_value.shape)
         if isinstance(o, Tensor):
             if id(o) in names:
                 return Value(names[id(o)], o.shape)
@@ -536,7 +538,15 @@ def _build(model, input_shape, opset=None):
     b = GraphBuilder(opset, dtype)
     x_name = b.fresh("input")
     # Two samples, so that nothing in the trace can mistake the batch dimension for a singleton.
-    x = np.random.default_rng(0).standard_normal((2,) + sample_dims).astype(dtype)
+    rng = np.random.default_rng(0)
+    first = _first_layer(model)
+    input_elem_type = None
+    if isinstance(first, nn.Embedding):  # the input holds indices: an int64 graph input
+        from onnx import TensorProto
+        x = rng.integers(0, first.num_embeddings, (2,) + sample_dims, dtype=np.int64)
+        input_elem_type = TensorProto.INT64
+    else:
+        x = rng.standard_normal((2,) + sample_dims).astype(dtype)
     was_training = model.training
     model.eval()
     try:
@@ -551,7 +561,7 @@ def _build(model, input_shape, opset=None):
     finally:
         model.train(was_training)
     out = _emit(model, rec, xt, y, Value(x_name, x.shape), b)
-    return b.finish(Value(x_name, x.shape), out)
+    return b.finish(Value(x_name, x.shape), out, input_elem_type)
 
 
 def export(model, path, input_shape, opset=None):
@@ -561,7 +571,8 @@ def export(model, path, input_shape, opset=None):
     normalisation uses its running statistics). A model in training mode is exported with these
     eval semantics too, and is left in training mode afterwards. Parameters become initializers
     named by their ``state_dict`` keys (``"0.weight"``, ...); the graph's input is ``"input"``
-    with shape ``("batch", *input_shape[1:])``. The model passes ``onnx.checker`` (full check)
+    with shape ``("batch", *input_shape[1:])``, of the model's float type, or int64 when the
+    model's first layer is an ``Embedding`` (its input is indices). The model passes ``onnx.checker`` (full check)
     before it is written; the file is written atomically (a temporary file renamed over
     ``path``).
 

@@ -115,6 +115,7 @@ def _row_by_name(name):
 class ActivationOp(Op):
     """The op of one activation row: its forward kernel, and backward from the saved x or y."""
 
+    native = True
     y = None
     dx = None
 

@@ -62,7 +62,7 @@ import threading
 
 import numpy as np
 
-from . import kernels
+from . import _core, kernels
 
 __all__ = ["Op", "Tensor", "tensor", "no_grad", "is_grad_enabled", "accumulate_grad",
            "leaf_grad_buffer"]
@@ -267,9 +267,15 @@ class Op(abc.ABC):
         needs_grad: One bool per operand: whether backward must produce its gradient.
         inputs: The operands of the call (Tensors, arrays or None).
         view: Class flag; True when the output is a view of an input (replay skips forward).
+        native: True when ``forward`` does all its array work in pydl kernels writing into the
+            array it returns (or arrays it keeps), with no numpy arithmetic, random draws or
+            other Python side effects: the engine may then capture its kernel calls and replay
+            them from C++. ``forward`` may set it to False for one call (e.g. when it had to
+            copy a non-contiguous input with numpy).
     """
 
     view = False
+    native = False
     needs_grad = ()
     inputs = ()
 
@@ -297,7 +303,16 @@ class Op(abc.ABC):
                 needs.append(False)
         self.needs_grad = tuple(needs)
         self.inputs = operands
-        y = self.forward(*arrays)
+        rec = _tape.recorder
+        if rec is not None and self.native:
+            _core._capture_begin(False)  # the kernels run now and are kept for the replay
+            try:
+                y = self.forward(*arrays)
+            finally:
+                program = _core._capture_end()
+        else:
+            program = None
+            y = self.forward(*arrays)
         t = object.__new__(Tensor)
         t.data = y if type(y) is np.ndarray else np.asarray(y)
         t.grad = None
@@ -310,9 +325,8 @@ class Op(abc.ABC):
             t.requires_grad = False
             t._parents = ()
             t._backward = None
-        rec = _tape.recorder
         if rec is not None:
-            rec.log(self, t)
+            rec.log(self, t, program if self.native else None)
         return t
 
     def __repr__(self):

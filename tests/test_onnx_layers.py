@@ -57,11 +57,30 @@ def test_layer_models_export_and_match(name, tmp_path):
             np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
 
 
-def test_embedding_input_model_is_refused_clearly(tmp_path):
-    # The exported graph takes a float input; a model whose input is Embedding indices cannot be
-    # traced with one, and export says why instead of writing a wrong file.
+class _Bag(nn.Module):
+    """Embedding -> mean over positions -> LayerNorm -> Linear: a custom forward."""
+
+    def __init__(self):
+        super().__init__()
+        self.emb = nn.Embedding(13, 6, padding_idx=0)
+        self.norm = nn.LayerNorm(6)
+        self.head = nn.Linear(6, 3)
+
+    def forward(self, idx):
+        return self.head(self.norm(self.emb(idx).sum(axis=1) * (1.0 / 5)))
+
+
+@pytest.mark.parametrize("build", [
+    lambda: nn.Sequential(nn.Embedding(11, 4), nn.Flatten(), nn.Linear(20, 3)), _Bag])
+def test_embedding_input_models_take_int64_indices(build, tmp_path):
     pydl.manual_seed(2)
-    model = nn.Sequential(nn.Embedding(11, 4), nn.Flatten(), nn.Linear(20, 3)).eval()
-    with pytest.raises(ValueError, match="Embedding: indices must be an integer"):
-        pydl.onnx.export(model, tmp_path / "emb.onnx", (None, 5))
-    assert not (tmp_path / "emb.onnx").exists()
+    model = build().eval()
+    path = tmp_path / "emb.onnx"
+    proto = pydl.onnx.export(model, path, (None, 5))
+    assert proto.graph.input[0].type.tensor_type.elem_type == 7  # TensorProto.INT64
+    for n in (1, 7):
+        idx = np.random.default_rng(n).integers(0, 11, (n, 5), dtype=np.int64)
+        with pydl.no_grad():
+            want = model(idx).data
+        for got in _outputs(path, idx):
+            np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)

@@ -97,7 +97,7 @@ def test_new_activations_replay_fused_and_bit_identical(act, rng):
         for p, q in zip(m1.parameters(), m2.parameters()):
             assert p.grad.tobytes() == q.grad.tobytes()
     tape = next(iter(step._tapes.values()))
-    first = tape.forward[0][0].__self__
+    first = tape.calls[0][0].__self__
     assert type(first).__name__ == "LinearOp" and first.act is act.activation
 
 

@@ -24,8 +24,10 @@ namespace {
 // buffer (in-place use) or one disjoint from it. A partly overlapping input is copied first.
 py::array input_for(const py::array& a, const py::array& out) {
   py::array c = contiguous(a);
-  if (c.data() != out.data() && overlaps(c, out))
+  if (c.data() != out.data() && overlaps(c, out)) {
+    capture_fail();  // a private copy: a capture would freeze its contents
     c = py::reinterpret_borrow<py::array>(c.attr("copy")());
+  }
   return c;
 }
 
@@ -115,6 +117,7 @@ py::array softmax_entry(const char* op, bool log_, py::handle dy_obj, py::handle
   if (x.size() == 0) return out;
   const int64_t cols = x.shape(ax), rows = x.size() / cols;
   const bool last = ax == x.ndim() - 1;
+  if (!last) capture_fail();  // numpy moves the axis around the kernel: not capturable
   py::array xin = last ? input_for(x, out) : moved_to_end(x, ax);
   py::array dyin = !bwd ? py::array() : last ? input_for(dy, out) : moved_to_end(dy, ax);
   py::array res = last ? out : scratch_like(bwd ? dyin : xin, bwd ? dy : x);

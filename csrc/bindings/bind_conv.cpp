@@ -102,8 +102,7 @@ py::array conv_forward(py::handle x_obj, py::handle w_obj, py::handle b_obj, py:
     const T* px = cptr<T>(x);
     const T* pw = cptr<T>(w);
     const T* pb = cptr_opt<T>(b);
-    py::gil_scoped_release release;
-    fns.forward(py_, px, pw, pb, s);
+    nogil(fns.forward, py_, px, pw, pb, s);
   });
   return y;
 }
@@ -138,14 +137,18 @@ py::tuple conv_backward(py::handle dy_obj, py::handle x_obj, py::handle w_obj, p
     const T* pdy = cptr<T>(dyc);
     const T* px = cptr<T>(x);
     const T* pw = cptr<T>(w);
-    py::gil_scoped_release release;
-    if (pdx) fns.backward_data(pdx, pdy, pw, s);
+    if (pdx) nogil(fns.backward_data, pdx, pdy, pw, s);
     if (pdw) {
-      fns.backward_weight(pdw, pdb, pdy, px, s);
+      nogil(fns.backward_weight, pdw, pdb, pdy, px, s);
     } else if (pdb) {
       // A frozen weight with a trainable bias: the weight gradient goes to a scratch buffer.
-      std::vector<T> scratch(static_cast<size_t>(s.c_out * (s.c_in / s.groups) * s.kh * s.kw));
-      fns.backward_weight(scratch.data(), pdb, pdy, px, s);
+      nogil(
+          [](T* db, const T* dy, const T* x, ConvShape cs, decltype(fns.backward_weight) bw) {
+            std::vector<T> scratch(
+                static_cast<size_t>(cs.c_out * (cs.c_in / cs.groups) * cs.kh * cs.kw));
+            bw(scratch.data(), db, dy, x, cs);
+          },
+          pdb, pdy, px, s, fns.backward_weight);
     }
   });
   return py::make_tuple(dx, dw, db);

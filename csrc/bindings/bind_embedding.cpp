@@ -29,6 +29,7 @@ py::array embedding_forward(py::handle w_obj, py::handle idx_obj) {
     const EmbeddingFns<T>& fns = of_dtype<T>(kernels().embedding);
     T* po = ptr<T>(out);
     const T* pw = cptr<T>(w);
+    capture_fail();  // reads the checked copy of the indices made above
     py::gil_scoped_release release;
     fns.forward(po, pw, idx.data(), static_cast<int64_t>(idx.size()), d);
   });
@@ -60,6 +61,7 @@ py::array embedding_backward(py::handle dout_obj, py::handle idx_obj, py::handle
     const EmbeddingFns<T>& fns = of_dtype<T>(kernels().embedding);
     T* pdw = ptr<T>(dw);
     const T* pd = cptr<T>(dout);
+    capture_fail();  // reads the checked copy of the indices made above
     py::gil_scoped_release release;
     fns.backward(pdw, pd, idx.data(), static_cast<int64_t>(idx.size()), v, d, padding_idx);
   });

@@ -25,7 +25,8 @@ void nc_s(const py::array& x, int64_t& n, int64_t& c, int64_t& s, const char* op
 
 py::tuple batch_norm_forward(py::handle x_obj, py::handle w_obj, py::handle b_obj,
                              py::handle rm_obj, py::handle rv_obj, bool training,
-                             double momentum, double eps) {
+                             double momentum, double eps, py::handle count_obj,
+                             bool cumulative) {
   const char* op = "batch_norm_forward";
   const py::array x_in = require_array(x_obj, op, "x");
   const DType dt = float_dtype(x_in, op, "x");
@@ -53,19 +54,41 @@ py::tuple batch_norm_forward(py::handle x_obj, py::handle w_obj, py::handle b_ob
   }
   require_range(momentum, 0.0, 1.0, op, "momentum");
   if (!(eps >= 0.0)) throw py::value_error(std::string(op) + ": eps must be >= 0");
+  int64_t* count = nullptr;
+  py::array count_arr;
+  if (!count_obj.is_none()) {
+    count_arr = require_array(count_obj, op, "num_batches_tracked");
+    if (!py::dtype::of<int64_t>().is(count_arr.dtype())) {
+      throw py::type_error(std::string(op) + ": num_batches_tracked must be an int64 array, got " +
+                           std::string(py::str(count_arr.dtype())));
+    }
+    require_writable_buffer(count_arr, Shape{}, op, "num_batches_tracked");
+    count = static_cast<int64_t*>(count_arr.mutable_data());
+  }
   py::array y = output(py::none(), shape_of(x_in), dt, op);
   py::array mean = output(py::none(), Shape{c}, dt, op);
   py::array invstd = output(py::none(), Shape{c}, dt, op);
   const py::array x = contiguous(x_in);
   by_dtype(dt, [&](auto zero) {
     using T = decltype(zero);
-    const NormFns<T>& fns = of_dtype<T>(kernels().norm);
+    using Fn = decltype(of_dtype<T>(kernels().norm).batch_norm_forward);
     T* prm = ptr_opt<T>(rm);
     T* prv = ptr_opt<T>(rv);
     T *py_ = ptr<T>(y), *pm = ptr<T>(mean), *pi = ptr<T>(invstd);
     const T *px = cptr<T>(x), *pw = cptr_opt<T>(w), *pb = cptr_opt<T>(b);
-    py::gil_scoped_release release;
-    fns.batch_norm_forward(py_, pm, pi, prm, prv, px, pw, pb, n, c, s, eps, momentum, training);
+    // The batch counter is advanced here, in the (capturable) call, not by the caller.
+    nogil(
+        [](Fn f, int64_t* cnt, bool cumul, double mom, T* y_, T* m_, T* i_, T* rm_, T* rv_,
+           const T* x_, const T* w_, const T* b_, int64_t n_, int64_t c_, int64_t s_, double e_,
+           bool train) {
+          if (cnt != nullptr && train) {
+            ++*cnt;
+            if (cumul) mom = 1.0 / static_cast<double>(*cnt);  // PyTorch's momentum=None
+          }
+          f(y_, m_, i_, rm_, rv_, x_, w_, b_, n_, c_, s_, e_, mom, train);
+        },
+        of_dtype<T>(kernels().norm).batch_norm_forward, count, cumulative, momentum, py_, pm, pi,
+        prm, prv, px, pw, pb, n, c, s, eps, training);
   });
   return py::make_tuple(y, mean, invstd);
 }
@@ -96,8 +119,7 @@ py::tuple batch_norm_backward(py::handle dy_obj, py::handle x_obj, py::handle me
     T *pdx = ptr_opt<T>(dx), *pdw = ptr_opt<T>(dw), *pdb = ptr_opt<T>(db);
     const T *pdy = cptr<T>(dy), *px = cptr<T>(x), *pm = cptr_opt<T>(mean), *pi = cptr_opt<T>(invstd);
     const T* pw = cptr_opt<T>(w);
-    py::gil_scoped_release release;
-    fns.batch_norm_backward(pdx, pdw, pdb, pdy, px, pm, pi, pw, n, c, s, training);
+    nogil(fns.batch_norm_backward, pdx, pdw, pdb, pdy, px, pm, pi, pw, n, c, s, training);
   });
   return py::make_tuple(dx, dw, db);
 }
@@ -121,8 +143,7 @@ py::tuple layer_norm_forward(py::handle x_obj, py::handle w_obj, py::handle b_ob
     const NormFns<T>& fns = of_dtype<T>(kernels().norm);
     T *py_ = ptr<T>(y), *pm = ptr<T>(mean), *pr = ptr<T>(rstd);
     const T *px = cptr<T>(x), *pw = cptr_opt<T>(w), *pb = cptr_opt<T>(b);
-    py::gil_scoped_release release;
-    fns.layer_norm_forward(py_, pm, pr, px, pw, pb, m, d, eps);
+    nogil(fns.layer_norm_forward, py_, pm, pr, px, pw, pb, m, d, eps);
   });
   return py::make_tuple(y, mean, rstd);
 }
@@ -153,8 +174,7 @@ py::tuple layer_norm_backward(py::handle dy_obj, py::handle x_obj, py::handle me
     T *pdx = ptr_opt<T>(dx), *pdw = ptr_opt<T>(dw), *pdb = ptr_opt<T>(db);
     const T *pdy = cptr<T>(dy), *px = cptr<T>(x), *pm = cptr_opt<T>(mean), *pr = cptr_opt<T>(rstd);
     const T* pw = cptr_opt<T>(w);
-    py::gil_scoped_release release;
-    fns.layer_norm_backward(pdx, pdw, pdb, pdy, px, pm, pr, pw, m, d);
+    nogil(fns.layer_norm_backward, pdx, pdw, pdb, pdy, px, pm, pr, pw, m, d);
   });
   return py::make_tuple(dx, dw, db);
 }
@@ -166,6 +186,7 @@ void bind_norm(py::module_& m) {
         py::arg("bias") = py::none(), py::arg("running_mean") = py::none(),
         py::arg("running_var") = py::none(), py::kw_only(), py::arg("training") = true,
         py::arg("momentum") = 0.1, py::arg("eps") = 1e-5,
+        py::arg("num_batches_tracked") = py::none(), py::arg("cumulative") = false,
         R"doc(Normalise x per channel (PyTorch's batch_norm; axis 1 is the channel axis).
 
 In training, each channel is normalised with its batch mean and biased variance over the N * S
@@ -179,6 +200,10 @@ Args:
         C-contiguous arrays of x's dtype (both or neither; required in eval mode).
     training: batch statistics (True, default) or running statistics.
     momentum: in [0, 1]. Default 0.1. eps: default 1e-5.
+    num_batches_tracked: optional 0-d writeable int64 array, incremented in place by each
+        training call (before the running statistics are updated).
+    cumulative: with num_batches_tracked in training, use momentum = 1 / num_batches_tracked
+        (the cumulative average of PyTorch's momentum=None) instead of `momentum`.
 
 Returns:
     (y, mean, invstd): the output and the per-channel mean and 1 / sqrt(var + eps) used, which

@@ -70,17 +70,6 @@ PoolShape adaptive_shape(const Shape& in, py::handle output_size, const char* op
   return s;
 }
 
-// Runs f(fns, T{}) with the pool functions of x's dtype, GIL released.
-template <typename F>
-void run(DType dt, F f) {
-  by_dtype(dt, [&](auto zero) {
-    using T = decltype(zero);
-    const PoolFns<T>& fns = of_dtype<T>(kernels().pool);
-    py::gil_scoped_release release;
-    f(fns, zero);
-  });
-}
-
 // Checks dy against the pooled shape of input_shape and returns (dy contiguous, new dx).
 std::pair<py::array, py::array> backward_arrays(py::handle dy_obj, const Shape& in,
                                                 const PoolShape& s, const char* op, DType* dt) {
@@ -106,9 +95,11 @@ py::tuple max_pool_forward(py::handle x_obj, py::handle kernel, py::handle strid
   py::array_t<int64_t> idx(std::vector<py::ssize_t>(os.begin(), os.end()));
   const py::array x = contiguous(x_in);
   int64_t* pi = idx.mutable_data();
-  run(dt, [&](const auto& fns, auto zero) {
+  if (Capture* c = active_capture()) c->keep.push_back(idx);  // captured kernels write into it
+  by_dtype(dt, [&](auto zero) {
     using T = decltype(zero);
-    fns.max_forward(ptr<T>(y), pi, cptr<T>(x), s);
+    const PoolFns<T>& fns = of_dtype<T>(kernels().pool);
+    nogil(fns.max_forward, ptr<T>(y), pi, cptr<T>(x), s);
   });
   return py::make_tuple(y, idx);
 }
@@ -142,9 +133,11 @@ py::array max_pool_backward(py::handle dy_obj, py::handle idx_obj, py::handle in
   }
   // Indices are positions inside one plane of the input.
   const std::vector<int64_t> idx = checked_indices(idx_in, s.h * s.w, op, "indices");
-  run(dt, [&](const auto& fns, auto zero) {
+  capture_fail();  // the kernel reads this checked copy of the indices
+  by_dtype(dt, [&](auto zero) {
     using T = decltype(zero);
-    fns.max_backward(ptr<T>(dx), cptr<T>(dy), idx.data(), s);
+    const PoolFns<T>& fns = of_dtype<T>(kernels().pool);
+    nogil(fns.max_backward, ptr<T>(dx), cptr<T>(dy), idx.data(), s);
   });
   return dx;
 }
@@ -158,9 +151,10 @@ py::array avg_pool_forward(py::handle x_obj, py::handle kernel, py::handle strid
   const PoolShape s = window_shape(in, kernel, stride, padding, op);
   py::array y = output(py::none(), pooled_shape(in, s), dt, op);
   const py::array x = contiguous(x_in);
-  run(dt, [&](const auto& fns, auto zero) {
+  by_dtype(dt, [&](auto zero) {
     using T = decltype(zero);
-    fns.avg_forward(ptr<T>(y), cptr<T>(x), s);
+    const PoolFns<T>& fns = of_dtype<T>(kernels().pool);
+    nogil(fns.avg_forward, ptr<T>(y), cptr<T>(x), s);
   });
   return y;
 }
@@ -173,9 +167,10 @@ py::array avg_pool_backward(py::handle dy_obj, py::handle in_obj, py::handle ker
   DType dt;
   py::array dy, dx;
   std::tie(dy, dx) = backward_arrays(dy_obj, in, s, op, &dt);
-  run(dt, [&](const auto& fns, auto zero) {
+  by_dtype(dt, [&](auto zero) {
     using T = decltype(zero);
-    fns.avg_backward(ptr<T>(dx), cptr<T>(dy), s);
+    const PoolFns<T>& fns = of_dtype<T>(kernels().pool);
+    nogil(fns.avg_backward, ptr<T>(dx), cptr<T>(dy), s);
   });
   return dx;
 }
@@ -188,9 +183,10 @@ py::array adaptive_avg_pool_forward(py::handle x_obj, py::handle output_size) {
   const PoolShape s = adaptive_shape(in, output_size, op);
   py::array y = output(py::none(), pooled_shape(in, s), dt, op);
   const py::array x = contiguous(x_in);
-  run(dt, [&](const auto& fns, auto zero) {
+  by_dtype(dt, [&](auto zero) {
     using T = decltype(zero);
-    fns.adaptive_avg_forward(ptr<T>(y), cptr<T>(x), s);
+    const PoolFns<T>& fns = of_dtype<T>(kernels().pool);
+    nogil(fns.adaptive_avg_forward, ptr<T>(y), cptr<T>(x), s);
   });
   return y;
 }
@@ -206,9 +202,10 @@ py::array adaptive_avg_pool_backward(py::handle dy_obj, py::handle in_obj) {
   DType dt;
   py::array dy, dx;
   std::tie(dy, dx) = backward_arrays(dy_obj, in, s, op, &dt);
-  run(dt, [&](const auto& fns, auto zero) {
+  by_dtype(dt, [&](auto zero) {
     using T = decltype(zero);
-    fns.adaptive_avg_backward(ptr<T>(dx), cptr<T>(dy), s);
+    const PoolFns<T>& fns = of_dtype<T>(kernels().pool);
+    nogil(fns.adaptive_avg_backward, ptr<T>(dx), cptr<T>(dy), s);
   });
   return dx;
 }

@@ -1,5 +1,7 @@
 #include "bindings/checks.hpp"
 
+#include "bindings/bindings.hpp"
+
 #include <cmath>
 #include <limits>
 #include <sstream>
@@ -95,6 +97,7 @@ py::array aligned_contiguous_copy(const py::array& a) {
       a.ptr(), nullptr, 0, 0,
       py::detail::npy_api::NPY_ARRAY_ENSUREARRAY_ | py::array::c_style | kAligned, nullptr);
   if (!r) throw py::error_already_set();
+  if (r != a.ptr()) capture_fail();  // a copy: its contents would be frozen in a capture
   return py::reinterpret_steal<py::array>(r);
 }
 
@@ -110,8 +113,15 @@ py::array output(py::handle out, const Shape& shape, DType dt, const char* op, c
     int64_t itemsize = dt == DType::kF32 ? 4 : 8;
     checked_numel(shape, itemsize, op);
     std::vector<py::ssize_t> s(shape.begin(), shape.end());
-    if (dt == DType::kF32) return py::array_t<float>(s);
-    return py::array_t<double>(s);
+    py::array r = dt == DType::kF32 ? py::array(py::array_t<float>(s))
+                                    : py::array(py::array_t<double>(s));
+    if (Capture* c = active_capture()) {
+      // Captured kernels will write into this array on every replay: keep it alive. A deferred
+      // capture cannot use it (the op's consumers read the buffer recorded earlier).
+      if (c->mode == Capture::kDefer) c->failed = true;
+      c->keep.push_back(r);
+    }
+    return r;
   }
   return inout(out, shape, dt, op, arg);
 }

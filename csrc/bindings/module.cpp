@@ -70,4 +70,5 @@ PYBIND11_MODULE(_core, m) {
   pydl::bind::bind_pool(m);
   pydl::bind::bind_norm(m);
   pydl::bind::bind_embedding(m);
+  pydl::bind::bind_program(m);
 }

@@ -1,0 +1,171 @@
+"""The engine's native forward (pydl/engine.py ``_native_runs``, csrc/bindings/bind_program.cpp):
+runs of ops whose kernel calls were captured while recording replay as ONE C++ call.
+
+Oracle: the eager forward (grad mode on, which never replays) and the eager training step, bit
+for bit; what is captured is checked on the recorded tape.
+"""
+
+import numpy as np
+import pytest
+
+import pydl
+from pydl import _core, nn
+from pydl.tensor import Tensor
+
+
+def _eager(model, x):
+    return np.array(model(Tensor(x)).data)
+
+
+def _replayed(model, x, calls=3):
+    with pydl.no_grad():
+        return [np.array(model(x).data) for _ in range(calls)]
+
+
+def _tape(model):
+    fwd = model.__dict__["_compiled_forwards"].fwd
+    (tape,) = fwd._tapes.values()
+    return tape
+
+
+def _programs(tape):
+    return [f for f, _, _ in tape.forward if isinstance(f, _core._Program)]
+
+
+class _Residual(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.a = nn.Linear(8, 8)
+        self.b = nn.Linear(8, 8)
+        self.head = nn.Linear(8, 3)
+
+    def forward(self, x):
+        h = self.a(x).relu()
+        return self.head(h + self.b(h).tanh())  # the add is numpy: it splits the native runs
+
+
+class _TransposedNorm(nn.Module):
+    """LayerNorm over a transposed (non-contiguous) view: its call is not captured."""
+
+    def __init__(self):
+        super().__init__()
+        self.lin = nn.Linear(6, 6)
+        self.norm = nn.LayerNorm(4)
+
+    def forward(self, x):  # x: (N, 4, 6)
+        return self.norm(self.lin(x).transpose(1, 2))
+
+
+def _cnn(dtype):
+    return nn.Sequential(
+        nn.Conv2d(1, 4, 3, padding=1, dtype=dtype), nn.BatchNorm2d(4, dtype=dtype), nn.ReLU(),
+        nn.MaxPool2d(2), nn.Conv2d(4, 6, 3, padding="same", dtype=dtype), nn.GELU(),
+        nn.AvgPool2d(2), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(6, 3, dtype=dtype))
+
+
+MODELS = {
+    # name: (builder(dtype), input shape, programs expected, ops outside programs)
+    "mlp": (lambda dt: nn.Sequential(nn.Linear(5, 16, dtype=dt), nn.GELU(),
+                                     nn.Linear(16, 16, dtype=dt), nn.SiLU(),
+                                     nn.Linear(16, 3, dtype=dt), nn.LogSoftmax(axis=1)),
+            (7, 5), 1, 0),
+    "cnn": (_cnn, (5, 1, 8, 8), 1, 0),
+    "conv1d": (lambda dt: nn.Sequential(nn.Conv1d(3, 4, 5, stride=2, dtype=dt), nn.ELU(),
+                                        nn.MaxPool1d(2), nn.Flatten(),
+                                        nn.Linear(16, 2, dtype=dt)),
+               (4, 3, 20), 1, 0),
+    "layernorm": (lambda dt: nn.Sequential(nn.Linear(6, 10, dtype=dt),
+                                           nn.LayerNorm(10, dtype=dt), nn.Tanh()),
+                  (3, 6), 1, 0),
+    "residual": (lambda dt: _Residual().to(dt), (4, 8), 2, 1),
+    "transposed-norm": (lambda dt: _TransposedNorm().to(dt), (2, 4, 6), 1, 1),
+}
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_native_forward_equals_eager_bitwise(name, dtype):
+    build, shape, n_programs, n_python = MODELS[name]
+    pydl.manual_seed(3)
+    model = build(dtype).eval()
+    rng = np.random.default_rng(5)
+    for batch_scale in (1, 2):  # a second key records a second tape
+        x = rng.standard_normal((shape[0] * batch_scale,) + shape[1:]).astype(dtype)
+        expected = _eager(model, x)
+        for out in _replayed(model, x):
+            assert out.tobytes() == expected.tobytes()
+    fwd = model.__dict__["_compiled_forwards"].fwd
+    for tape in fwd._tapes.values():
+        assert len(_programs(tape)) == n_programs
+        assert len(tape.forward) - n_programs == n_python
+
+
+@pytest.mark.parametrize("momentum", [0.1, None])
+def test_training_step_with_native_forward_is_bit_identical_to_eager(momentum):
+    # Everything but the loss is captured, BatchNorm in train mode included (its kernel call
+    # advances num_batches_tracked and the running statistics).
+    def build():
+        pydl.manual_seed(11)
+        return nn.Sequential(nn.Conv1d(2, 4, 3), nn.BatchNorm1d(4, momentum=momentum), nn.ReLU(),
+                             nn.AvgPool1d(2),
+                             nn.Flatten(), nn.Linear(12, 8), nn.ReLU(), nn.Linear(8, 3))
+
+    m1, m2 = build(), build()
+    o1 = pydl.optim.Adam(m1.parameters(), lr=0.01)
+    o2 = pydl.optim.Adam(m2.parameters(), lr=0.01)
+    loss = pydl.losses.CrossEntropyLoss()
+    step = pydl.compile_step(m2, loss, o2)
+    rng = np.random.default_rng(0)
+    for _ in range(4):
+        x = rng.standard_normal((6, 2, 8)).astype(np.float32)
+        y = rng.integers(0, 3, 6)
+        o1.zero_grad()
+        ref = loss(m1(Tensor(x)), y)
+        ref.backward()
+        o1.step()
+        assert step(x, y) == float(ref.item())
+    for p, q in zip(m1.parameters(), m2.parameters()):
+        assert p.data.tobytes() == q.data.tobytes()
+    for a, b in zip(m1.buffers(), m2.buffers()):
+        assert np.asarray(a).tobytes() == np.asarray(b).tobytes()
+    (tape,) = step._tapes.values()
+    assert len(_programs(tape)) == 1 and len(tape.forward) == 2  # [all but the loss], loss
+
+
+def test_a_replaced_parameter_array_is_seen_by_the_replay():
+    pydl.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 4), nn.ReLU(), nn.Linear(4, 2)).eval()
+    x = np.ones((2, 4), np.float32)
+    _replayed(model, x)
+    model[0].weight.data = np.full((4, 4), 0.25, np.float32)  # a new array, not in place
+    assert _replayed(model, x)[-1].tobytes() == _eager(model, x).tobytes()
+    model[2].bias.data -= 1.0  # in place (the same array is assigned back): no new recording
+    assert _replayed(model, x)[-1].tobytes() == _eager(model, x).tobytes()
+
+
+@pytest.mark.skipif(len(_core.supported_isas()) < 2, reason="needs two instruction sets")
+def test_a_changed_instruction_set_runs_the_python_forwards():
+    pydl.manual_seed(0)
+    model = nn.Sequential(nn.Linear(9, 33), nn.GELU(), nn.Linear(33, 5)).eval()
+    x = np.random.default_rng(1).standard_normal((3, 9)).astype(np.float32)
+    best = _core.isa()
+    try:
+        _replayed(model, x)  # captured with the best instruction set's kernels
+        _core._set_isa("generic")
+        generic = _eager(model, x)
+        assert _replayed(model, x)[-1].tobytes() == generic.tobytes()
+        _core._set_isa(best)
+        assert _replayed(model, x)[-1].tobytes() == _eager(model, x).tobytes()
+    finally:
+        _core._set_isa(best)
+
+
+def test_capture_entry_points_refuse_misuse():
+    _core._capture_begin(False)
+    try:
+        with pytest.raises(ValueError, match="already open"):
+            _core._capture_begin(True)
+    finally:
+        assert len(_core._capture_end()) == 0
+    with pytest.raises(TypeError):
+        _core._Program.join([None], lambda: None)
