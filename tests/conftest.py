@@ -21,6 +21,9 @@ ORACLES = {"torch": "torch==2.13.0", "sklearn": "scikit-learn", "pandas": "panda
 
 
 def pytest_configure(config):
+    # pytest-xdist registers this marker too; registered here as well so that a run without
+    # xdist does not warn about it.
+    config.addinivalue_line("markers", "xdist_group(name): run the group's tests on one worker")
     missing = []
     for module, requirement in ORACLES.items():
         try:
@@ -30,6 +33,18 @@ def pytest_configure(config):
     if missing:
         raise pytest.UsageError("the test oracles " + ", ".join(missing) + " are missing; "
                                 "install them with: pip install -e \".[test]\"")
+
+
+# Test files that launch whole process groups (MPI ranks, a QEMU-emulated interpreter, the demo).
+# Under pytest-xdist with --dist loadgroup (as .ci/run runs the suite) they share one group, so they
+# run one after another on one worker instead of piling several process groups onto the cores.
+PROCESS_GROUP_FILES = {"test_distributed.py", "test_older_cpus.py", "test_main.py"}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if item.path.name in PROCESS_GROUP_FILES:
+            item.add_marker(pytest.mark.xdist_group("processes"))
 
 
 @pytest.fixture(params=ISAS)

@@ -68,29 +68,14 @@ ConvShape conv_shape(const py::array& x, const py::array& w, py::handle stride,
   }
   const Shape k = nd == 2 ? Shape{s.kh, s.kw} : Shape{s.kw};
   const Shape in = nd == 2 ? Shape{s.h, s.w} : Shape{s.w};
-  Shape out(nd);
-  for (int i = 0; i < nd; ++i) {
-    if (same) {
-      // PyTorch's "same": total padding di * (k - 1), the odd one extra at the end.
-      pad[i] = di[i] * (k[i] - 1) / 2;
-      out[i] = in[i];
-    } else {
-      out[i] = window_out_size(in[i], k[i], st[i], pad[i], di[i], op,
-                               nd == 1 ? "length" : (i == 0 ? "height" : "width"));
-    }
+  // PyTorch's "same": total padding di * (k - 1), the odd one extra at the end.
+  if (same) {
+    for (int i = 0; i < nd; ++i) pad[i] = di[i] * (k[i] - 1) / 2;
   }
-  if (nd == 2) {
-    s.sh = st[0];
-    s.dh = di[0];
-    s.ph = pad[0];
-    s.oh = out[0];
-  } else {
-    s.oh = 1;
-  }
-  s.sw = st[nd - 1];
-  s.dw = di[nd - 1];
-  s.pw = pad[nd - 1];
-  s.ow = out[nd - 1];
+  const Window win = window_geometry(in, k, st, pad, di, same, op);
+  set_window(s, win);
+  s.dh = win.dh;
+  s.dw = win.dw;
   return s;
 }
 

@@ -5,29 +5,19 @@
 #include <pybind11/pybind11.h>
 
 #include <algorithm>
-#include <atomic>
 #include <cmath>
 #include <cstdint>
-#include <cstring>
-#include <limits>
-#include <memory>
 #include <sstream>
 #include <string>
-#include <type_traits>
 #include <utility>
 #include <vector>
 
 #include "bindings/bindings.hpp"
 #include "bindings/checks.hpp"
 #include "common/dispatch.hpp"
-#include "common/parallel.hpp"
 
 namespace pydl::bind {
 namespace {
-
-// Elements per task (~15 us of streaming 3-4 arrays): smaller tasks made a small model's update
-// slower with 2 threads than with 1 on a busy machine, where the worker may need waking.
-constexpr int64_t kGrain = int64_t{1} << 17;
 
 void require_nonnegative(double v, const char* op, const char* what) {
   if (!(v >= 0.0 && std::isfinite(v))) {
@@ -115,19 +105,11 @@ void sgd_update(py::handle param, py::handle grad, py::handle momentum_buffer, d
   if (!momentum_buffer.is_none()) state.emplace_back(momentum_buffer, "momentum_buffer");
   Operands o = check_operands(op, param, grad, state);
 
-  const int64_t n = o.param.size();
-  auto run = [&](const auto& fns, auto* p) {
-    using T = std::remove_pointer_t<decltype(p)>;
-    T* buf = momentum != 0.0 ? ptr<T>(o.state[0]) : nullptr;
-    const T* g = cptr<T>(o.grad);
-    py::gil_scoped_release release;
-    parallel_chunks(n, kGrain, [&](int64_t b, int64_t e) {
-      fns.sgd(p + b, buf ? buf + b : nullptr, g + b, e - b, s);
-    });
-  };
-  const OptimTable& t = kernels().optim;
-  if (o.dt == DType::kF32) run(t.f32, ptr<float>(o.param));
-  else run(t.f64, ptr<double>(o.param));
+  by_dtype(o.dt, [&](auto zero) {
+    using T = decltype(zero);
+    nogil(optimizers::sgd<T>, ptr<T>(o.param), momentum != 0.0 ? ptr<T>(o.state[0]) : nullptr,
+          cptr<T>(o.grad), int64_t(o.param.size()), s);
+  });
 }
 
 // The items of a list argument of a *_multi update: a list or tuple (not an array).
@@ -275,75 +257,23 @@ py::handle& non_finite_error_type() {
   throw py::error_already_set();
 }
 
-// The elements of all items form one index range [0, start.back()); item i owns
-// [start[i], start[i + 1]). Calls f(i, offset, count) for the part of each item inside [b, e).
-template <typename F>
-void for_items_in(const std::vector<int64_t>& start, int64_t b, int64_t e, F&& f) {
-  const size_t n = start.size() - 1;
-  // The first item ending after b (items are few; a linear walk is cheaper than a search).
-  size_t i = 0;
-  while (i < n && start[i + 1] <= b) ++i;
-  for (; i < n && start[i] < e; ++i) {
-    const int64_t lo = b > start[i] ? b : start[i];
-    const int64_t hi = e < start[i + 1] ? e : start[i + 1];
-    if (lo < hi) f(i, lo - start[i], hi - lo);
+// Raises NonFiniteUpdateError for what refused a *_multi step (nothing was written).
+[[noreturn]] void raise_refusal(const char* op, const optimizers::Refusal& r, DType dt) {
+  if (r.what == optimizers::Refusal::kGrad) {
+    raise_non_finite(std::string(op) + ": the gradient of item " + std::to_string(r.item) +
+                         " holds NaN or Inf; nothing was updated (no parameter, no state)",
+                     r.item, "grad");
   }
+  std::ostringstream os;
+  os << op << ": item " << r.item << ": this step would make exp_avg or exp_avg_sq infinite "
+     << "(the gradient reaches " << r.grad_abs_max << " in magnitude, and its square overflows " << dtype_name(dt) << "); nothing was "
+     << "updated (no parameter, no state). Scale the inputs or the loss down, or clip the "
+     << "gradients";
+  raise_non_finite(os.str(), r.item, "state");
 }
 
-// Bit patterns of max |x| of every item's array (see OptimFns::abs_max_bits), scanned in parallel.
-// A max does not depend on the chunking, so neither does the result.
-template <typename T, typename Array>
-std::vector<int64_t> abs_max_per_item(const OptimFns<T>& fns, const std::vector<int64_t>& start,
-                                      Array array_of) {
-  const size_t n = start.size() - 1;
-  std::unique_ptr<std::atomic<int64_t>[]> best(new std::atomic<int64_t>[n]);
-  for (size_t i = 0; i < n; ++i) best[i].store(0, std::memory_order_relaxed);
-  parallel_chunks(start.back(), kGrain, [&](int64_t b, int64_t e) {
-    for_items_in(start, b, e, [&](size_t i, int64_t off, int64_t count) {
-      const int64_t bits = fns.abs_max_bits(array_of(i) + off, count);
-      int64_t seen = best[i].load(std::memory_order_relaxed);
-      while (bits > seen && !best[i].compare_exchange_weak(seen, bits)) {
-      }
-    });
-  });
-  std::vector<int64_t> out(n);
-  for (size_t i = 0; i < n; ++i) out[i] = best[i].load(std::memory_order_relaxed);
-  return out;
-}
-
-template <typename T>
-int64_t bits_of(T x) {
-  using U = std::conditional_t<sizeof(T) == 4, int32_t, int64_t>;
-  U b;
-  std::memcpy(&b, &x, sizeof b);
-  return static_cast<int64_t>(b);
-}
-
-template <typename T>
-T from_bits(int64_t bits) {
-  using U = std::conditional_t<sizeof(T) == 4, int32_t, int64_t>;
-  const U b = static_cast<U>(bits);
-  T x;
-  std::memcpy(&x, &b, sizeof x);
-  return x;
-}
-
-// Raises NonFiniteUpdateError for the first item whose gradient holds a NaN or an infinity.
-template <typename T>
-void refuse_non_finite_grads(const char* op, const std::vector<int64_t>& grad_bits) {
-  const int64_t inf = bits_of(std::numeric_limits<T>::infinity());
-  for (size_t i = 0; i < grad_bits.size(); ++i) {
-    if (grad_bits[i] >= inf) {
-      raise_non_finite(std::string(op) + ": the gradient of item " + std::to_string(i) +
-                           " holds NaN or Inf; nothing was updated (no parameter, no state)",
-                       i, "grad");
-    }
-  }
-}
-
-// One SGD step of many parameters, all or nothing: the gradients are scanned first and a NaN/Inf
-// refuses the step; then the elements of all items form one range that one pool dispatch splits,
-// each element getting exactly the arithmetic of sgd_update (the kernels are element-wise).
+// One SGD step of many parameters, all or nothing (optimizers::sgd_multi): a NaN/Inf gradient
+// refuses the step; otherwise each element gets exactly the arithmetic of sgd_update.
 void sgd_update_multi(py::handle params, py::handle grads, py::handle momentum_buffers,
                       py::handle lr, py::handle momentum, py::handle dampening,
                       py::handle nesterov, py::handle weight_decay, py::handle first_step) {
@@ -392,34 +322,19 @@ void sgd_update_multi(py::handle params, py::handle grads, py::handle momentum_b
   }
   std::vector<Operands> items = check_items(op, ps, gs, states);
   if (items.empty()) return;
-  std::vector<int64_t> start(n + 1, 0);
-  for (size_t i = 0; i < n; ++i) start[i + 1] = start[i] + items[i].param.size();
-
-  auto run = [&](const auto& fns, auto tag) {
-    using T = decltype(tag);
-    std::vector<T*> p(n), buf(n);
-    std::vector<const T*> g(n);
+  const optimizers::Refusal r = by_dtype(items.front().dt, [&](auto zero) {
+    using T = decltype(zero);
+    optimizers::SgdItems<T> k;
     for (size_t i = 0; i < n; ++i) {
-      p[i] = ptr<T>(items[i].param);
-      buf[i] = moms[i] != 0.0 ? ptr<T>(items[i].state[0]) : nullptr;
-      g[i] = cptr<T>(items[i].grad);
+      k.param.push_back(ptr<T>(items[i].param));
+      k.momentum_buf.push_back(moms[i] != 0.0 ? ptr<T>(items[i].state[0]) : nullptr);
+      k.grad.push_back(cptr<T>(items[i].grad));
+      k.size.push_back(items[i].param.size());
     }
-    std::vector<int64_t> grad_bits;
-    {
-      py::gil_scoped_release release;
-      grad_bits = abs_max_per_item(fns, start, [&](size_t i) { return g[i]; });
-    }
-    refuse_non_finite_grads<T>(op, grad_bits);
-    py::gil_scoped_release release;
-    parallel_chunks(start.back(), kGrain, [&](int64_t b, int64_t e) {
-      for_items_in(start, b, e, [&](size_t i, int64_t off, int64_t count) {
-        fns.sgd(p[i] + off, buf[i] ? buf[i] + off : nullptr, g[i] + off, count, scalars[i]);
-      });
-    });
-  };
-  const OptimTable& t = kernels().optim;
-  if (items.front().dt == DType::kF32) run(t.f32, float{});
-  else run(t.f64, double{});
+    k.scalars = std::move(scalars);
+    return nogil(optimizers::sgd_multi<T>, std::move(k));
+  });
+  if (r.what != optimizers::Refusal::kNone) raise_refusal(op, r, items.front().dt);
 }
 
 // Validates Adam's hyper-parameters (ValueError naming the bad one) and returns the scalars of
@@ -452,29 +367,15 @@ void adam_like_update(const char* op, bool decoupled, py::handle param, py::hand
                       double beta1, double beta2, double eps, double weight_decay) {
   const AdamScalars s = adam_scalars(op, decoupled, step, lr, beta1, beta2, eps, weight_decay);
   Operands o = check_operands(op, param, grad, {{exp_avg, "exp_avg"}, {exp_avg_sq, "exp_avg_sq"}});
-  const int64_t n = o.param.size();
-  auto run = [&](const auto& fns, auto* p) {
-    using T = std::remove_pointer_t<decltype(p)>;
-    T* m = ptr<T>(o.state[0]);
-    T* v = ptr<T>(o.state[1]);
-    const T* g = cptr<T>(o.grad);
-    py::gil_scoped_release release;
-    parallel_chunks(n, kGrain, [&](int64_t b, int64_t e) {
-      fns.adam(p + b, m + b, v + b, g + b, e - b, s);
-    });
-  };
-  const OptimTable& t = kernels().optim;
-  if (o.dt == DType::kF32) run(t.f32, ptr<float>(o.param));
-  else run(t.f64, ptr<double>(o.param));
+  by_dtype(o.dt, [&](auto zero) {
+    using T = decltype(zero);
+    nogil(optimizers::adam<T>, ptr<T>(o.param), ptr<T>(o.state[0]), ptr<T>(o.state[1]),
+          cptr<T>(o.grad), int64_t(o.param.size()), s);
+  });
 }
 
-// One Adam/AdamW step of many parameters, all or nothing. Pass 1 scans the gradients (and, for
-// coupled weight decay, the parameters): a NaN/Inf gradient refuses the step. It also bounds
-// each item's effective gradient |g + wd * p|: below sqrt(max) / 4 the new m and v are provably
-// finite when the old ones are (v <= beta2 * v_old + (1 - beta2) * max / 16 stays below max), so
-// the update runs straight away. Only an item above the bound (a gradient near 1e19 in float32)
-// gets a dry run of its update that checks the new m and v before anything is written. The
-// common case thus reads the gradients twice and everything else once.
+// One Adam/AdamW step of many parameters, all or nothing (optimizers::adam_multi): a NaN/Inf
+// gradient, or a step that would make an item's new state infinite, writes nothing.
 void adam_like_update_multi(const char* op, bool decoupled, py::handle params, py::handle grads,
                             py::handle exp_avgs, py::handle exp_avg_sqs, py::handle steps,
                             py::handle lr, py::handle beta1, py::handle beta2, py::handle eps,
@@ -505,64 +406,20 @@ void adam_like_update_multi(const char* op, bool decoupled, py::handle params, p
   }
   std::vector<Operands> items = check_items(op, ps, gs, states);
   if (items.empty()) return;
-  std::vector<int64_t> start(n + 1, 0);
-  for (size_t i = 0; i < n; ++i) start[i + 1] = start[i] + items[i].param.size();
-  const bool coupled = !decoupled && std::any_of(wds.begin(), wds.end(),
-                                                 [](double w) { return w != 0.0; });
-
-  auto run = [&](const auto& fns, auto tag) {
-    using T = decltype(tag);
-    std::vector<T*> p(n), m(n), v(n);
-    std::vector<const T*> g(n);
+  const optimizers::Refusal r = by_dtype(items.front().dt, [&](auto zero) {
+    using T = decltype(zero);
+    optimizers::AdamItems<T> k;
     for (size_t i = 0; i < n; ++i) {
-      p[i] = ptr<T>(items[i].param);
-      m[i] = ptr<T>(items[i].state[0]);
-      v[i] = ptr<T>(items[i].state[1]);
-      g[i] = cptr<T>(items[i].grad);
+      k.param.push_back(ptr<T>(items[i].param));
+      k.exp_avg.push_back(ptr<T>(items[i].state[0]));
+      k.exp_avg_sq.push_back(ptr<T>(items[i].state[1]));
+      k.grad.push_back(cptr<T>(items[i].grad));
+      k.size.push_back(items[i].param.size());
     }
-    std::vector<int64_t> grad_bits, param_bits;
-    {
-      py::gil_scoped_release release;
-      grad_bits = abs_max_per_item(fns, start, [&](size_t i) { return g[i]; });
-      if (coupled) {
-        param_bits = abs_max_per_item(fns, start, [&](size_t i) -> const T* { return p[i]; });
-      }
-    }
-    refuse_non_finite_grads<T>(op, grad_bits);
-    const double safe = std::sqrt(static_cast<double>(std::numeric_limits<T>::max())) / 4.0;
-    for (size_t i = 0; i < n; ++i) {
-      double bound = static_cast<double>(from_bits<T>(grad_bits[i]));
-      if (coupled && wds[i] != 0.0) {
-        bound += wds[i] * static_cast<double>(from_bits<T>(param_bits[i]));
-      }
-      if (bound <= safe) continue;  // NaN (a non-finite parameter) takes the dry run
-      std::atomic<bool> finite{true};
-      {
-        py::gil_scoped_release release;
-        parallel_chunks(start[i + 1] - start[i], kGrain, [&](int64_t b, int64_t e) {
-          if (!fns.adam_state_finite(p[i] + b, m[i] + b, v[i] + b, g[i] + b, e - b, scalars[i]))
-            finite.store(false, std::memory_order_relaxed);
-        });
-      }
-      if (!finite.load()) {
-        std::ostringstream os;
-        os << op << ": item " << i << ": this step would make exp_avg or exp_avg_sq infinite "
-           << "(the gradient reaches " << from_bits<T>(grad_bits[i]) << " in magnitude, and "
-           << "its square overflows " << dtype_name(items[i].dt) << "); nothing was updated (no "
-           << "parameter, no state). Scale the inputs or the loss down, or clip the gradients";
-        raise_non_finite(os.str(), i, "state");
-      }
-    }
-    py::gil_scoped_release release;
-    parallel_chunks(start.back(), kGrain, [&](int64_t b, int64_t e) {
-      for_items_in(start, b, e, [&](size_t i, int64_t off, int64_t count) {
-        fns.adam(p[i] + off, m[i] + off, v[i] + off, g[i] + off, count, scalars[i]);
-      });
-    });
-  };
-  const OptimTable& t = kernels().optim;
-  if (items.front().dt == DType::kF32) run(t.f32, float{});
-  else run(t.f64, double{});
+    k.scalars = std::move(scalars);
+    return nogil(optimizers::adam_multi<T>, std::move(k));
+  });
+  if (r.what != optimizers::Refusal::kNone) raise_refusal(op, r, items.front().dt);
 }
 
 constexpr const char* kStateRules = R"doc(

@@ -46,28 +46,14 @@ PoolShape window_shape(const Shape& in, py::handle kernel, py::handle stride, py
   const Shape k = int_tuple(kernel, nd, 1, op, "kernel_size");
   const Shape st = stride.is_none() ? k : int_tuple(stride, nd, 1, op, "stride");
   const Shape p = int_tuple(padding, nd, 0, op, "padding");
-  const Shape sz = nd == 2 ? Shape{s.h, s.w} : Shape{s.w};
-  Shape out(nd);
   for (int i = 0; i < nd; ++i) {
     if (2 * p[i] > k[i]) {
       throw py::value_error(std::string(op) + ": padding " + std::to_string(p[i]) +
                             " must be at most half the kernel size " + std::to_string(k[i]));
     }
-    out[i] = window_out_size(sz[i], k[i], st[i], p[i], 1, op,
-                             nd == 1 ? "length" : (i == 0 ? "height" : "width"));
   }
-  if (nd == 2) {
-    s.kh = k[0];
-    s.sh = st[0];
-    s.ph = p[0];
-    s.oh = out[0];
-  } else {
-    s.oh = 1;
-  }
-  s.kw = k[nd - 1];
-  s.sw = st[nd - 1];
-  s.pw = p[nd - 1];
-  s.ow = out[nd - 1];
+  const Shape sz = nd == 2 ? Shape{s.h, s.w} : Shape{s.w};
+  set_window(s, window_geometry(sz, k, st, p, Shape(nd, 1), false, op));
   return s;
 }
 

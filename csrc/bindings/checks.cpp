@@ -295,6 +295,32 @@ int64_t window_out_size(int64_t in, int64_t k, int64_t stride, int64_t pad, int6
   return (padded - span) / stride + 1;
 }
 
+Window window_geometry(const Shape& in, const Shape& kernel, const Shape& stride, const Shape& pad,
+                       const Shape& dilation, bool same, const char* op) {
+  const size_t nd = in.size();
+  Shape out(nd);
+  for (size_t i = 0; i < nd; ++i) {
+    out[i] = same ? in[i]
+                  : window_out_size(in[i], kernel[i], stride[i], pad[i], dilation[i], op,
+                                    nd == 1 ? "length" : (i == 0 ? "height" : "width"));
+  }
+  // The last axis is the width; a 2-d window's first axis is its height.
+  Window w;
+  if (nd == 2) {
+    w.kh = kernel[0];
+    w.sh = stride[0];
+    w.ph = pad[0];
+    w.dh = dilation[0];
+    w.oh = out[0];
+  }
+  w.kw = kernel[nd - 1];
+  w.sw = stride[nd - 1];
+  w.pw = pad[nd - 1];
+  w.dw = dilation[nd - 1];
+  w.ow = out[nd - 1];
+  return w;
+}
+
 std::vector<int64_t> checked_indices(const py::array& a, int64_t bound, const char* op,
                                      const char* arg) {
   const py::dtype dt = a.dtype();

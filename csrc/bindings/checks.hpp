@@ -97,6 +97,32 @@ Shape int_tuple(py::handle obj, size_t n, int64_t min, const char* op, const cha
 int64_t window_out_size(int64_t in, int64_t k, int64_t stride, int64_t pad, int64_t dil,
                         const char* op, const char* axis);
 
+// The sliding window of convolution and pooling over 1 or 2 spatial axes, each field as
+// (height, width). With one spatial axis the height fields describe a 1-row window.
+struct Window {
+  int64_t kh = 1, kw = 1, sh = 1, sw = 1, ph = 0, pw = 0, dh = 1, dw = 1, oh = 1, ow = 1;
+};
+
+// in, kernel, stride, pad, dilation: one value each per spatial axis (1 or 2; values already
+// validated by int_tuple). The output sizes come from window_out_size (ValueError naming the axis:
+// "length", "height" or "width"), or are the input sizes when `same` (padding="same").
+Window window_geometry(const Shape& in, const Shape& kernel, const Shape& stride, const Shape& pad,
+                       const Shape& dilation, bool same, const char* op);
+
+// Copies a window's kernel, stride, padding and output sizes into a kernel's shape struct
+// (ConvShape, PoolShape: the fields are named alike).
+template <typename S>
+void set_window(S& s, const Window& w) {
+  s.kh = w.kh;
+  s.kw = w.kw;
+  s.sh = w.sh;
+  s.sw = w.sw;
+  s.ph = w.ph;
+  s.pw = w.pw;
+  s.oh = w.oh;
+  s.ow = w.ow;
+}
+
 // Integer indices (int32 or int64 array of any shape, else TypeError) as int64, each checked to
 // lie in [0, bound) (ValueError naming the first offending position and value).
 std::vector<int64_t> checked_indices(const py::array& a, int64_t bound, const char* op,

@@ -7,7 +7,9 @@
 // C-contiguous; no two arrays overlap; hyper-parameters are finite and in range.
 // The per-call scalars below are computed once in double by the binding; the kernels round them to
 // T and do the per-element arithmetic in T, as PyTorch does with Python-float scalars.
-// Inner kernels are single-threaded; the bindings split the elements with parallel_chunks.
+// Inner kernels (the table) are single-threaded; the entry points at the end split the elements
+// over the thread pool. Every element gets the same arithmetic whoever runs it, so results are
+// bit-identical for any thread count.
 //
 // sgd (d is a temporary):
 //   d = g + weight_decay * p                          (skipped when weight_decay == 0)
@@ -29,7 +31,9 @@
 // arithmetic without storing anything and says whether every new m and v would be finite.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
+#include <vector>
 
 #include "common/fill.hpp"
 
@@ -70,5 +74,59 @@ struct OptimTable {
 };
 
 PYDL_DECLARE_FILL(fill_optimizers, OptimTable)
+
+// Whole-array entry points (optimizers.cpp), with the kernels of the dispatched ISA. Arguments are
+// taken by value so a call can be stored and repeated.
+namespace optimizers {
+
+// One parameter: param, momentum_buf (nullptr when momentum == 0), grad: (n,)
+template <typename T>
+void sgd(T* param, T* momentum_buf, const T* grad, int64_t n, SgdScalars s);
+// One parameter: param, exp_avg, exp_avg_sq, grad: (n,)
+template <typename T>
+void adam(T* param, T* exp_avg, T* exp_avg_sq, const T* grad, int64_t n, AdamScalars s);
+
+// Many parameters in one step: item i has size[i] elements in each of its arrays and its own
+// scalars. All vectors have one entry per item.
+template <typename T>
+struct SgdItems {
+  std::vector<T*> param;
+  std::vector<T*> momentum_buf;  // nullptr for an item whose momentum is 0
+  std::vector<const T*> grad;
+  std::vector<int64_t> size;
+  std::vector<SgdScalars> scalars;
+};
+
+template <typename T>
+struct AdamItems {
+  std::vector<T*> param, exp_avg, exp_avg_sq;
+  std::vector<const T*> grad;
+  std::vector<int64_t> size;
+  std::vector<AdamScalars> scalars;
+};
+
+// Why a multi-parameter step wrote nothing: kGrad, item's gradient holds a NaN or an infinity
+// (the first such item); kState, the gradients are finite but item's new exp_avg or exp_avg_sq
+// would not be (grad_abs_max is the item's largest |grad|). kNone: the step was applied.
+struct Refusal {
+  enum What { kNone, kGrad, kState };
+  What what = kNone;
+  size_t item = 0;
+  double grad_abs_max = 0.0;
+};
+
+// All or nothing: every gradient is scanned first, and a non-finite one refuses the step; then
+// every item gets exactly the arithmetic of sgd() (same bits), the elements of all items split
+// over the pool in one dispatch.
+template <typename T>
+Refusal sgd_multi(SgdItems<T> items);
+
+// All or nothing, as sgd_multi, plus kState: an item whose effective gradient |g + wd * p| could
+// make the new m or v overflow (above sqrt(max) / 4 of T; below it they provably stay finite when
+// the old ones are) gets a dry run of its update first. Each item gets exactly adam()'s bits.
+template <typename T>
+Refusal adam_multi(AdamItems<T> items);
+
+}  // namespace optimizers
 
 }  // namespace pydl
