@@ -70,6 +70,13 @@ PoolShape adaptive_shape(const Shape& in, py::handle output_size, const char* op
   return s;
 }
 
+// Runs f(fns, T{}) with the pool functions of x's dtype; f calls the kernel through nogil (which
+// takes its arguments by value, so the call can be captured by the engine).
+template <typename F>
+void run(DType dt, F f) {
+  by_dtype(dt, [&](auto zero) { f(of_dtype<decltype(zero)>(kernels().pool), zero); });
+}
+
 // Checks dy against the pooled shape of input_shape and returns (dy contiguous, new dx).
 std::pair<py::array, py::array> backward_arrays(py::handle dy_obj, const Shape& in,
                                                 const PoolShape& s, const char* op, DType* dt) {
@@ -96,9 +103,8 @@ py::tuple max_pool_forward(py::handle x_obj, py::handle kernel, py::handle strid
   const py::array x = contiguous(x_in);
   int64_t* pi = idx.mutable_data();
   if (Capture* c = active_capture()) c->keep.push_back(idx);  // captured kernels write into it
-  by_dtype(dt, [&](auto zero) {
+  run(dt, [&](const auto& fns, auto zero) {
     using T = decltype(zero);
-    const PoolFns<T>& fns = of_dtype<T>(kernels().pool);
     nogil(fns.max_forward, ptr<T>(y), pi, cptr<T>(x), s);
   });
   return py::make_tuple(y, idx);
@@ -134,9 +140,8 @@ py::array max_pool_backward(py::handle dy_obj, py::handle idx_obj, py::handle in
   // Indices are positions inside one plane of the input.
   const std::vector<int64_t> idx = checked_indices(idx_in, s.h * s.w, op, "indices");
   capture_fail();  // the kernel reads this checked copy of the indices
-  by_dtype(dt, [&](auto zero) {
+  run(dt, [&](const auto& fns, auto zero) {
     using T = decltype(zero);
-    const PoolFns<T>& fns = of_dtype<T>(kernels().pool);
     nogil(fns.max_backward, ptr<T>(dx), cptr<T>(dy), idx.data(), s);
   });
   return dx;
@@ -151,9 +156,8 @@ py::array avg_pool_forward(py::handle x_obj, py::handle kernel, py::handle strid
   const PoolShape s = window_shape(in, kernel, stride, padding, op);
   py::array y = output(py::none(), pooled_shape(in, s), dt, op);
   const py::array x = contiguous(x_in);
-  by_dtype(dt, [&](auto zero) {
+  run(dt, [&](const auto& fns, auto zero) {
     using T = decltype(zero);
-    const PoolFns<T>& fns = of_dtype<T>(kernels().pool);
     nogil(fns.avg_forward, ptr<T>(y), cptr<T>(x), s);
   });
   return y;
@@ -167,9 +171,8 @@ py::array avg_pool_backward(py::handle dy_obj, py::handle in_obj, py::handle ker
   DType dt;
   py::array dy, dx;
   std::tie(dy, dx) = backward_arrays(dy_obj, in, s, op, &dt);
-  by_dtype(dt, [&](auto zero) {
+  run(dt, [&](const auto& fns, auto zero) {
     using T = decltype(zero);
-    const PoolFns<T>& fns = of_dtype<T>(kernels().pool);
     nogil(fns.avg_backward, ptr<T>(dx), cptr<T>(dy), s);
   });
   return dx;
@@ -183,9 +186,8 @@ py::array adaptive_avg_pool_forward(py::handle x_obj, py::handle output_size) {
   const PoolShape s = adaptive_shape(in, output_size, op);
   py::array y = output(py::none(), pooled_shape(in, s), dt, op);
   const py::array x = contiguous(x_in);
-  by_dtype(dt, [&](auto zero) {
+  run(dt, [&](const auto& fns, auto zero) {
     using T = decltype(zero);
-    const PoolFns<T>& fns = of_dtype<T>(kernels().pool);
     nogil(fns.adaptive_avg_forward, ptr<T>(y), cptr<T>(x), s);
   });
   return y;
@@ -202,9 +204,8 @@ py::array adaptive_avg_pool_backward(py::handle dy_obj, py::handle in_obj) {
   DType dt;
   py::array dy, dx;
   std::tie(dy, dx) = backward_arrays(dy_obj, in, s, op, &dt);
-  by_dtype(dt, [&](auto zero) {
+  run(dt, [&](const auto& fns, auto zero) {
     using T = decltype(zero);
-    const PoolFns<T>& fns = of_dtype<T>(kernels().pool);
     nogil(fns.adaptive_avg_backward, ptr<T>(dx), cptr<T>(dy), s);
   });
   return dx;
