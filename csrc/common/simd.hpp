@@ -12,8 +12,8 @@
 //  - min(a, b) / max(a, b) follow the x86 rule: if either operand is NaN the result is b. Put the
 //    value whose NaN must survive second (clamp(x) = max(lo, min(hi, x)) keeps a NaN x).
 //  - Comparisons are ordered and quiet: lt/le/gt/ge/eq are false when a lane is NaN.
-//  - load_partial / store_partial touch only the first n < W lanes' memory (masked loads and
-//    stores), so ragged tails never read or write out of bounds.
+//  - load_partial / store_partial touch only the first n < W lanes' memory (masked loads; on
+//    AVX2, stores of 4, 2 and 1 lanes), so ragged tails never read or write out of bounds.
 //  - erf / erfc (float64, and float32 through float64) are accurate to a few ulp everywhere,
 //    relative to the result in erfc's underflowing tail too.
 //  - exp / expm1 are accurate to about 1-2 ulp over the whole range, give +inf on overflow, 0 (or
@@ -35,6 +35,46 @@
 namespace pydl {
 namespace PYDL_ISA_NS {
 namespace simd {
+
+// Stores the first w (0..8 / 0..4) lanes of a 256-bit vector at d with full, 128-, 64- and 32-bit
+// stores, touching no other memory. AMD CPUs up to Zen 3 run a masked store (vmaskmovps) as a
+// long microcoded sequence (it made packing a 6-row GEMM panel slower than the multiply-adds); this
+// is at most three plain stores. Used by both ISAs (AVX-512 code handles 256-bit blocks too).
+inline void store_lanes(float* d, __m256 v, int64_t w) {
+  if (w == 8) {
+    _mm256_storeu_ps(d, v);
+    return;
+  }
+  __m128 part = _mm256_castps256_ps128(v);
+  if (w >= 4) {
+    _mm_storeu_ps(d, part);
+    part = _mm256_extractf128_ps(v, 1);
+    d += 4;
+    w -= 4;
+  }
+  if (w >= 2) {
+    _mm_storel_pi(reinterpret_cast<__m64*>(d), part);
+    part = _mm_movehl_ps(part, part);
+    d += 2;
+    w -= 2;
+  }
+  if (w == 1) _mm_store_ss(d, part);
+}
+
+inline void store_lanes(double* d, __m256d v, int64_t w) {
+  if (w == 4) {
+    _mm256_storeu_pd(d, v);
+    return;
+  }
+  __m128d part = _mm256_castpd256_pd128(v);
+  if (w >= 2) {
+    _mm_storeu_pd(d, part);
+    part = _mm256_extractf128_pd(v, 1);
+    d += 2;
+    w -= 2;
+  }
+  if (w == 1) _mm_store_sd(d, part);
+}
 
 #if defined(__AVX512F__)
 
@@ -295,12 +335,8 @@ inline Vd load_partial(const double* p, int64_t n, double fill = 0.0) {
   __m256i m = first_lanes_d(n);
   return {_mm256_blendv_pd(_mm256_set1_pd(fill), _mm256_maskload_pd(p, m), _mm256_castsi256_pd(m))};
 }
-inline void store_partial(float* p, Vf a, int64_t n) {
-  _mm256_maskstore_ps(p, first_lanes_f(n), a.v);
-}
-inline void store_partial(double* p, Vd a, int64_t n) {
-  _mm256_maskstore_pd(p, first_lanes_d(n), a.v);
-}
+inline void store_partial(float* p, Vf a, int64_t n) { store_lanes(p, a.v, n); }
+inline void store_partial(double* p, Vd a, int64_t n) { store_lanes(p, a.v, n); }
 
 inline Vf operator+(Vf a, Vf b) { return {_mm256_add_ps(a.v, b.v)}; }
 inline Vd operator+(Vd a, Vd b) { return {_mm256_add_pd(a.v, b.v)}; }

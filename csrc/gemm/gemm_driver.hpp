@@ -55,10 +55,11 @@ constexpr int64_t kDirectBMaxPanels = 4;
 
 // 8x8 (float) / 4x4 (double) in-register transposes used when packing reads rows that are
 // contiguous along k (A not transposed, B transposed): dst[q * ldd + r] = src[r * lds + q] for
-// r < n (n <= 8 / 4 rows; missing rows read as zero and are not stored: masked stores).
-// AVX2 shuffles are available in both ISA translation units that include this header.
-inline void transpose_block(const float* src, int64_t lds, float* dst, int64_t ldd,
-                            int64_t n = 8) {
+// r < n, and 0 for n <= r < w (n <= w <= 8 / 4: the rows read, and the lanes stored, which may
+// include the panel's zero padding). AVX2 shuffles are available in both ISA translation units
+// that include this header.
+inline void transpose_block(const float* src, int64_t lds, float* dst, int64_t ldd, int64_t n,
+                            int64_t w) {
   __m256 r[8];
   for (int i = 0; i < 8; ++i) r[i] = i < n ? _mm256_loadu_ps(src + i * lds) : _mm256_setzero_ps();
   __m256 t0 = _mm256_unpacklo_ps(r[0], r[1]), t1 = _mm256_unpackhi_ps(r[0], r[1]);
@@ -73,29 +74,18 @@ inline void transpose_block(const float* src, int64_t lds, float* dst, int64_t l
                        _mm256_permute2f128_ps(s2, s6, 0x20), _mm256_permute2f128_ps(s3, s7, 0x20),
                        _mm256_permute2f128_ps(s0, s4, 0x31), _mm256_permute2f128_ps(s1, s5, 0x31),
                        _mm256_permute2f128_ps(s2, s6, 0x31), _mm256_permute2f128_ps(s3, s7, 0x31)};
-  if (n == 8) {
-    for (int q = 0; q < 8; ++q) _mm256_storeu_ps(dst + q * ldd, o[q]);
-  } else {
-    const __m256i mask = _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(n)),
-                                            _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
-    for (int q = 0; q < 8; ++q) _mm256_maskstore_ps(dst + q * ldd, mask, o[q]);
-  }
+  for (int q = 0; q < 8; ++q) simd::store_lanes(dst + q * ldd, o[q], w);
 }
 
-inline void transpose_block(const double* src, int64_t lds, double* dst, int64_t ldd,
-                            int64_t n = 4) {
+inline void transpose_block(const double* src, int64_t lds, double* dst, int64_t ldd, int64_t n,
+                            int64_t w) {
   __m256d r[4];
   for (int i = 0; i < 4; ++i) r[i] = i < n ? _mm256_loadu_pd(src + i * lds) : _mm256_setzero_pd();
   __m256d t0 = _mm256_unpacklo_pd(r[0], r[1]), t1 = _mm256_unpackhi_pd(r[0], r[1]);
   __m256d t2 = _mm256_unpacklo_pd(r[2], r[3]), t3 = _mm256_unpackhi_pd(r[2], r[3]);
   const __m256d o[4] = {_mm256_permute2f128_pd(t0, t2, 0x20), _mm256_permute2f128_pd(t1, t3, 0x20),
                         _mm256_permute2f128_pd(t0, t2, 0x31), _mm256_permute2f128_pd(t1, t3, 0x31)};
-  if (n == 4) {
-    for (int q = 0; q < 4; ++q) _mm256_storeu_pd(dst + q * ldd, o[q]);
-  } else {
-    const __m256i mask = _mm256_cmpgt_epi64(_mm256_set1_epi64x(n), _mm256_setr_epi64x(0, 1, 2, 3));
-    for (int q = 0; q < 4; ++q) _mm256_maskstore_pd(dst + q * ldd, mask, o[q]);
-  }
+  for (int q = 0; q < 4; ++q) simd::store_lanes(dst + q * ldd, o[q], w);
 }
 
 template <typename T>
@@ -108,6 +98,17 @@ void pack_panel(T* dst, const T* src, int64_t s_r, int64_t s_p, int64_t rows, in
   if (s_r == 1) {
     // Each k step is a contiguous run: a plain copy. The runs are s_p apart (often a page or
     // more), too far for the hardware prefetcher: ask for the run 8 steps ahead.
+    if (rows == W) {  // a full panel: a fixed-size copy the compiler turns into vector moves
+      for (int64_t p = 0; p < kc; ++p) {
+        __builtin_prefetch(src + (p + 8) * s_p);
+        __builtin_prefetch(src + (p + 8) * s_p + W - 1);
+        const T* s = src + p * s_p;
+        T* d = dst + p * W;
+#pragma GCC unroll 32
+        for (int r = 0; r < W; ++r) d[r] = s[r];
+      }
+      return;
+    }
     for (int64_t p = 0; p < kc; ++p) {
       __builtin_prefetch(src + (p + 8) * s_p);
       __builtin_prefetch(src + (p + 8) * s_p + rows - 1);
@@ -118,31 +119,21 @@ void pack_panel(T* dst, const T* src, int64_t s_r, int64_t s_p, int64_t rows, in
     }
     return;
   }
-  int64_t r_done = 0;
+  int64_t p_done = 0;
   if (s_p == 1) {
-    // Each row is contiguous along k: transpose it in register blocks.
+    // Each row is contiguous along k: transpose it in register blocks of L rows x L steps; the
+    // blocks' stores cover all W lanes, the zero padding included.
     constexpr int64_t L = kTransposeBlock<T>;
-    const int64_t kc_full = kc / L * L;
-    for (; r_done + L <= rows; r_done += L) {
-      const T* s = src + r_done * s_r;
-      for (int64_t p = 0; p < kc_full; p += L) transpose_block(s + p, s_r, dst + p * W + r_done, W);
-      for (int64_t p = kc_full; p < kc; ++p)
-        for (int64_t r = 0; r < L; ++r) dst[p * W + r_done + r] = s[r * s_r + p];
-    }
-    // The last rows - r_done < L rows (all of a 6-row panel): the same transpose, masked.
-    const int64_t rem = rows - r_done;
-    if (rem > 0) {
-      const T* s = src + r_done * s_r;
-      for (int64_t p = 0; p < kc_full; p += L)
-        transpose_block(s + p, s_r, dst + p * W + r_done, W, rem);
-      for (int64_t p = kc_full; p < kc; ++p)
-        for (int64_t r = 0; r < rem; ++r) dst[p * W + r_done + r] = s[r * s_r + p];
-      r_done = rows;
+    p_done = kc / L * L;
+    for (int64_t r0 = 0; r0 < W; r0 += L) {
+      const int64_t n = rows - r0 < 0 ? 0 : min64(L, rows - r0), w = min64(L, W - r0);
+      const T* s = src + r0 * s_r;
+      for (int64_t p = 0; p < p_done; p += L) transpose_block(s + p, s_r, dst + p * W + r0, W, n, w);
     }
   }
-  for (int64_t p = 0; p < kc; ++p) {
+  for (int64_t p = p_done; p < kc; ++p) {
     T* d = dst + p * W;
-    for (int64_t r = r_done; r < rows; ++r) d[r] = src[r * s_r + p * s_p];
+    for (int64_t r = 0; r < rows; ++r) d[r] = src[r * s_r + p * s_p];
     for (int64_t r = rows; r < W; ++r) d[r] = T(0);
   }
 }
@@ -240,13 +231,15 @@ void macro_kernel(const GemmArgs<typename K::T>& g, const typename K::T* pa,
         micro_kernel_rows<K, K::MR>(mr, kc, a, b, ldb_panel, c, g.ldc, load_c);
       } else {
         micro_kernel_rows<K, K::MR>(mr, kc, a, b, ldb_panel, tile, K::NR, false);
+        using V = simd::Vec<T>;
         for (int64_t r = 0; r < mr; ++r) {
           T* cr = c + r * g.ldc;
           const T* tr = tile + r * K::NR;
-          if (load_c) {
-            for (int64_t j = 0; j < nr; ++j) cr[j] += tr[j];
-          } else {
-            for (int64_t j = 0; j < nr; ++j) cr[j] = tr[j];
+          for (int64_t j = 0; j < nr; j += V::W) {
+            const int64_t w = min64(V::W, nr - j);
+            V v = simd::load(tr + j);
+            if (load_c) v = simd::load_partial(cr + j, w) + v;
+            simd::store_partial(cr + j, v, w);
           }
         }
       }
@@ -256,12 +249,22 @@ void macro_kernel(const GemmArgs<typename K::T>& g, const typename K::T* pa,
 }
 
 // The whole GEMM restricted to C[i0:i1, j0:j1], single-threaded, with this thread's buffers.
+//
+// Two loop orders, the same micro-kernel calls on the same packed values (so the same bits):
+//  - rows of C in one MC block (a training or inference batch): A's block is packed once per KC
+//    block, then each NR-wide panel of B is packed right before the micro-kernel runs every row
+//    panel against it. The packed panel (NR x KC) stays in L1 and B's source rows are read once,
+//    from wherever they are; packing the whole KC x NC block first would write it out (a 256 x
+//    256 float W: 256 KB) and read it back from L2 or L3, which cost a 32 x 256 x 256 product as
+//    much time as its multiply-adds.
+//  - more rows: BLIS's order, the KC x NC block of B packed once and reused by every MC block.
 template <class K>
 void gemm_block(const GemmArgs<typename K::T>& g, const GemmBlocking& bl, int64_t kc_block,
                 int64_t i0, int64_t i1, int64_t j0, int64_t j1) {
   using T = typename K::T;
   const int64_t NC = bl.nc, MC = bl.mc;
-  const int64_t nc_max = round_up(min64(NC, j1 - j0), K::NR);
+  const bool one_row_block = i1 - i0 <= MC;
+  const int64_t nc_max = one_row_block ? K::NR : round_up(min64(NC, j1 - j0), K::NR);
   const int64_t mc_max = round_up(min64(MC, i1 - i0), K::MR);
   T* pa = static_cast<T*>(thread_workspace(WorkspaceSlot::kPackA, mc_max * kc_block * sizeof(T)));
   T* pb = static_cast<T*>(thread_workspace(WorkspaceSlot::kPackB, nc_max * kc_block * sizeof(T)));
@@ -270,26 +273,40 @@ void gemm_block(const GemmArgs<typename K::T>& g, const GemmBlocking& bl, int64_
   // pack, the product ~115 us). When B's rows are contiguous (a plain, not transposed, B) its
   // full panels are then read in place instead; the arithmetic, and so the result, is the same.
   const bool direct_b = g.cs_b == 1 && g.m <= kDirectBMaxPanels * K::MR;
+  const auto pack_a = [&](int64_t ic, int64_t mc, int64_t pc, int64_t kc) {
+    const EvenSplit panels = even_split(mc, K::MR);
+    for (int64_t t = 0; t < panels.count; ++t)
+      pack_panel<T, K::MR>(pa + t * K::MR * kc, g.a + (ic + panels.start(t)) * g.rs_a + pc * g.cs_a,
+                           g.rs_a, g.cs_a, panels.rows(t), kc);
+  };
   for (int64_t jc = j0; jc < j1; jc += NC) {
     const int64_t nc = min64(NC, j1 - jc);
     for (int64_t pc = 0; pc < g.k; pc += kc_block) {
       const int64_t kc = min64(kc_block, g.k - pc);
       const bool load_c = g.accumulate || pc > 0;
       const bool last = pc + kc == g.k;
+      const T* b_block = g.b + pc * g.rs_b + jc * g.cs_b;
+      if (one_row_block) {
+        pack_a(i0, i1 - i0, pc, kc);
+        for (int64_t jr = 0; jr < nc; jr += K::NR) {
+          const int64_t nr = min64(K::NR, nc - jr);
+          const bool in_place = direct_b && nr == K::NR;
+          if (!in_place) pack_panel<T, K::NR>(pb, b_block + jr * g.cs_b, g.cs_b, g.rs_b, nr, kc);
+          macro_kernel<K>(g, pa, pb, in_place ? b_block + jr : nullptr, g.rs_b, i0, i1 - i0,
+                          jc + jr, nr, kc, load_c, last);
+        }
+        continue;
+      }
       for (int64_t jr = 0; jr < nc; jr += K::NR) {
         if (direct_b && nc - jr >= K::NR) continue;  // read in place by the micro-kernel
-        pack_panel<T, K::NR>(pb + jr * kc, g.b + pc * g.rs_b + (jc + jr) * g.cs_b, g.cs_b, g.rs_b,
+        pack_panel<T, K::NR>(pb + jr * kc, b_block + jr * g.cs_b, g.cs_b, g.rs_b,
                              min64(K::NR, nc - jr), kc);
       }
-      const T* b_direct = direct_b ? g.b + pc * g.rs_b + jc : nullptr;
       for (int64_t ic = i0; ic < i1; ic += MC) {
         const int64_t mc = min64(MC, i1 - ic);
-        const EvenSplit panels = even_split(mc, K::MR);
-        for (int64_t t = 0; t < panels.count; ++t)
-          pack_panel<T, K::MR>(pa + t * K::MR * kc,
-                               g.a + (ic + panels.start(t)) * g.rs_a + pc * g.cs_a, g.rs_a,
-                               g.cs_a, panels.rows(t), kc);
-        macro_kernel<K>(g, pa, pb, b_direct, g.rs_b, ic, mc, jc, nc, kc, load_c, last);
+        pack_a(ic, mc, pc, kc);
+        macro_kernel<K>(g, pa, pb, direct_b ? b_block : nullptr, g.rs_b, ic, mc, jc, nc, kc,
+                        load_c, last);
       }
     }
   }
