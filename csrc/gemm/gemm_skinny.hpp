@@ -83,15 +83,17 @@ constexpr int kVecRegs = simd::Vec<T>::W * static_cast<int>(sizeof(T)) == 64 ? 3
 template <bool kTransB>
 constexpr int kRowMaxRows = kTransB ? 8 : 4;
 // Vectors per row for an R-row block. A plain B: about half the registers as accumulators. A
-// transposed one: a quarter, and at most 4 vectors and 32 rows of W, because each vector reads W
-// rows of W side by side and with a row stride of a multiple of 1 KiB (256 floats) those rows
-// share a few L1 sets: 64 of them would evict each other's lines between two 16-byte reads. Four
-// independent chains per row keep the shuffles, not the multiply-add latency, the limit.
+// transposed one: a quarter, and at most 2 vectors (16 rows of W for AVX2 floats), because each
+// vector reads W rows of W side by side, 16 bytes at a time, and with a row stride of a multiple
+// of 1 KiB (k = 256, 512, ...) those rows share a few L1 sets (4 for 1 KiB, 2 for 2 KiB): with 4
+// vectors (32 rows) a line was evicted between two of its 16-byte reads. Measured on Zen 3 (1
+// thread, against 4 vectors): 1 x 512 x 784 2.2x faster, 8 x 256 x 256 1.2-1.4x, 1 x 256 x 256
+// about the same (2 chains per row then bound by the multiply-add latency instead).
 template <typename T, bool kTransB = false>
 constexpr int row_vecs(int r) {
   constexpr int regs = kVecRegs<T> / (kTransB ? 4 : 2);
   constexpr int wide = 32 / simd::Vec<T>::W;
-  constexpr int most = kTransB ? (wide < 4 ? wide : 4) : 8;
+  constexpr int most = kTransB ? (wide < 2 ? wide : 2) : 8;
   return regs / r > most ? most : (regs / r < 1 ? 1 : regs / r);
 }
 
