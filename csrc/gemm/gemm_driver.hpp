@@ -98,14 +98,17 @@ void pack_panel(T* dst, const T* src, int64_t s_r, int64_t s_p, int64_t rows, in
   if (s_r == 1) {
     // Each k step is a contiguous run: a plain copy. The runs are s_p apart (often a page or
     // more), too far for the hardware prefetcher: ask for the run 8 steps ahead.
-    if (rows == W) {  // a full panel: a fixed-size copy the compiler turns into vector moves
+    if (rows == W) {  // a full panel: whole vectors, then the first W % VW lanes of one more
+      using V = simd::Vec<T>;
+      constexpr int VW = V::W, full = W / VW * VW;
       for (int64_t p = 0; p < kc; ++p) {
         __builtin_prefetch(src + (p + 8) * s_p);
         __builtin_prefetch(src + (p + 8) * s_p + W - 1);
         const T* s = src + p * s_p;
         T* d = dst + p * W;
-#pragma GCC unroll 32
-        for (int r = 0; r < W; ++r) d[r] = s[r];
+#pragma GCC unroll 4
+        for (int r = 0; r < full; r += VW) simd::storeu(d + r, simd::loadu(s + r));
+        if constexpr (full < W) simd::store_partial(d + full, simd::load_partial(s + full, W - full), W - full);
       }
       return;
     }
