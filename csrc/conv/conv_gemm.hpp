@@ -10,6 +10,7 @@
 // active kernel table (gemm/gemm.hpp), so this file holds no per-ISA code of its own.
 #pragma once
 
+#include <algorithm>
 #include <cstring>
 
 #include "common/dispatch.hpp"
@@ -62,23 +63,24 @@ void im2col(T* col, const T* xg, int64_t p0, int64_t p1, const ConvShape& s, con
     const int64_t jlo = off >= 0 ? 0 : clamp64((-off + s.sw - 1) / s.sw, 0, s.ow);
     const int64_t jhi = s.w - 1 - off < 0 ? 0 : clamp64((s.w - 1 - off) / s.sw + 1, 0, s.ow);
     T* dst = col + r * tw;
-    for (int64_t q = p0; q < p1;) {
-      const int64_t i = q / s.ow, j0 = q % s.ow;
+    // Output rows i of [p0, p1): columns [j0, j1) of each (j0 = 0 after the first row).
+    int64_t i = p0 / s.ow, j0 = p0 % s.ow;
+    for (int64_t q = p0; q < p1; ++i, j0 = 0) {
       const int64_t j1 = s.ow < j0 + (p1 - q) ? s.ow : j0 + (p1 - q);
       T* d = dst + (q - p0) - j0;  // d[j] is output column j of row i
       const int64_t ih = i * s.sh - s.ph + kp * s.dh;
       if (ih < 0 || ih >= s.h) {
-        for (int64_t j = j0; j < j1; ++j) d[j] = T(0);
+        std::fill(d + j0, d + j1, T(0));
       } else {
         const T* xr = xc + ih * s.w + off;
         const int64_t a = clamp64(jlo, j0, j1), b = clamp64(jhi, a, j1);
-        for (int64_t j = j0; j < a; ++j) d[j] = T(0);
+        std::fill(d + j0, d + a, T(0));
         if (s.sw == 1) {
-          for (int64_t j = a; j < b; ++j) d[j] = xr[j];
+          std::copy(xr + a, xr + b, d + a);
         } else {
           for (int64_t j = a; j < b; ++j) d[j] = xr[j * s.sw];
         }
-        for (int64_t j = b; j < j1; ++j) d[j] = T(0);
+        std::fill(d + b, d + j1, T(0));
       }
       q += j1 - j0;
     }
@@ -97,15 +99,19 @@ void col2im_add(T* dxg, const T* dcol, int64_t p0, int64_t p1, const ConvShape& 
     const int64_t jlo = off >= 0 ? 0 : clamp64((-off + s.sw - 1) / s.sw, 0, s.ow);
     const int64_t jhi = s.w - 1 - off < 0 ? 0 : clamp64((s.w - 1 - off) / s.sw + 1, 0, s.ow);
     const T* src = dcol + r * tw;
-    for (int64_t q = p0; q < p1;) {
-      const int64_t i = q / s.ow, j0 = q % s.ow;
+    int64_t i = p0 / s.ow, j0 = p0 % s.ow;
+    for (int64_t q = p0; q < p1; ++i, j0 = 0) {
       const int64_t j1 = s.ow < j0 + (p1 - q) ? s.ow : j0 + (p1 - q);
       const T* d = src + (q - p0) - j0;
       const int64_t ih = i * s.sh - s.ph + kp * s.dh;
       if (ih >= 0 && ih < s.h) {
-        T* xr = xc + ih * s.w + off;
+        T* __restrict xr = xc + ih * s.w + off;
         const int64_t a = clamp64(jlo, j0, j1), b = clamp64(jhi, a, j1);
-        for (int64_t j = a; j < b; ++j) xr[j * s.sw] += d[j];
+        if (s.sw == 1) {
+          for (int64_t j = a; j < b; ++j) xr[j] += d[j];
+        } else {
+          for (int64_t j = a; j < b; ++j) xr[j * s.sw] += d[j];
+        }
       }
       q += j1 - j0;
     }
