@@ -37,6 +37,7 @@ KernelTable make_table(Isa isa) {
     avx2::fill_norm(t.norm);
     avx2::fill_embedding(t.embedding);
   }
+#if !defined(PYDL_NO_AVX512)
   if (isa == Isa::kAvx512) {
     avx512::fill_gemm(t.gemm);
     avx512::fill_activations(t.act);
@@ -49,6 +50,7 @@ KernelTable make_table(Isa isa) {
     avx512::fill_norm(t.norm);
     avx512::fill_embedding(t.embedding);
   }
+#endif
 #else
   (void)isa;
 #endif
@@ -89,10 +91,14 @@ bool cpu_supports(Isa isa) {
 #if defined(PYDL_X86)
   switch (isa) {
     case Isa::kAvx512:
+#if defined(PYDL_NO_AVX512)  // built without the AVX-512 kernels (CMake PYDL_SKIP_AVX512)
+      return false;
+#else
       return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq") &&
              __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl") &&
              __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
              __builtin_cpu_supports("bmi2");
+#endif
     case Isa::kAvx2:
       return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
              __builtin_cpu_supports("f16c") && __builtin_cpu_supports("bmi2");
