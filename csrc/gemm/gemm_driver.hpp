@@ -14,7 +14,7 @@
 // element of C is summed in the same order (KC blocks depend only on k, products inside a block run
 // p = 0..kc-1) whatever the grid, so results are bit-identical for any thread count.
 //
-// Shapes with m <= 8 or n <= 16 first try the never-packing kernels of gemm_skinny.hpp.
+// Shapes with m <= 8 first try the never-packing kernel of gemm_skinny.hpp.
 //
 // A traits struct K describes one ISA/dtype: K::T (element) and the micro-kernel tile MR x NR
 // (NR a multiple of simd::Vec<T>::W). Vector code uses simd::Vec<T> of the including ISA; the

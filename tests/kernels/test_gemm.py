@@ -297,9 +297,10 @@ def test_works_in_forked_child(rng):
 
 # --- skinny shapes (never-packing kernels) and the threads' shared-B path ------------------------
 
-# (m, n, k, trans_a, trans_b): few rows (m <= 8) and few columns (n <= 16), each with op(B) read
-# along k (a linear layer's x @ W.T) and along n (dx = dy @ W), plus layouts those kernels leave
-# to the blocked driver (both strides of op(B) non-unit).
+# (m, n, k, trans_a, trans_b): few rows (m <= 8, the never-packing kernel) and few columns (n <= 16,
+# the packed path with a partly used panel), each with op(B) read along k (a linear layer's
+# x @ W.T) and along n (dx = dy @ W), plus layouts the few-row kernel leaves to the blocked driver
+# (both strides of op(B) non-unit).
 SKINNY = [(1, 256, 256, False, True), (1, 64, 256, False, True), (8, 512, 784, False, True),
           (3, 130, 17, True, True), (5, 300, 33, False, False), (8, 40, 100, True, False),
           (1, 1, 1, False, False), (2, 1000, 9, False, False), (32, 10, 256, False, True),
@@ -499,8 +500,8 @@ def np_fusable(z, activation, **kw):
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("activation", ACTIVATIONS + ["gelu", "gelu_tanh", "silu"])
 def test_linear_epilogue_on_every_path(isa, activation, dtype, rng):
-    # Batch 1 and 8 (few-row dot kernel), the 10-output head (few-column kernel), a transposed
-    # x (copied rows, or the blocked driver), a large batch (shared-B path at 2 threads): each
+    # Batch 1 and 8 (few-row kernel), the 10-output head (a partly used packed panel), a
+    # transposed x (copied rows, or the blocked driver), a large batch (shared-B path at 2 threads): each
     # against float64 numpy and bit-identical at 1 and 2 threads.
     previous = pydl.get_num_threads()
     kw = {"negative_slope": 0.2, "alpha": 0.7}
