@@ -108,7 +108,8 @@ void pack_panel(T* dst, const T* src, int64_t s_r, int64_t s_p, int64_t rows, in
         T* d = dst + p * W;
 #pragma GCC unroll 4
         for (int r = 0; r < full; r += VW) simd::storeu(d + r, simd::loadu(s + r));
-        if constexpr (full < W) simd::store_partial(d + full, simd::load_partial(s + full, W - full), W - full);
+        if constexpr (full < W)
+          simd::store_partial(d + full, simd::load_partial(s + full, W - full), W - full);
       }
       return;
     }
@@ -131,7 +132,8 @@ void pack_panel(T* dst, const T* src, int64_t s_r, int64_t s_p, int64_t rows, in
     for (int64_t r0 = 0; r0 < W; r0 += L) {
       const int64_t n = rows - r0 < 0 ? 0 : min64(L, rows - r0), w = min64(L, W - r0);
       const T* s = src + r0 * s_r;
-      for (int64_t p = 0; p < p_done; p += L) transpose_block(s + p, s_r, dst + p * W + r0, W, n, w);
+      for (int64_t p = 0; p < p_done; p += L)
+        transpose_block(s + p, s_r, dst + p * W + r0, W, n, w);
     }
   }
   for (int64_t p = p_done; p < kc; ++p) {

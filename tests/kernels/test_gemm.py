@@ -501,8 +501,8 @@ def np_fusable(z, activation, **kw):
 @pytest.mark.parametrize("activation", ACTIVATIONS + ["gelu", "gelu_tanh", "silu"])
 def test_linear_epilogue_on_every_path(isa, activation, dtype, rng):
     # Batch 1 and 8 (few-row kernel), the 10-output head (a partly used packed panel), a
-    # transposed x (copied rows, or the blocked driver), a large batch (shared-B path at 2 threads): each
-    # against float64 numpy and bit-identical at 1 and 2 threads.
+    # transposed x (copied rows, or the blocked driver), a large batch (shared-B path at 2
+    # threads): each against float64 numpy and bit-identical at 1 and 2 threads.
     previous = pydl.get_num_threads()
     kw = {"negative_slope": 0.2, "alpha": 0.7}
     try:
