@@ -42,7 +42,7 @@ def _class_vector(name, arg, value, n, dtype):
 
 class LinearOp(Op):
     """``act(x @ w.T + b)`` with the activation in the GEMM epilogue; dW and db accumulate into a
-    leaf parameter's gradient inside the GEMM / row reduction (operands: x, w, b or None)."""
+    leaf parameter's gradient inside the GEMM (db as ones @ dz) (operands: x, w, b or None)."""
 
     native = True
     y = None

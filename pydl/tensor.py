@@ -217,14 +217,43 @@ def _matmul_into_grad(t, a, b, trans_a=False, trans_b=False):
         buf += kernels.matmul(a, b, trans_a=trans_a, trans_b=trans_b)
 
 
+_ONES = {}  # dtype -> a read-only (1, capacity) row of ones, grown by doubling
+
+
+def _ones_row(n, dtype):
+    """A read-only (1, n) view of ones of the given dtype (shared; never written)."""
+    row = _ONES.get(dtype)
+    if row is None or row.shape[1] < n:
+        row = np.ones((1, max(n, 64, 2 * (0 if row is None else row.shape[1]))), dtype)
+        row.flags.writeable = False
+        _ONES[dtype] = row
+    return row[:, :n]
+
+
 def _sum_rows_into_grad(t, g):
-    """Accumulate g.sum(axis=0) into leaf t's gradient (into the engine's buffer when lent)."""
-    buf = t._gbuf
-    if t.grad is None and buf is not None:
-        np.add.reduce(g, axis=0, out=buf)
-        t.grad = buf
-    else:
+    """Accumulate the column sums of the 2-D g into leaf t's gradient (a bias's gradient).
+
+    The sums are the product ones @ g: the GEMM adds each column in its fixed order (the same
+    bits for any thread count), writes into the engine's lent buffer or onto an existing
+    gradient without a temporary, and stays quiet when a sum overflows (the step's finiteness
+    check reports that), where a numpy reduction would print a RuntimeWarning.
+    """
+    if g.ndim != 2 or g.dtype != t.data.dtype:
         accumulate_grad(t, g.sum(axis=0))
+        return
+    ones = _ones_row(g.shape[0], g.dtype)
+    buf = t.grad
+    if buf is None:
+        lent = t._gbuf
+        if lent is None:
+            t.grad = kernels.matmul(ones, g).reshape(-1)
+        else:
+            kernels.matmul(ones, g, out=lent.reshape(1, -1))
+            t.grad = lent
+    elif buf.flags.c_contiguous and buf.flags.writeable and buf.dtype == g.dtype:
+        kernels.matmul(ones, g, out=buf.reshape(1, -1), accumulate=True)
+    else:
+        buf += kernels.matmul(ones, g).reshape(-1)
 
 
 def _freed(g):
