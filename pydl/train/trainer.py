@@ -28,6 +28,8 @@ __all__ = ["NonFiniteLossError", "Trainer"]
 
 
 def _check_int(who, name, value, low):
+    if type(value) is int and value >= low:  # the common case, without the ABC checks below
+        return value
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise ValueError(f"{who}: {name} must be an int, got {value!r}")
     if value < low:
@@ -152,14 +154,18 @@ class Trainer:
         """Refuse a second thread: fit/evaluate/predict of one Trainer switch the model's mode and
         share its history. The same thread may re-enter (a callback calling evaluate)."""
         if not self._busy.acquire(blocking=False):
-            raise RuntimeError(f"{who}: this Trainer is already running fit, evaluate or predict "
-                               f"in another thread; a Trainer (and its model) serves one thread "
-                               f"at a time. Use one Trainer and model per thread, or wait for "
-                               f"the other call to finish")
+            raise self._busy_error(who)
         try:
             yield
         finally:
             self._busy.release()
+
+    @staticmethod
+    def _busy_error(who):
+        return RuntimeError(f"{who}: this Trainer is already running fit, evaluate or predict in "
+                            f"another thread; a Trainer (and its model) serves one thread at a "
+                            f"time. Use one Trainer and model per thread, or wait for the other "
+                            f"call to finish")
 
     def _check_data(self, who, x, y=None, xname="x", yname="y", probe_loss=False):
         """Check inputs (and targets) against the model and loss before anything is updated.
@@ -219,10 +225,24 @@ class Trainer:
                              f"{int(bad.sum())} label(s) of {yname} are outside")
 
     # --- data -----------------------------------------------------------------------------
+    _dtype_cached = None  # (model, nn._structure_version, dtype) of the last _dtype()
+
     def _dtype(self):
+        """The dtype of the model's first parameter (float32 without parameters).
+
+        Remembered per model structure: assigning a parameter's data (``Module.to`` too) changes
+        ``nn._structure_version``, so a batch-1 predict does not walk the parameters every call.
+        """
+        cached = self._dtype_cached
+        if (cached is not None and cached[0] is self.model
+                and cached[1] == nn._structure_version):
+            return cached[2]
+        dtype = np.dtype(np.float32)
         for p in self.model.parameters():
-            return p.data.dtype
-        return np.dtype(np.float32)
+            dtype = p.data.dtype
+            break
+        self._dtype_cached = (self.model, nn._structure_version, dtype)
+        return dtype
 
     def _inputs(self, who, x, name="x"):
         x = x.data if isinstance(x, Tensor) else np.asarray(x)
@@ -331,7 +351,10 @@ class Trainer:
         """
         batch_size = _check_int("predict", "batch_size", batch_size, 1)
         x = self._inputs("predict", x)
-        with self._exclusive("predict"):
+        # As _exclusive, written out: a batch-1 predict is a few tens of microseconds.
+        if not self._busy.acquire(blocking=False):
+            raise self._busy_error("predict")
+        try:
             # The probe forward checks a sample layout once per layout and model structure
             # (a server predicting one request at a time would otherwise run the model twice).
             layout = (x.shape[1:], len(x) == 0, nn._structure_version)
@@ -339,6 +362,8 @@ class Trainer:
                 self._check_data("predict", x)
                 self._predict_checked = layout
             return self._forward_all(x, batch_size)
+        finally:
+            self._busy.release()
 
     def predict_proba(self, x, batch_size=256):
         """Return class probabilities: softmax (CrossEntropyLoss) or sigmoid (BCEWithLogitsLoss).
