@@ -21,6 +21,10 @@ Rewrites on the recorded tape (same bits as the eager ops they replace):
   C++ (``pydl._core._Program``) that runs those kernels in order with the GIL released once: no
   Python between them. Ops that do numpy work (element-wise arithmetic, dropout's key draws, the
   loss) replay from Python between such runs;
+- the backward of a step whose ops all do their backward in pydl kernels (``Op.native_backward``:
+  Linear, activations, dropout, the fused losses) and hand gradients on without sums is captured
+  during one replay and, once checked bit for bit against the Python backward on the next one,
+  runs as ONE C++ call too (:class:`_NativeBackward`);
 - gradients of leaf parameters are written into buffers allocated once and lent to the ops while
   a step replays (the weight gradient is accumulated by the GEMM itself, the bias gradient by one
   row reduction), so ``p.grad`` after a replayed step is overwritten by the next one: copy it to
@@ -163,8 +167,8 @@ class _Recorder:
 class _Tape:
     """A recorded step: prebound forward calls, backward targets and buffers."""
 
-    __slots__ = ("trainable", "calls", "forward", "backward", "nslots", "loss", "output", "inputs", "grad_buffers",
-                 "arena", "ones")
+    __slots__ = ("trainable", "calls", "forward", "backward", "nslots", "loss", "output", "inputs",
+                 "grad_buffers", "arena", "ones", "native_backward")
 
 
 def _index_arrays(op):
@@ -229,6 +233,7 @@ def _build(rec, loss_t, out_t, order):
     tape.nslots = len(entries)
     tape.grad_buffers = None  # lent after the first backward (see _lend_arena)
     tape.arena = None
+    tape.native_backward = None  # see _NativeBackward
     calls = []
     for e in entries:
         op, t = e[0], e[1]
@@ -549,13 +554,16 @@ class CompiledStep(_Compiled):
             _replay_backward(tape)
             _lend_arena(tape, [p for p in params if p.grad is not None])
             return
-        for p, buf in lent:
-            p._gbuf = buf
-        try:
-            _replay_backward(tape)
-        finally:
-            for p, _ in lent:
-                p._gbuf = None
+        native = tape.native_backward
+        if type(native) is _NativeBackward and native.verified:
+            native.run()
+            return
+        if native is None:
+            tape.native_backward = _NativeBackward.capture(tape, lent)
+        elif native:
+            tape.native_backward = native.verify(tape, lent)
+        else:
+            _python_backward(tape, lent)
 
     def __call__(self, x, y):
         """Run one training step; return the loss value (float).
@@ -624,7 +632,105 @@ def _lend_arena(tape, params):
     tape.arena = arena
 
 
-def _replay_backward(tape):
+def _python_backward(tape, lent, trace=None):
+    """The replayed backward from Python, with the arena's buffers lent to the parameters."""
+    for p, buf in lent:
+        p._gbuf = buf
+    try:
+        _replay_backward(tape, trace)
+    finally:
+        for p, _ in lent:
+            p._gbuf = None
+
+
+def _trace_step(trace, bwd, results, targets, grads):
+    """Log one backward step of a replay for _NativeBackward: the arrays it handed on, then
+    None if the step does work a captured program would not repeat."""
+    ok = getattr(getattr(bwd, "__self__", None), "native_backward", False)
+    for tgt, pg in zip(targets, results):
+        if pg is None or tgt is None:
+            continue
+        trace.append(pg)
+        if type(tgt) is tuple:
+            # A slot's gradient must be handed on as it is: one producer, the slot's dtype (a
+            # sum or a cast is numpy work).
+            ok = ok and type(pg) is np.ndarray and pg.dtype == tgt[1] and grads[tgt[0]] is None
+        else:
+            ok = False  # a leaf's gradient copied or added in numpy
+    if not ok:
+        trace.append(None)
+
+
+class _NativeBackward:
+    """A recorded step's backward as one C++ program (no Python between its kernels).
+
+    Ops whose ``backward`` does all its array work in pydl kernels writing into arrays they keep
+    (``Op.native_backward``) have those kernel calls captured during one replay (the gradient
+    routing between them must be plain hand-overs, and every leaf gradient written by a kernel
+    into the arena). The next replay runs the program AND the Python backward on the same
+    batch and compares: the program is used from then on only if both wrote the same bits and
+    the ops handed on the same arrays. Otherwise the key keeps the Python backward, with one
+    ``logging.debug`` line saying why.
+    """
+
+    __slots__ = ("program", "trace", "grads", "verified", "keep")
+
+    @classmethod
+    def capture(cls, tape, lent):
+        """Run the replayed backward once while capturing it; return a candidate or False."""
+        from .tensor import _ONES
+
+        trace = []
+        _core._capture_begin(False)
+        try:
+            _python_backward(tape, lent, trace)
+        finally:
+            program = _core._capture_end()
+        why = None
+        if any(t is None for t in trace):
+            why = "an op's backward (or the gradient routing) does work outside pydl kernels"
+        elif program is None:
+            why = "a kernel call could not be captured"
+        grads = [(p, buf) for p, buf in lent if p.grad is not None]
+        if why is None and any(p.grad is not buf for p, buf in grads):
+            why = "a gradient was not written into the engine's buffer"
+        if why is not None:
+            _log.debug("backward of a recorded step stays in Python: %s", why)
+            return False
+        self = cls()
+        self.program = _core._Program.join([program], lambda: _python_backward(tape, lent))
+        self.trace = trace
+        self.grads = grads
+        self.verified = False
+        self.keep = list(_ONES.values())  # rows of ones the program reads
+        return self
+
+    def run(self):
+        self.program()
+        for p, buf in self.grads:
+            p.grad = buf
+
+    def verify(self, tape, lent):
+        """Run the program, then the Python backward; return self if they agree, else False."""
+        self.run()
+        written = [buf.tobytes() for _, buf in self.grads]
+        for p, _ in self.grads:
+            p.grad = None
+        trace = []
+        _python_backward(tape, lent, trace)
+        same = (len(trace) == len(self.trace) and all(a is b for a, b in zip(trace, self.trace))
+                and [p for p, _ in lent if p.grad is not None] == [p for p, _ in self.grads]
+                and all(w == buf.tobytes() for w, (_, buf) in zip(written, self.grads)))
+        if not same:
+            _log.debug("backward of a recorded step stays in Python: its captured kernels did "
+                       "not reproduce the Python backward")
+            return False
+        self.verified = True
+        self.trace = None
+        return self
+
+
+def _replay_backward(tape, trace=None):
     from .tensor import accumulate_grad
 
     if not tape.backward:  # nothing requires grad (every parameter frozen)
@@ -636,7 +742,10 @@ def _replay_backward(tape):
         if g is None:
             continue
         grads[slot] = None
-        for tgt, pg in zip(targets, bwd(g)):
+        results = bwd(g)
+        if trace is not None:
+            _trace_step(trace, bwd, results, targets, grads)
+        for tgt, pg in zip(targets, results):
             if pg is None or tgt is None:
                 continue
             if type(pg) is not np.ndarray:

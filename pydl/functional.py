@@ -45,6 +45,7 @@ class LinearOp(Op):
     leaf parameter's gradient inside the GEMM (db as ones @ dz) (operands: x, w, b or None)."""
 
     native = True
+    native_backward = True
     y = None
     z = None
     dz = None
@@ -164,6 +165,7 @@ del _row
 class DropoutOp(Op):
     """Inverted dropout with a Philox mask keyed by the next ``pydl.random`` dropout key."""
 
+    native_backward = True  # reads the mask forward wrote (a kept buffer)
     y = None
     mask = None
     dx = None
@@ -269,6 +271,7 @@ def _target_array(target):
 class CrossEntropyOp(Op):
     """Softmax cross-entropy of (N, C) logits against labels (operands: logits, target)."""
 
+    native_backward = True  # hands on the gradient forward wrote (for an upstream 1)
     dlogits = None
 
     def __init__(self, reduction, label_smoothing, target_is_tensor):
@@ -376,6 +379,7 @@ def _float_target(name, pred, target):
 class _FusedLossOp(Op):
     """A loss whose kernel returns (value, dpred) in one pass (operands: pred, target)."""
 
+    native_backward = True  # hands on the gradient forward wrote (for an upstream 1)
     dpred = None
 
     def __init__(self, name, kernel, reduction):

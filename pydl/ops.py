@@ -116,6 +116,7 @@ class ActivationOp(Op):
     """The op of one activation row: its forward kernel, and backward from the saved x or y."""
 
     native = True
+    native_backward = True
     y = None
     dx = None
 

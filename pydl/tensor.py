@@ -301,10 +301,16 @@ class Op(abc.ABC):
             other Python side effects: the engine may then capture its kernel calls and replay
             them from C++. ``forward`` may set it to False for one call (e.g. when it had to
             copy a non-contiguous input with numpy).
+        native_backward: True when ``backward`` likewise does all its array work in pydl
+            kernels writing into arrays it keeps (the same ones every call) or into a leaf's
+            lent gradient buffer, and returns those arrays: the engine may then replay the
+            backward of a recorded step from C++ (it checks the result against the Python
+            backward once before relying on it).
     """
 
     view = False
     native = False
+    native_backward = False
     needs_grad = ()
     inputs = ()
 

@@ -10,7 +10,7 @@ import pytest
 
 import pydl
 from pydl import _core, nn
-from pydl.tensor import Tensor
+from pydl.tensor import Op, Tensor
 
 
 def _eager(model, x):
@@ -169,3 +169,128 @@ def test_capture_entry_points_refuse_misuse():
         assert len(_core._capture_end()) == 0
     with pytest.raises(TypeError):
         _core._Program.join([None], lambda: None)
+
+
+# --- native backward (pydl/engine.py _NativeBackward) --------------------------------------------
+def _native_backward(step):
+    return [t.native_backward for t in step._tapes.values()]
+
+
+class _Doubling(Op):
+    """An op that CLAIMS a native backward but multiplies with numpy: the engine's check against
+    the Python backward must catch it (its captured program would skip the multiplication)."""
+
+    native_backward = True
+    y = None
+    dx = None
+
+    def forward(self, x):
+        self.y = np.multiply(x, 2.0, out=self.y)
+        return self.y
+
+    def backward(self, g):
+        self.dx = np.multiply(g, 2.0, out=self.dx)
+        return (self.dx,)
+
+
+class _DoublingNet(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.a = nn.Linear(5, 8)
+        self.b = nn.Linear(8, 3)
+
+    def forward(self, x):
+        return self.b(_Doubling()(self.a(x).relu()))
+
+
+NATIVE_BACKWARD = {
+    # name: (model builder, loss, target kind, whether the backward runs natively after 3 steps)
+    "relu-dropout-ce": (lambda: nn.Sequential(nn.Linear(5, 16), nn.ReLU(), nn.Dropout(0.3),
+                                              nn.Linear(16, 3)),
+                        pydl.losses.CrossEntropyLoss(), "int", True),
+    "gelu-silu-mse-f64": (lambda: nn.Sequential(nn.Linear(5, 16, dtype=np.float64), nn.GELU(),
+                                                nn.Linear(16, 16, dtype=np.float64), nn.SiLU(),
+                                                nn.Linear(16, 3, dtype=np.float64)),
+                          pydl.losses.MSELoss(), "reg", True),
+    "frozen-first-bce": (lambda: nn.Sequential(nn.Linear(5, 16).freeze(), nn.Tanh(),
+                                               nn.Linear(16, 3)),
+                         pydl.losses.BCEWithLogitsLoss(), "bin", True),
+    "shared-weights": (lambda: nn.Sequential(*[nn.Linear(5, 5)] * 3), pydl.losses.MSELoss(),
+                       "reg", True),
+    "residual-sum": (lambda: _Residual(), pydl.losses.CrossEntropyLoss(), "int", False),
+    "lying-op": (_DoublingNet, pydl.losses.CrossEntropyLoss(), "int", False),
+}
+
+
+@pytest.mark.parametrize("name", sorted(NATIVE_BACKWARD))
+def test_native_backward_is_bit_identical_to_eager_or_stays_in_python(name):
+    build, loss, kind, native = NATIVE_BACKWARD[name]
+
+    def make():
+        pydl.manual_seed(21)
+        m = build()
+        return m, pydl.optim.SGD([p for p in m.parameters() if p.requires_grad], lr=0.05,
+                                 momentum=0.9)
+
+    m1, o1 = make()
+    m2, o2 = make()
+    step = pydl.compile_step(m2, loss, o2)
+    rng = np.random.default_rng(2)
+    d_in = 8 if name == "residual-sum" else 5
+    dtype = m1[0].weight.data.dtype if isinstance(m1, nn.Sequential) else np.float32
+    for it in range(6):  # record, capture, check, then the program alone
+        x = rng.standard_normal((7, d_in)).astype(dtype)
+        y = {"int": rng.integers(0, 3, 7),
+             "reg": rng.standard_normal((7, 5 if name == "shared-weights" else 3)).astype(dtype),
+             "bin": (rng.random((7, 3)) < 0.5).astype(dtype)}[kind]
+        pydl.manual_seed(50 + it)
+        o1.zero_grad()
+        ref = loss(m1(Tensor(x)), y)
+        ref.backward()
+        pydl.manual_seed(50 + it)
+        assert step(x, y) == float(ref.item())
+        for (n, p), q in zip(m1.named_parameters(), m2.parameters()):
+            if p.grad is None:
+                assert q.grad is None, n
+            else:
+                assert p.grad.tobytes() == q.grad.tobytes(), (n, it)
+        o1.step()
+        for p, q in zip(m1.parameters(), m2.parameters()):
+            assert p.data.tobytes() == q.data.tobytes(), it
+    (state,) = _native_backward(step)
+    if native:
+        assert state and state.verified
+    else:
+        assert state is False
+
+
+def test_native_backward_falls_back_when_the_instruction_set_changes():
+    if len(_core.supported_isas()) < 2:
+        pytest.skip("needs two instruction sets")
+
+    def make():
+        pydl.manual_seed(4)
+        m = nn.Sequential(nn.Linear(6, 9), nn.ReLU(), nn.Linear(9, 2))
+        return m, pydl.optim.Adam(m.parameters(), lr=0.01)
+
+    m1, o1 = make()
+    m2, o2 = make()
+    loss = pydl.losses.CrossEntropyLoss()
+    step = pydl.compile_step(m2, loss, o2)
+    rng = np.random.default_rng(0)
+    best = _core.isa()
+    try:
+        for it in range(7):
+            if it == 4:
+                _core._set_isa("generic")
+            x = rng.standard_normal((5, 6)).astype(np.float32)
+            y = rng.integers(0, 2, 5)
+            o1.zero_grad()
+            ref = loss(m1(Tensor(x)), y)
+            ref.backward()
+            o1.step()
+            assert step(x, y) == float(ref.item())
+            for p, q in zip(m1.parameters(), m2.parameters()):
+                assert p.data.tobytes() == q.data.tobytes(), it
+    finally:
+        _core._set_isa(best)
