@@ -22,7 +22,8 @@ Rewrites on the recorded tape (same bits as the eager ops they replace):
   Python between them. Ops that do numpy work (element-wise arithmetic, dropout's key draws, the
   loss) replay from Python between such runs;
 - the backward of a step whose ops all do their backward in pydl kernels (``Op.native_backward``:
-  Linear, activations, dropout, the fused losses) and hand gradients on without sums is captured
+  Linear, activations, dropout, the fused losses, same-shape additions; gradients of a tensor
+  with several consumers are summed by a kernel into a kept buffer) is captured
   during one replay and, once checked bit for bit against the Python backward on the next one,
   runs as ONE C++ call too (:class:`_NativeBackward`);
 - gradients of leaf parameters are written into buffers allocated once and lent to the ops while
@@ -168,7 +169,7 @@ class _Tape:
     """A recorded step: prebound forward calls, backward targets and buffers."""
 
     __slots__ = ("trainable", "calls", "forward", "backward", "nslots", "loss", "output", "inputs",
-                 "grad_buffers", "arena", "ones", "native_backward")
+                 "grad_buffers", "arena", "ones", "native_backward", "sums")
 
 
 def _index_arrays(op):
@@ -234,6 +235,7 @@ def _build(rec, loss_t, out_t, order):
     tape.grad_buffers = None  # lent after the first backward (see _lend_arena)
     tape.arena = None
     tape.native_backward = None  # see _NativeBackward
+    tape.sums = {}  # slot -> the buffer its gradients from several consumers are summed into
     calls = []
     for e in entries:
         op, t = e[0], e[1]
@@ -652,9 +654,9 @@ def _trace_step(trace, bwd, results, targets, grads):
             continue
         trace.append(pg)
         if type(tgt) is tuple:
-            # A slot's gradient must be handed on as it is: one producer, the slot's dtype (a
-            # sum or a cast is numpy work).
-            ok = ok and type(pg) is np.ndarray and pg.dtype == tgt[1] and grads[tgt[0]] is None
+            # A slot's gradient must be handed on as it is or summed by a kernel (a cast is
+            # numpy work).
+            ok = ok and type(pg) is np.ndarray and pg.dtype == tgt[1]
         else:
             ok = False  # a leaf's gradient copied or added in numpy
     if not ok:
@@ -755,7 +757,14 @@ def _replay_backward(tape, trace=None):
                 if pg.dtype != dtype:
                     pg = pg.astype(dtype)
                 prev = grads[i]
-                grads[i] = pg if prev is None else prev + pg
+                if prev is None:
+                    grads[i] = pg
+                else:  # a second consumer: sum into the slot's kept buffer (capturable)
+                    buf = tape.sums.get(i)
+                    if buf is None:
+                        buf = tape.sums[i] = np.empty(prev.shape, dtype)
+                    _core._add_into(buf, prev, pg)
+                    grads[i] = buf
             else:
                 accumulate_grad(tgt, pg)
 

@@ -371,6 +371,10 @@ class Op(abc.ABC):
 class _Add(Op):
     y = None
 
+    @property
+    def native_backward(self):
+        return self.shapes[0] == self.shapes[1]  # hands g on as it is (no broadcast sums)
+
     def forward(self, a, b):
         self.shapes = a.shape, b.shape
         self.y = _arr(np.add(a, b, out=self.y))

@@ -203,6 +203,20 @@ class _DoublingNet(nn.Module):
         return self.b(_Doubling()(self.a(x).relu()))
 
 
+class _Shifted(nn.Module):
+    """A broadcast addition: its backward would sum over the batch in numpy."""
+
+    def __init__(self):
+        super().__init__()
+        self.a = nn.Linear(5, 8)
+        self.shift = nn.Parameter(np.linspace(-1, 1, 8).astype(np.float32))
+        self.shift.requires_grad = False
+        self.b = nn.Linear(8, 3)
+
+    def forward(self, x):
+        return self.b(self.a(x).relu() + self.shift)
+
+
 NATIVE_BACKWARD = {
     # name: (model builder, loss, target kind, whether the backward runs natively after 3 steps)
     "relu-dropout-ce": (lambda: nn.Sequential(nn.Linear(5, 16), nn.ReLU(), nn.Dropout(0.3),
@@ -217,7 +231,8 @@ NATIVE_BACKWARD = {
                          pydl.losses.BCEWithLogitsLoss(), "bin", True),
     "shared-weights": (lambda: nn.Sequential(*[nn.Linear(5, 5)] * 3), pydl.losses.MSELoss(),
                        "reg", True),
-    "residual-sum": (lambda: _Residual(), pydl.losses.CrossEntropyLoss(), "int", False),
+    "residual-sum": (lambda: _Residual(), pydl.losses.CrossEntropyLoss(), "int", True),
+    "broadcast-add": (lambda: _Shifted(), pydl.losses.CrossEntropyLoss(), "int", False),
     "lying-op": (_DoublingNet, pydl.losses.CrossEntropyLoss(), "int", False),
 }
 
@@ -294,3 +309,22 @@ def test_native_backward_falls_back_when_the_instruction_set_changes():
                 assert p.data.tobytes() == q.data.tobytes(), it
     finally:
         _core._set_isa(best)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_add_into_gives_numpys_sum_and_refuses_bad_operands(dtype):
+    rng = np.random.default_rng(9)
+    a = (rng.standard_normal((5, 7)) * 1e3).astype(dtype)
+    b = (rng.standard_normal((5, 7)) * 1e-3).astype(dtype)
+    out = np.empty_like(a)
+    _core._add_into(out, a, b)
+    assert out.tobytes() == (a + b).tobytes()
+    expected = out + a
+    _core._add_into(out, out, a)  # in place: out is its first operand
+    assert out.tobytes() == expected.tobytes()
+    with pytest.raises(ValueError, match="shape"):
+        _core._add_into(out, a, b[:, :3])
+    with pytest.raises(TypeError, match="dtype|float"):
+        _core._add_into(out, a, b.astype(np.float16))
+    with pytest.raises(ValueError, match="overlap"):
+        _core._add_into(out, a, out)

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "bindings/bindings.hpp"
+#include "bindings/checks.hpp"
 #include "common/dispatch.hpp"
 
 namespace pydl::bind {
@@ -87,6 +88,32 @@ py::object capture_end() {
   return py::cast(std::make_shared<Program>(std::move(c->steps), std::move(c->keep), active_isa()));
 }
 
+template <typename T>
+void add_arrays(T* out, const T* a, const T* b, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) out[i] = a[i] + b[i];
+}
+
+// out = a + b element-wise (one IEEE addition each: the bits of numpy's a + b). The engine sums a
+// tensor's gradients from several consumers into a buffer it keeps, so the sum can be captured.
+// out may be a itself (a third gradient added in place), never a partial overlap.
+void add_into(py::handle out_obj, py::handle a_obj, py::handle b_obj) {
+  const char* op = "_add_into";
+  py::array a = require_array(a_obj, op, "a");
+  py::array b = require_array(b_obj, op, "b");
+  const DType dt = float_dtype(a, op, "a");
+  require_dtype(b, dt, op, "b");
+  require_same_shape(a, b, op, "a", "b");
+  py::array out = inout(out_obj, shape_of(a), dt, op, "out");
+  if (out.data() != a.data()) require_no_overlap(out, a, op, "out", "a");
+  require_no_overlap(out, b, op, "out", "b");
+  a = contiguous(a);
+  b = contiguous(b);
+  by_dtype(dt, [&](auto zero) {
+    using T = decltype(zero);
+    nogil(add_arrays<T>, ptr<T>(out), cptr<T>(a), cptr<T>(b), int64_t(a.size()));
+  });
+}
+
 }  // namespace
 
 void bind_program(py::module_& m) {
@@ -99,6 +126,8 @@ void bind_program(py::module_& m) {
       .def("__len__", &Program::size);
   m.def("_capture_begin", &capture_begin, py::arg("defer"),
         "Start capturing this thread's kernel calls (defer: capture without running them).");
+  m.def("_add_into", &add_into, py::arg("out"), py::arg("a"), py::arg("b"),
+        "out = a + b element-wise, capturable (private: the engine's gradient sums).");
   m.def("_capture_end", &capture_end,
         "Stop capturing; return the captured calls as a _Program, or None if they cannot be "
         "replayed natively.");
