@@ -184,10 +184,81 @@ std::vector<int64_t> per_item_int(py::handle v, size_t n, const char* op, const 
   });
 }
 
+// The item lists a *_multi entry last accepted on this thread, as everything its checks read of
+// each array: data pointer, dtype, shape, strides and flags. The checks are a function of exactly
+// these, so a call whose arrays match them (an optimizer's every step: the same parameters,
+// gradients and state buffers) skips the checks and only borrows the arrays. No reference is
+// kept: a freed array's properties reappearing in another one are checked as fine again, rightly.
+struct ItemsMemo {
+  std::vector<intptr_t> key;
+  DType dt = DType::kF32;
+};
+
+// Appends a's properties to key; false when a is not an ndarray (the full checks then report it).
+bool add_fingerprint(py::handle a, std::vector<intptr_t>& key) {
+  if (a.is_none()) {
+    key.push_back(0);
+    return true;
+  }
+  const auto& api = py::detail::npy_api::get();
+  if (!api.PyArray_Check_(a.ptr())) return false;
+  const auto* arr = py::detail::array_proxy(a.ptr());
+  key.push_back(reinterpret_cast<intptr_t>(arr->data));
+  const auto* descr = py::detail::array_descriptor_proxy(arr->descr);
+  key.push_back(descr->type_num);
+  key.push_back(descr->byteorder);
+  key.push_back(arr->flags);
+  key.push_back(arr->nd);
+  for (int d = 0; d < arr->nd; ++d) {
+    key.push_back(arr->dimensions[d]);
+    key.push_back(arr->strides[d]);
+  }
+  return true;
+}
+
+std::vector<Operands> check_items_fully(
+    const char* op, const std::vector<py::handle>& ps, const std::vector<py::handle>& gs,
+    const std::vector<std::vector<std::pair<py::handle, const char*>>>& states);
+
 // Checks the items of a *_multi update: every item as the single-parameter update checks its
 // arguments (errors name the item), one dtype for all, and no written array (a parameter or a
-// state buffer) overlapping any other array of any item.
+// state buffer) overlapping any other array of any item. `memo` remembers the last accepted lists.
 std::vector<Operands> check_items(
+    const char* op, const std::vector<py::handle>& ps, const std::vector<py::handle>& gs,
+    const std::vector<std::vector<std::pair<py::handle, const char*>>>& states, ItemsMemo& memo) {
+  std::vector<intptr_t> key;
+  bool known = true;
+  for (size_t i = 0; i < ps.size() && known; ++i) {
+    known = add_fingerprint(ps[i], key) && add_fingerprint(gs[i], key);
+    for (const auto& st : states[i]) known = known && add_fingerprint(st.first, key);
+  }
+  if (known && !key.empty() && key == memo.key) {
+    std::vector<Operands> items(ps.size());
+    for (size_t i = 0; i < ps.size(); ++i) {
+      items[i].dt = memo.dt;
+      items[i].param = py::reinterpret_borrow<py::array>(ps[i]);
+      items[i].grad = py::reinterpret_borrow<py::array>(gs[i]);
+      for (const auto& st : states[i])
+        items[i].state.push_back(py::reinterpret_borrow<py::array>(st.first));
+    }
+    return items;
+  }
+  memo.key.clear();
+  std::vector<Operands> items = check_items_fully(op, ps, gs, states);
+  // Remember only lists used as they are (a strided gradient is copied on every call).
+  for (size_t i = 0; i < items.size(); ++i) {
+    if (items[i].param.ptr() != ps[i].ptr() || items[i].grad.ptr() != gs[i].ptr()) known = false;
+    for (size_t j = 0; j < items[i].state.size(); ++j)
+      if (items[i].state[j].ptr() != states[i][j].first.ptr()) known = false;
+  }
+  if (known && !items.empty()) {
+    memo.key = std::move(key);
+    memo.dt = items.front().dt;
+  }
+  return items;
+}
+
+std::vector<Operands> check_items_fully(
     const char* op, const std::vector<py::handle>& ps, const std::vector<py::handle>& gs,
     const std::vector<std::vector<std::pair<py::handle, const char*>>>& states) {
   std::vector<Operands> items;
@@ -320,7 +391,8 @@ void sgd_update_multi(py::handle params, py::handle grads, py::handle momentum_b
                             "): a momentum buffer is required when momentum != 0");
     }
   }
-  std::vector<Operands> items = check_items(op, ps, gs, states);
+  thread_local ItemsMemo memo;
+  std::vector<Operands> items = check_items(op, ps, gs, states, memo);
   if (items.empty()) return;
   const optimizers::Refusal r = by_dtype(items.front().dt, [&](auto zero) {
     using T = decltype(zero);
@@ -404,7 +476,8 @@ void adam_like_update_multi(const char* op, bool decoupled, py::handle params, p
         adam_scalars(op, decoupled, step_v[i], lrs[i], b1s[i], b2s[i], epss[i], wds[i]));
     states.push_back({{ms[i], "exp_avg"}, {vs[i], "exp_avg_sq"}});
   }
-  std::vector<Operands> items = check_items(op, ps, gs, states);
+  thread_local ItemsMemo memos[2];  // Adam, AdamW
+  std::vector<Operands> items = check_items(op, ps, gs, states, memos[decoupled ? 1 : 0]);
   if (items.empty()) return;
   const optimizers::Refusal r = by_dtype(items.front().dt, [&](auto zero) {
     using T = decltype(zero);

@@ -632,3 +632,50 @@ def test_multi_hyper_parameter_lists_are_checked():
     K.sgd_update_multi(p, g, [None, np.zeros(3, np.float32)], lr=0.1, momentum=[0.0, 0.9],
                        first_step=[False, True])
     np.testing.assert_array_equal(p[0], np.full(4, 0.9, np.float32))
+
+
+@pytest.mark.parametrize("kernel", ["sgd", "adam", "adamw"])
+def test_multi_rechecks_arrays_that_changed_since_an_accepted_call(kernel):
+    # The *_multi entries remember the arrays of the last accepted call so that an optimizer's
+    # every step skips the checks; anything a check depends on that changed must be checked again.
+    def call(params, grads, states):
+        if kernel == "sgd":
+            K.sgd_update_multi(params, grads, states[0], lr=0.1, momentum=0.9)
+        else:
+            getattr(K, f"{kernel}_update_multi")(params, grads, states[0], states[1], steps=1,
+                                                  lr=0.1)
+
+    def fresh():
+        params = [np.zeros((3, 4), np.float32), np.zeros(5, np.float32)]
+        grads = [np.full((3, 4), 0.5, np.float32), np.full(5, 0.25, np.float32)]
+        states = [[np.zeros_like(p) for p in params] for _ in range(2)]
+        return params, grads, states
+
+    params, grads, states = fresh()
+    call(params, grads, states)
+    call(params, grads, states)  # the same arrays: accepted again
+    before = [p.copy() for p in params]
+    params[1].flags.writeable = False
+    with pytest.raises(ValueError, match="writeable|read-only"):
+        call(params, grads, states)
+    params[1].flags.writeable = True
+    assert all(np.array_equal(a, b) for a, b in zip(before, params))  # nothing was written
+    grads[0].shape = (4, 3)  # same memory, another shape
+    with pytest.raises(ValueError, match="shape"):
+        call(params, grads, states)
+    grads[0].shape = (3, 4)
+    aliased = [params[0], params[0].reshape(-1)[:5]]  # item 1's parameter inside item 0's
+    with pytest.raises(ValueError, match="share memory|overlap"):
+        call(aliased, grads, states)
+    strided = np.full((3, 8), 0.5, np.float32)[:, ::2]  # a strided gradient is copied, each call
+    call(params, [strided, grads[1]], states)
+    call(params, [strided, grads[1]], states)
+    p2, g2, s2 = fresh()
+    expected_p, expected_g, expected_s = fresh()
+    for _ in range(3):
+        call(expected_p, expected_g, expected_s)
+    call(p2, [strided.copy(), g2[1]], s2)
+    call(p2, [strided, g2[1]], s2)
+    call(p2, [strided, g2[1]], s2)
+    for a, b in zip(p2, expected_p):
+        assert a.tobytes() == b.tobytes()
