@@ -19,8 +19,8 @@ Rewrites on the recorded tape (same bits as the eager ops they replace):
 - consecutive ops whose kernel calls were captured while recording (``Op.native``: Linear,
   activations, convolution, pooling, batch norm in eval mode, layer norm) replay as ONE call into
   C++ (``pydl._core._Program``) that runs those kernels in order with the GIL released once: no
-  Python between them. Ops that do numpy work (element-wise arithmetic, dropout's key draws, the
-  loss) replay from Python between such runs;
+  Python between them (dropout's key draws run just before the program, in tape order). Ops
+  that do numpy work (element-wise arithmetic, the loss) replay from Python between such runs;
 - the backward of a step whose ops all do their backward in pydl kernels (``Op.native_backward``:
   Linear, activations, dropout, the fused losses, same-shape additions; gradients of a tensor
   with several consumers are summed by a kernel into a kept buffer) is captured
@@ -307,9 +307,15 @@ def _native_runs(calls):
 
     def close():
         if run:
-            slow = [c[:3] for c in run]
+            # An op with side effects before its kernels (dropout's key draw) has them in
+            # ``prepare``, run before the program in tape order; its Python fallback is then the
+            # rest of its forward, ``compute``.
+            ops = [c[0].__self__ for c in run]
+            prepare = [op.prepare for op in ops if hasattr(op, "prepare")]
+            slow = [(op.compute if hasattr(op, "prepare") else c[0], c[1], c[2])
+                    for op, c in zip(ops, run)]
             program = _core._Program.join([c[3] for c in run], lambda: _run_calls(slow))
-            out.append((program, (), None))
+            out.append((_prepared(prepare, program) if prepare else program, (), None))
             run.clear()
 
     for call in calls:
@@ -320,6 +326,17 @@ def _native_runs(calls):
             out.append(call[:3])
     close()
     return out
+
+
+def _prepared(prepare, program):
+    """program, after each of the ``prepare`` hooks of its ops (in tape order)."""
+
+    def run():
+        for f in prepare:
+            f()
+        program()
+
+    return run
 
 
 def _hashable(value):

@@ -8,7 +8,7 @@ import math
 
 import numpy as np
 
-from . import _validation, kernels
+from . import _core, _validation, kernels
 from . import ops
 from . import random as _random
 from .tensor import Op, Tensor, _matmul_into_grad, _sum_rows_into_grad
@@ -163,21 +163,36 @@ del _row
 
 
 class DropoutOp(Op):
-    """Inverted dropout with a Philox mask keyed by the next ``pydl.random`` dropout key."""
+    """Inverted dropout with a Philox mask keyed by the next ``pydl.random`` dropout key.
 
+    ``forward`` is ``prepare()`` (draw the key into ``self.key``) then ``compute(x)`` (the kernel,
+    which reads the key when it runs). The engine captures ``compute``'s kernel call and calls
+    ``prepare`` before each replay, in tape order, so replayed masks are the eager ones.
+    """
+
+    native = True
     native_backward = True  # reads the mask forward wrote (a kept buffer)
     y = None
     mask = None
     dx = None
+    key = None
 
     def __init__(self, p):
         self.p = p
 
-    def forward(self, x):
-        seed, step = _random.next_dropout_key()
-        self.y, self.mask = kernels.dropout(x, self.p, seed, step, out=self.y,
-                                            mask_out=self.mask)
+    def prepare(self):
+        if self.key is None:
+            self.key = np.empty(2, np.uint64)
+        self.key[0], self.key[1] = _random.next_dropout_key()
+
+    def compute(self, x):
+        self.y, self.mask = _core._dropout_keyed(x, self.p, self.key, out=self.y,
+                                                 mask_out=self.mask)
         return self.y
+
+    def forward(self, x):
+        self.prepare()
+        return self.compute(x)
 
     def backward(self, g):
         self.dx = kernels.dropout_backward(g, self.mask, self.p, out=self.dx)

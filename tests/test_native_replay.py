@@ -328,3 +328,48 @@ def test_add_into_gives_numpys_sum_and_refuses_bad_operands(dtype):
         _core._add_into(out, a, b.astype(np.float16))
     with pytest.raises(ValueError, match="overlap"):
         _core._add_into(out, a, out)
+
+
+class _ThreeDropouts(nn.Module):
+    """Three dropouts; the middle one gets a strided input (its kernel copies it, so its call is
+    not captured and it draws its key in Python, between the two captured ones)."""
+
+    def __init__(self):
+        super().__init__()
+        self.a = nn.Linear(6, 6)
+        self.b = nn.Linear(4, 4)
+        self.head = nn.Linear(24, 3)
+        self.drop = nn.Dropout(0.4)
+
+    def forward(self, x):  # x: (N, 4, 6)
+        h = self.drop(self.a(x))  # captured, its key drawn just before its program
+        t = self.drop(h.transpose(1, 2))  # (N, 6, 4), not contiguous: drawn in Python
+        u = self.drop(self.b(t).relu())  # captured again, after it
+        return self.head(u.reshape(-1, 24))
+
+
+def test_dropout_keys_are_drawn_in_tape_order_around_native_programs():
+    def make():
+        pydl.manual_seed(8)
+        m = _ThreeDropouts()
+        return m, pydl.optim.SGD(m.parameters(), lr=0.1)
+
+    m1, o1 = make()
+    m2, o2 = make()
+    loss = pydl.losses.CrossEntropyLoss()
+    step = pydl.compile_step(m2, loss, o2)
+    rng = np.random.default_rng(4)
+    for it in range(5):
+        x = rng.standard_normal((3, 4, 6)).astype(np.float32)
+        y = rng.integers(0, 3, 3)
+        pydl.manual_seed(70 + it)
+        o1.zero_grad()
+        ref = loss(m1(Tensor(x)), y)
+        ref.backward()
+        o1.step()
+        pydl.manual_seed(70 + it)
+        assert step(x, y) == float(ref.item()), it
+        for p, q in zip(m1.parameters(), m2.parameters()):
+            assert p.data.tobytes() == q.data.tobytes(), it
+    (tape,) = step._tapes.values()
+    assert len(tape.forward) >= 3  # programs with their key draws, the strided dropout between

@@ -41,6 +41,45 @@ py::tuple dropout_fwd(py::handle x_obj, RealArg p_obj, py::handle seed, py::hand
   return py::make_tuple(y, mask);
 }
 
+// dropout_fwd with (seed, step) read from key, a (2,) uint64 array, when the kernel runs instead
+// of when it is called: the engine captures the call once and refills key before every replay
+// (pydl/functional.py, DropoutOp), so a replayed step draws its masks as eagerly.
+py::tuple dropout_keyed(py::handle x_obj, RealArg p_obj, py::handle key_obj, py::handle out,
+                        py::handle mask_out) {
+  const char* op = "_dropout_keyed";
+  py::array x = require_array(x_obj, op, "x");
+  const DType dt = float_dtype(x, op, "x");
+  const double p = drop_probability(p_obj, op);
+  const py::array key = require_array(key_obj, op, "key");
+  if (!key.dtype().is(py::dtype::of<uint64_t>()) || key.ndim() != 1 || key.shape(0) != 2 ||
+      !(key.flags() & py::array::c_style)) {
+    throw py::type_error(std::string(op) + ": key must be a contiguous uint64 array of shape (2,) "
+                         "holding (seed, step)");
+  }
+  DropoutStream s;
+  s.threshold = dropout::threshold(p);
+  x = contiguous(x);
+  const Shape shape = shape_of(x);
+  py::array y = output(out, shape, dt, op, "out");
+  py::array mask = mask_output(mask_out, shape, op, "mask_out");
+  require_same_or_disjoint(y, x, op, "out", "x");
+  require_no_overlap(mask, x, op, "mask_out", "x");
+  require_no_overlap(mask, y, op, "mask_out", "out");
+  const auto* k = static_cast<const uint64_t*>(key.data());
+  by_dtype(dt, [&](auto t) {
+    using T = decltype(t);
+    nogil(
+        [](T* yp, uint8_t* mp, const T* xp, const uint64_t* kp, DropoutStream st, double pp,
+           int64_t n) {
+          st.seed = kp[0];
+          st.step = kp[1];
+          dropout::forward<T>(yp, mp, xp, st, pp, n);
+        },
+        ptr<T>(y), ptr<uint8_t>(mask), cptr<T>(x), k, s, p, int64_t(x.size()));
+  });
+  return py::make_tuple(y, mask);
+}
+
 py::array dropout_bwd(py::handle dy_obj, py::handle mask_obj, RealArg p_obj, py::handle out) {
   const char* op = "dropout_backward";
   py::array dy = require_array(dy_obj, op, "dy");
@@ -80,6 +119,10 @@ py::tuple philox(py::handle counter, py::handle key) {
 }  // namespace
 
 void bind_dropout(py::module_& m) {
+  m.def("_dropout_keyed", &dropout_keyed, py::arg("x"), py::arg("p"), py::arg("key"),
+        py::kw_only(), py::arg("out") = py::none(), py::arg("mask_out") = py::none(),
+        "dropout(x, p, key[0], key[1], out=, mask_out=) with the key read when the kernel runs "
+        "(private: the engine's captured dropout).");
   m.def("dropout", &dropout_fwd, py::arg("x"), py::arg("p"), py::arg("seed"), py::arg("step") = 0,
         py::kw_only(), py::arg("out") = py::none(), py::arg("mask_out") = py::none(),
         R"doc(Drop elements of x with probability p and scale the kept ones by 1 / (1 - p).
