@@ -373,3 +373,22 @@ def test_dropout_keys_are_drawn_in_tape_order_around_native_programs():
             assert p.data.tobytes() == q.data.tobytes(), it
     (tape,) = step._tapes.values()
     assert len(tape.forward) >= 3  # programs with their key draws, the strided dropout between
+
+
+def test_no_grad_replay_of_one_program_takes_any_input_layout():
+    # A forward that is one program copies a C-contiguous input in and the output out in C++;
+    # other layouts go through numpy's copy. Both give the eager bits, and new arrays each call.
+    pydl.manual_seed(2)
+    model = nn.Sequential(nn.Linear(5, 7), nn.ReLU(), nn.Linear(7, 3)).eval()
+    x = np.random.default_rng(3).standard_normal((4, 5)).astype(np.float32)
+    expected = _eager(model, x)
+    outs = _replayed(model, x)
+    (tape,) = model.__dict__["_compiled_forwards"].fwd._tapes.values()
+    assert tape.io is not None
+    for layout in (np.asfortranarray(x), np.repeat(x, 2, axis=1)[:, ::2]):
+        outs += _replayed(model, layout)
+    for out in outs:
+        assert out.tobytes() == expected.tobytes()
+    assert len({id(o) for o in outs}) == len(outs)
+    outs[0][...] = 0  # a returned array is the caller's: the next call is unaffected
+    assert _replayed(model, x, 1)[0].tobytes() == expected.tobytes()

@@ -4,6 +4,7 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <cstring>
 #include <memory>
 #include <utility>
 #include <vector>
@@ -61,6 +62,25 @@ class Program {
     }
     py::gil_scoped_release release;
     for (auto& s : steps_) s();
+  }
+
+  // The no_grad hit path of a forward that is this one program (pydl/engine.py
+  // CompiledForward.replay): x copied into the recorded input buffer, the program run, and a new
+  // array copied from the output buffer returned. None (nothing done) when x is not a
+  // C-contiguous array of the input buffer's dtype and size; the caller then takes the general
+  // path.
+  py::object run_io(const py::array& x, const py::array& input, const py::array& output) {
+    if (!(x.flags() & py::array::c_style) || !x.dtype().is(input.dtype()) ||
+        x.nbytes() != input.nbytes() || !(input.flags() & py::array::c_style) ||
+        !(output.flags() & py::array::c_style)) {
+      return py::none();
+    }
+    std::memcpy(const_cast<void*>(input.data()), x.data(), static_cast<size_t>(x.nbytes()));
+    run();
+    std::vector<py::ssize_t> shape(output.shape(), output.shape() + output.ndim());
+    py::array y(output.dtype(), shape);
+    std::memcpy(y.mutable_data(), output.data(), static_cast<size_t>(output.nbytes()));
+    return std::move(y);
   }
 
   size_t size() const { return steps_.size(); }
@@ -123,6 +143,8 @@ void bind_program(py::module_& m) {
                   "One program running the given ones in order; `fallback()` runs instead when "
                   "the active instruction set is not the captured one.")
       .def("__call__", &Program::run, "Run the captured kernel calls in order.")
+      .def("run_io", &Program::run_io, py::arg("x"), py::arg("input"), py::arg("output"),
+           "Copy x into input, run, return a copy of output; None if x does not fit as is.")
       .def("__len__", &Program::size);
   m.def("_capture_begin", &capture_begin, py::arg("defer"),
         "Start capturing this thread's kernel calls (defer: capture without running them).");
