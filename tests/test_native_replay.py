@@ -41,7 +41,7 @@ class _Residual(nn.Module):
 
     def forward(self, x):
         h = self.a(x).relu()
-        return self.head(h + self.b(h).tanh())  # the add is numpy: it splits the native runs
+        return self.head(h + self.b(h).tanh())  # a same-shape add: captured with the rest
 
 
 class _TransposedNorm(nn.Module):
@@ -77,7 +77,7 @@ MODELS = {
     "layernorm": (lambda dt: nn.Sequential(nn.Linear(6, 10, dtype=dt),
                                            nn.LayerNorm(10, dtype=dt), nn.Tanh()),
                   (3, 6), 1, 0),
-    "residual": (lambda dt: _Residual().to(dt), (4, 8), 2, 1),
+    "residual": (lambda dt: _Residual().to(dt), (4, 8), 1, 0),
     "transposed-norm": (lambda dt: _TransposedNorm().to(dt), (2, 4, 6), 1, 1),
 }
 
