@@ -14,6 +14,7 @@
 #include <cstring>
 
 #include "common/dispatch.hpp"
+#include "common/simd.hpp"
 #include "common/workspace.hpp"
 #include "conv/conv_common.hpp"
 #include "gemm/gemm.hpp"
@@ -50,11 +51,33 @@ inline Lowering lowering(const ConvShape& s) {
 
 inline int64_t clamp64(int64_t v, int64_t lo, int64_t hi) { return v < lo ? lo : (v > hi ? hi : v); }
 
+// dst[0, len) = src[0, len) and dst[0, len) = 0 for the short runs of im2col (an image row: 8
+// values for an 8x8 input) in vector moves: std::copy / std::fill became a library call per run,
+// about as long as the GEMM itself for 8x8 images.
+template <typename T>
+inline void copy_run(T* dst, const T* src, int64_t len) {
+  using V = simd::Vec<T>;
+  int64_t j = 0;
+  for (; j + V::W <= len; j += V::W) simd::storeu(dst + j, simd::loadu(src + j));
+  if (j < len) simd::store_partial(dst + j, simd::load_partial(src + j, len - j), len - j);
+}
+
+template <typename T>
+inline void zero_run(T* dst, int64_t len) {
+  using V = simd::Vec<T>;
+  const V z = simd::zero<V>();
+  int64_t j = 0;
+  for (; j + V::W <= len; j += V::W) simd::storeu(dst + j, z);
+  if (j < len) simd::store_partial(dst + j, z, len - j);
+}
+
 // col (K x (p1 - p0)) = the unfolded inputs of output positions [p0, p1) of one sample and group;
 // xg: (C_in/G, H, W).
 template <typename T>
-void im2col(T* col, const T* xg, int64_t p0, int64_t p1, const ConvShape& s, const Lowering& l) {
+void im2col(T* col, const T* xg, int64_t p0, int64_t p1, const ConvShape& s, const Lowering& l,
+            int64_t ld = 0) {
   const int64_t tw = p1 - p0;
+  if (ld == 0) ld = tw;  // row r of col starts at col + r * ld
   for (int64_t r = 0; r < l.k; ++r) {
     const int64_t ci = r / (s.kh * s.kw), kp = (r / s.kw) % s.kh, kq = r % s.kw;
     const T* xc = xg + ci * s.h * s.w;
@@ -62,7 +85,7 @@ void im2col(T* col, const T* xg, int64_t p0, int64_t p1, const ConvShape& s, con
     // Output columns j whose iw lies inside the input: [jlo, jhi).
     const int64_t jlo = off >= 0 ? 0 : clamp64((-off + s.sw - 1) / s.sw, 0, s.ow);
     const int64_t jhi = s.w - 1 - off < 0 ? 0 : clamp64((s.w - 1 - off) / s.sw + 1, 0, s.ow);
-    T* dst = col + r * tw;
+    T* dst = col + r * ld;
     // Output rows i of [p0, p1): columns [j0, j1) of each (j0 = 0 after the first row).
     int64_t i = p0 / s.ow, j0 = p0 % s.ow;
     for (int64_t q = p0; q < p1; ++i, j0 = 0) {
@@ -70,17 +93,17 @@ void im2col(T* col, const T* xg, int64_t p0, int64_t p1, const ConvShape& s, con
       T* d = dst + (q - p0) - j0;  // d[j] is output column j of row i
       const int64_t ih = i * s.sh - s.ph + kp * s.dh;
       if (ih < 0 || ih >= s.h) {
-        std::fill(d + j0, d + j1, T(0));
+        zero_run(d + j0, j1 - j0);
       } else {
         const T* xr = xc + ih * s.w + off;
         const int64_t a = clamp64(jlo, j0, j1), b = clamp64(jhi, a, j1);
-        std::fill(d + j0, d + a, T(0));
+        zero_run(d + j0, a - j0);
         if (s.sw == 1) {
-          std::copy(xr + a, xr + b, d + a);
+          copy_run(d + a, xr + a, b - a);
         } else {
           for (int64_t j = a; j < b; ++j) d[j] = xr[j * s.sw];
         }
-        std::fill(d + b, d + j1, T(0));
+        zero_run(d + b, j1 - b);
       }
       q += j1 - j0;
     }
@@ -90,15 +113,16 @@ void im2col(T* col, const T* xg, int64_t p0, int64_t p1, const ConvShape& s, con
 // dxg (C_in/G, H, W) += col2im(dcol) for output positions [p0, p1): the transpose of im2col.
 template <typename T>
 void col2im_add(T* dxg, const T* dcol, int64_t p0, int64_t p1, const ConvShape& s,
-                const Lowering& l) {
+                const Lowering& l, int64_t ld = 0) {
   const int64_t tw = p1 - p0;
+  if (ld == 0) ld = tw;
   for (int64_t r = 0; r < l.k; ++r) {
     const int64_t ci = r / (s.kh * s.kw), kp = (r / s.kw) % s.kh, kq = r % s.kw;
     T* xc = dxg + ci * s.h * s.w;
     const int64_t off = kq * s.dw - s.pw;
     const int64_t jlo = off >= 0 ? 0 : clamp64((-off + s.sw - 1) / s.sw, 0, s.ow);
     const int64_t jhi = s.w - 1 - off < 0 ? 0 : clamp64((s.w - 1 - off) / s.sw + 1, 0, s.ow);
-    const T* src = dcol + r * tw;
+    const T* src = dcol + r * ld;
     int64_t i = p0 / s.ow, j0 = p0 % s.ow;
     for (int64_t q = p0; q < p1; ++i, j0 = 0) {
       const int64_t j1 = s.ow < j0 + (p1 - q) ? s.ow : j0 + (p1 - q);
@@ -118,10 +142,104 @@ void col2im_add(T* dxg, const T* dcol, int64_t p0, int64_t p1, const ConvShape& 
   }
 }
 
+// Small outputs (8x8 images, short sequences): one GEMM per sample would have only P columns,
+// so the forward and the data gradient put the columns of several samples side by side, up to
+// kBatchCols columns, with the unfolded inputs and the product in the per-thread workspace (at most
+// kBatchElems elements for both). Each output element still sums the same products in the same
+// order (a GEMM's result for a column does not depend on how many columns it computes), so the
+// bits are those of the per-sample GEMMs. 1 when batching does not apply.
+constexpr int64_t kBatchCols = 512;
+constexpr int64_t kBatchElems = int64_t{1} << 16;
+
+inline int64_t samples_per_gemm(const ConvShape& s, const Lowering& l, int64_t rows) {
+  if (l.in_place || s.groups != 1 || l.tile != l.p || 2 * l.p > kBatchCols) return 1;
+  int64_t b = kBatchCols / l.p;
+  const int64_t cap = kBatchElems / ((l.k + rows) * l.p);
+  b = b < cap ? b : cap;
+  b = b < s.n ? b : s.n;
+  return b < 1 ? 1 : b;
+}
+
+// y for samples [n0, n0 + ns) in one GEMM: out (C_out x ns*P) = w @ [col_n0 ... col_n0+ns-1] (+ b
+// first), then each sample's block copied to y.
+template <typename T>
+void batched_forward(T* y, const T* x, const T* w, const T* b, const ConvShape& s,
+                     const Lowering& l, int64_t n0, int64_t ns) {
+  const int64_t cols = ns * l.p;
+  T* col = static_cast<T*>(
+      thread_workspace(WorkspaceSlot::kScratch, sizeof(T) * (l.k + s.c_out) * cols));
+  T* out = col + l.k * cols;
+  for (int64_t i = 0; i < ns; ++i)
+    im2col(col + i * l.p, x + (n0 + i) * s.c_in * s.h * s.w, 0, l.p, s, l, cols);
+  if (b) {
+    for (int64_t co = 0; co < s.c_out; ++co) std::fill(out + co * cols, out + (co + 1) * cols, b[co]);
+  }
+  GemmArgs<T> a;
+  a.m = s.c_out;
+  a.n = cols;
+  a.k = l.k;
+  a.a = w;
+  a.rs_a = l.k;
+  a.cs_a = 1;
+  a.b = col;
+  a.rs_b = cols;
+  a.cs_b = 1;
+  a.c = out;
+  a.ldc = cols;
+  a.accumulate = b != nullptr;
+  run_gemm(a);
+  for (int64_t i = 0; i < ns; ++i)
+    for (int64_t co = 0; co < s.c_out; ++co)
+      std::copy(out + co * cols + i * l.p, out + co * cols + (i + 1) * l.p,
+                y + ((n0 + i) * s.c_out + co) * l.p);
+}
+
+// dx for samples [n0, n0 + ns) in one GEMM: dcol (K x ns*P) = w^T @ [dy_n0 ... ] (dy gathered into
+// the workspace), then each sample's columns folded back by col2im.
+template <typename T>
+void batched_backward_data(T* dx, const T* dy, const T* w, const ConvShape& s, const Lowering& l,
+                           int64_t n0, int64_t ns) {
+  const int64_t cols = ns * l.p;
+  T* dcol = static_cast<T*>(
+      thread_workspace(WorkspaceSlot::kScratch, sizeof(T) * (l.k + s.c_out) * cols));
+  T* dys = dcol + l.k * cols;
+  for (int64_t i = 0; i < ns; ++i)
+    for (int64_t co = 0; co < s.c_out; ++co) {
+      const T* src = dy + ((n0 + i) * s.c_out + co) * l.p;
+      std::copy(src, src + l.p, dys + co * cols + i * l.p);
+    }
+  GemmArgs<T> a;
+  a.m = l.k;
+  a.n = cols;
+  a.k = s.c_out;
+  a.a = w;  // element (r, co) of w^T at w[co * K + r]
+  a.rs_a = 1;
+  a.cs_a = l.k;
+  a.b = dys;
+  a.rs_b = cols;
+  a.cs_b = 1;
+  a.c = dcol;
+  a.ldc = cols;
+  run_gemm(a);
+  for (int64_t i = 0; i < ns; ++i) {
+    T* dxn = dx + (n0 + i) * s.c_in * s.h * s.w;
+    std::memset(dxn, 0, sizeof(T) * s.c_in * s.h * s.w);
+    col2im_add(dxn, dcol + i * l.p, 0, l.p, s, l, cols);
+  }
+}
+
 // y (N, C_out, OH, OW) = conv(x (N, C_in, H, W), w (C_out, C_in/G, KH, KW)) + b
 template <typename T>
 void gemm_forward(T* y, const T* x, const T* w, const T* b, const ConvShape& s) {
   const Lowering l = lowering(s);
+  const int64_t per = samples_per_gemm(s, l, s.c_out);
+  if (per > 1) {
+    parallel_for((s.n + per - 1) / per, [&](int64_t t) {
+      const int64_t n0 = t * per;
+      batched_forward(y, x, w, b, s, l, n0, s.n - n0 < per ? s.n - n0 : per);
+    });
+    return;
+  }
   parallel_for(s.n, [&](int64_t n) {
     T* col = l.in_place ? nullptr
                         : static_cast<T*>(thread_workspace(WorkspaceSlot::kScratch,
@@ -164,6 +282,14 @@ void gemm_forward(T* y, const T* x, const T* w, const T* b, const ConvShape& s) 
 template <typename T>
 void gemm_backward_data(T* dx, const T* dy, const T* w, const ConvShape& s) {
   const Lowering l = lowering(s);
+  const int64_t per = samples_per_gemm(s, l, s.c_out);
+  if (per > 1) {
+    parallel_for((s.n + per - 1) / per, [&](int64_t t) {
+      const int64_t n0 = t * per;
+      batched_backward_data(dx, dy, w, s, l, n0, s.n - n0 < per ? s.n - n0 : per);
+    });
+    return;
+  }
   parallel_for(s.n, [&](int64_t n) {
     T* dcol = l.in_place ? nullptr
                          : static_cast<T*>(thread_workspace(WorkspaceSlot::kScratch,

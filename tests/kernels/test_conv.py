@@ -186,3 +186,31 @@ def test_empty_batch(isa):
     assert K.conv_forward(x, w).shape == (0, 3, 4)
     dx, dw, db = K.conv_backward(np.zeros((0, 3, 4)), x, w)
     assert dx.shape == x.shape and not dw.any() and not db.any()
+
+
+@pytest.mark.parametrize("nd,size,k,stride,pad", [(2, 8, 3, 1, 1), (2, 5, 2, 2, 0), (1, 40, 5, 1, 0),
+                                                  (1, 17, 3, 2, 1)])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_small_outputs_batched_per_gemm_match_one_sample_at_a_time(isa, threads, nd, size, k,
+                                                                   stride, pad, dtype, rng):
+    # Small outputs put several samples' columns in one GEMM (forward and data gradient): each
+    # element must get exactly the bits of the product computed for its sample alone, and torch's
+    # values. 37 samples: batches of several, and a ragged last one.
+    n, c_in, c_out = 37, 5, 7
+    x = rng.standard_normal((n, c_in) + (size,) * nd).astype(dtype)
+    w = rng.standard_normal((c_out, c_in) + (k,) * nd).astype(dtype)
+    b = rng.standard_normal(c_out).astype(dtype)
+    kw = dict(stride=stride, padding=pad)
+    y = K.conv_forward(x, w, b, **kw)
+    dy = rng.standard_normal(y.shape).astype(dtype)
+    dx = K.conv_backward(dy, x, w, need_weight_grad=False, need_bias_grad=False, **kw)[0]
+    for i in range(n):
+        yi = K.conv_forward(x[i:i + 1], w, b, **kw)
+        dxi = K.conv_backward(dy[i:i + 1], x[i:i + 1], w, need_weight_grad=False,
+                              need_bias_grad=False, **kw)[0]
+        assert yi.tobytes() == y[i:i + 1].tobytes(), i
+        assert dxi.tobytes() == dx[i:i + 1].tobytes(), i
+    X, W, B, Y = torch_conv(x, w, b, nd, **kw)
+    Y.backward(torch.tensor(dy, dtype=torch.float64))
+    np.testing.assert_allclose(y, Y.detach().numpy(), **TOL[dtype])
+    np.testing.assert_allclose(dx, X.grad.numpy(), **TOL[dtype])
