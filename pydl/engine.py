@@ -689,11 +689,11 @@ class _NativeBackward:
 
     Ops whose ``backward`` does all its array work in pydl kernels writing into arrays they keep
     (``Op.native_backward``) have those kernel calls captured during one replay (the gradient
-    routing between them must be plain hand-overs, and every leaf gradient written by a kernel
-    into the arena). The next replay runs the program AND the Python backward on the same
-    batch and compares: the program is used from then on only if both wrote the same bits and
-    the ops handed on the same arrays. Otherwise the key keeps the Python backward, with one
-    ``logging.debug`` line saying why.
+    routing between them must be hand-overs or sums by ``_core._add_into`` into the tape's
+    buffers, and every leaf gradient written by a kernel into the arena). The next replay runs
+    the program AND the Python backward on the same batch and compares: the program is used from
+    then on only if both wrote the same bits and the ops handed on the same arrays. Otherwise the
+    key keeps the Python backward, with one ``logging.debug`` line saying why.
     """
 
     __slots__ = ("program", "trace", "grads", "verified", "keep")

@@ -300,7 +300,10 @@ class Op(abc.ABC):
             array it returns (or arrays it keeps), with no numpy arithmetic, random draws or
             other Python side effects: the engine may then capture its kernel calls and replay
             them from C++. ``forward`` may set it to False for one call (e.g. when it had to
-            copy a non-contiguous input with numpy).
+            copy a non-contiguous input with numpy). An op that must do something in Python
+            before its kernels on every call (dropout draws its key) defines ``prepare()`` for
+            that and ``compute(*arrays)`` for the rest, with ``forward`` calling both: the engine
+            calls ``prepare`` before each replay of the captured kernels, in tape order.
         native_backward: True when ``backward`` likewise does all its array work in pydl
             kernels writing into arrays it keeps (the same ones every call) or into a leaf's
             lent gradient buffer, and returns those arrays: the engine may then replay the
