@@ -71,6 +71,26 @@ inline void zero_run(T* dst, int64_t len) {
   if (j < len) simd::store_partial(dst + j, z, len - j);
 }
 
+// One row of the unfolded matrix over a tile of whole output rows [i0, i1): the rows whose input
+// row ih = i * SH + base lies inside the input are [ia, ib), and of each of those the columns
+// [a, b) read inside it (jlo, jhi: as im2col computes them).
+struct WholeRows {
+  int64_t i0, i1, base, ia, ib, a, b;
+};
+
+inline WholeRows whole_rows(const ConvShape& s, int64_t p0, int64_t tw, int64_t kp, int64_t jlo,
+                            int64_t jhi) {
+  WholeRows w;
+  w.i0 = p0 / s.ow;
+  w.i1 = w.i0 + tw / s.ow;
+  w.base = kp * s.dh - s.ph;
+  w.ia = clamp64(w.base >= 0 ? 0 : (-w.base + s.sh - 1) / s.sh, w.i0, w.i1);
+  w.ib = clamp64(s.h - 1 - w.base < 0 ? 0 : (s.h - 1 - w.base) / s.sh + 1, w.ia, w.i1);
+  w.a = jlo;
+  w.b = jhi > jlo ? jhi : jlo;
+  return w;
+}
+
 // col (K x (p1 - p0)) = the unfolded inputs of output positions [p0, p1) of one sample and group;
 // xg: (C_in/G, H, W).
 template <typename T>
@@ -78,6 +98,8 @@ void im2col(T* col, const T* xg, int64_t p0, int64_t p1, const ConvShape& s, con
             int64_t ld = 0) {
   const int64_t tw = p1 - p0;
   if (ld == 0) ld = tw;  // row r of col starts at col + r * ld
+  // A tile of whole output rows (every tile of a small image) takes the row-wise path below.
+  const bool whole = p0 % s.ow == 0 && tw % s.ow == 0;
   for (int64_t r = 0; r < l.k; ++r) {
     const int64_t ci = r / (s.kh * s.kw), kp = (r / s.kw) % s.kh, kq = r % s.kw;
     const T* xc = xg + ci * s.h * s.w;
@@ -86,6 +108,30 @@ void im2col(T* col, const T* xg, int64_t p0, int64_t p1, const ConvShape& s, con
     const int64_t jlo = off >= 0 ? 0 : clamp64((-off + s.sw - 1) / s.sw, 0, s.ow);
     const int64_t jhi = s.w - 1 - off < 0 ? 0 : clamp64((s.w - 1 - off) / s.sw + 1, 0, s.ow);
     T* dst = col + r * ld;
+    if (whole) {
+      // Rows inside the input copy their columns [a, b) between zeros, the others are zero.
+      // With nothing clipped and equal widths the rows are one contiguous block in x and col.
+      const WholeRows w = whole_rows(s, p0, tw, kp, jlo, jhi);
+      zero_run(dst, (w.ia - w.i0) * s.ow);
+      if (s.sw == 1 && s.sh == 1 && w.a == 0 && w.b == s.ow && s.w == s.ow) {
+        copy_run(dst + (w.ia - w.i0) * s.ow, xc + (w.ia + w.base) * s.w + off,
+                 (w.ib - w.ia) * s.ow);
+      } else {
+        for (int64_t i = w.ia; i < w.ib; ++i) {
+          T* d = dst + (i - w.i0) * s.ow;
+          const T* xr = xc + (i * s.sh + w.base) * s.w + off;
+          zero_run(d, w.a);
+          if (s.sw == 1) {
+            copy_run(d + w.a, xr + w.a, w.b - w.a);
+          } else {
+            for (int64_t j = w.a; j < w.b; ++j) d[j] = xr[j * s.sw];
+          }
+          zero_run(d + w.b, s.ow - w.b);
+        }
+      }
+      zero_run(dst + (w.ib - w.i0) * s.ow, (w.i1 - w.ib) * s.ow);
+      continue;
+    }
     // Output rows i of [p0, p1): columns [j0, j1) of each (j0 = 0 after the first row).
     int64_t i = p0 / s.ow, j0 = p0 % s.ow;
     for (int64_t q = p0; q < p1; ++i, j0 = 0) {
@@ -116,6 +162,7 @@ void col2im_add(T* dxg, const T* dcol, int64_t p0, int64_t p1, const ConvShape& 
                 const Lowering& l, int64_t ld = 0) {
   const int64_t tw = p1 - p0;
   if (ld == 0) ld = tw;
+  const bool whole = p0 % s.ow == 0 && tw % s.ow == 0;
   for (int64_t r = 0; r < l.k; ++r) {
     const int64_t ci = r / (s.kh * s.kw), kp = (r / s.kw) % s.kh, kq = r % s.kw;
     T* xc = dxg + ci * s.h * s.w;
@@ -123,6 +170,21 @@ void col2im_add(T* dxg, const T* dcol, int64_t p0, int64_t p1, const ConvShape& 
     const int64_t jlo = off >= 0 ? 0 : clamp64((-off + s.sw - 1) / s.sw, 0, s.ow);
     const int64_t jhi = s.w - 1 - off < 0 ? 0 : clamp64((s.w - 1 - off) / s.sw + 1, 0, s.ow);
     const T* src = dcol + r * ld;
+    if (whole) {
+      // im2col's row-wise path, adding instead of copying (each dx element gets at most one
+      // term per r, so the order of its sum is unchanged).
+      const WholeRows w = whole_rows(s, p0, tw, kp, jlo, jhi);
+      for (int64_t i = w.ia; i < w.ib; ++i) {
+        const T* d = src + (i - w.i0) * s.ow;
+        T* __restrict xr = xc + (i * s.sh + w.base) * s.w + off;
+        if (s.sw == 1) {
+          for (int64_t j = w.a; j < w.b; ++j) xr[j] += d[j];
+        } else {
+          for (int64_t j = w.a; j < w.b; ++j) xr[j * s.sw] += d[j];
+        }
+      }
+      continue;
+    }
     int64_t i = p0 / s.ow, j0 = p0 % s.ow;
     for (int64_t q = p0; q < p1; ++i, j0 = 0) {
       const int64_t j1 = s.ow < j0 + (p1 - q) ? s.ow : j0 + (p1 - q);
