@@ -279,6 +279,30 @@ def test_native_backward_is_bit_identical_to_eager_or_stays_in_python(name):
         assert state is False
 
 
+def _train_twins(make, loss, batches, seed=None, before=None):
+    """Train make()'s model eagerly and through compile_step on the same batches, asserting the
+    same loss and the same weight bits after every step; return the compiled step. seed: the
+    manual_seed of step i is seed + i for both; before(i) runs before step i."""
+    m1, o1 = make()
+    m2, o2 = make()
+    step = pydl.compile_step(m2, loss, o2)
+    for it, (x, y) in enumerate(batches):
+        if before is not None:
+            before(it)
+        if seed is not None:
+            pydl.manual_seed(seed + it)
+        o1.zero_grad()
+        ref = loss(m1(Tensor(x)), y)
+        ref.backward()
+        o1.step()
+        if seed is not None:
+            pydl.manual_seed(seed + it)
+        assert step(x, y) == float(ref.item()), it
+        for p, q in zip(m1.parameters(), m2.parameters()):
+            assert p.data.tobytes() == q.data.tobytes(), it
+    return step
+
+
 def test_native_backward_falls_back_when_the_instruction_set_changes():
     if len(_core.supported_isas()) < 2:
         pytest.skip("needs two instruction sets")
@@ -288,25 +312,13 @@ def test_native_backward_falls_back_when_the_instruction_set_changes():
         m = nn.Sequential(nn.Linear(6, 9), nn.ReLU(), nn.Linear(9, 2))
         return m, pydl.optim.Adam(m.parameters(), lr=0.01)
 
-    m1, o1 = make()
-    m2, o2 = make()
-    loss = pydl.losses.CrossEntropyLoss()
-    step = pydl.compile_step(m2, loss, o2)
     rng = np.random.default_rng(0)
+    batches = [(rng.standard_normal((5, 6)).astype(np.float32), rng.integers(0, 2, 5))
+               for _ in range(7)]
     best = _core.isa()
     try:
-        for it in range(7):
-            if it == 4:
-                _core._set_isa("generic")
-            x = rng.standard_normal((5, 6)).astype(np.float32)
-            y = rng.integers(0, 2, 5)
-            o1.zero_grad()
-            ref = loss(m1(Tensor(x)), y)
-            ref.backward()
-            o1.step()
-            assert step(x, y) == float(ref.item())
-            for p, q in zip(m1.parameters(), m2.parameters()):
-                assert p.data.tobytes() == q.data.tobytes(), it
+        _train_twins(make, pydl.losses.CrossEntropyLoss(), batches,
+                     before=lambda it: _core._set_isa("generic") if it == 4 else None)
     finally:
         _core._set_isa(best)
 
@@ -354,23 +366,10 @@ def test_dropout_keys_are_drawn_in_tape_order_around_native_programs():
         m = _ThreeDropouts()
         return m, pydl.optim.SGD(m.parameters(), lr=0.1)
 
-    m1, o1 = make()
-    m2, o2 = make()
-    loss = pydl.losses.CrossEntropyLoss()
-    step = pydl.compile_step(m2, loss, o2)
     rng = np.random.default_rng(4)
-    for it in range(5):
-        x = rng.standard_normal((3, 4, 6)).astype(np.float32)
-        y = rng.integers(0, 3, 3)
-        pydl.manual_seed(70 + it)
-        o1.zero_grad()
-        ref = loss(m1(Tensor(x)), y)
-        ref.backward()
-        o1.step()
-        pydl.manual_seed(70 + it)
-        assert step(x, y) == float(ref.item()), it
-        for p, q in zip(m1.parameters(), m2.parameters()):
-            assert p.data.tobytes() == q.data.tobytes(), it
+    batches = [(rng.standard_normal((3, 4, 6)).astype(np.float32), rng.integers(0, 3, 3))
+               for _ in range(5)]
+    step = _train_twins(make, pydl.losses.CrossEntropyLoss(), batches, seed=70)
     (tape,) = step._tapes.values()
     assert len(tape.forward) >= 3  # programs with their key draws, the strided dropout between
 

@@ -20,25 +20,40 @@ DropoutStream stream_args(double p, py::handle seed, py::handle step, const char
   return s;
 }
 
+// The arrays of a dropout forward, checked: x (made contiguous), out and mask_out (allocated when
+// None), out either x itself or disjoint from it, the mask disjoint from both.
+struct DropoutArrays {
+  py::array x, y, mask;
+  DType dt;
+};
+
+DropoutArrays dropout_arrays(py::handle x_obj, py::handle out, py::handle mask_out,
+                             const char* op) {
+  DropoutArrays a;
+  a.x = require_array(x_obj, op, "x");
+  a.dt = float_dtype(a.x, op, "x");
+  a.x = contiguous(a.x);
+  const Shape shape = shape_of(a.x);
+  a.y = output(out, shape, a.dt, op, "out");
+  a.mask = mask_output(mask_out, shape, op, "mask_out");
+  require_same_or_disjoint(a.y, a.x, op, "out", "x");
+  require_no_overlap(a.mask, a.x, op, "mask_out", "x");
+  require_no_overlap(a.mask, a.y, op, "mask_out", "out");
+  return a;
+}
+
 py::tuple dropout_fwd(py::handle x_obj, RealArg p_obj, py::handle seed, py::handle step,
                       py::handle out, py::handle mask_out) {
   const char* op = "dropout";
-  py::array x = require_array(x_obj, op, "x");
-  const DType dt = float_dtype(x, op, "x");
+  DropoutArrays a = dropout_arrays(x_obj, out, mask_out, op);
   const double p = drop_probability(p_obj, op);
   const DropoutStream s = stream_args(p, seed, step, op);
-  x = contiguous(x);
-  const Shape shape = shape_of(x);
-  py::array y = output(out, shape, dt, op, "out");
-  py::array mask = mask_output(mask_out, shape, op, "mask_out");
-  require_same_or_disjoint(y, x, op, "out", "x");
-  require_no_overlap(mask, x, op, "mask_out", "x");
-  require_no_overlap(mask, y, op, "mask_out", "out");
-  by_dtype(dt, [&](auto t) {
+  by_dtype(a.dt, [&](auto t) {
     using T = decltype(t);
-    nogil(dropout::forward<T>, ptr<T>(y), ptr<uint8_t>(mask), cptr<T>(x), s, p, x.size());
+    nogil(dropout::forward<T>, ptr<T>(a.y), ptr<uint8_t>(a.mask), cptr<T>(a.x), s, p,
+          a.x.size());
   });
-  return py::make_tuple(y, mask);
+  return py::make_tuple(a.y, a.mask);
 }
 
 // dropout_fwd with (seed, step) read from key, a (2,) uint64 array, when the kernel runs instead
@@ -47,8 +62,7 @@ py::tuple dropout_fwd(py::handle x_obj, RealArg p_obj, py::handle seed, py::hand
 py::tuple dropout_keyed(py::handle x_obj, RealArg p_obj, py::handle key_obj, py::handle out,
                         py::handle mask_out) {
   const char* op = "_dropout_keyed";
-  py::array x = require_array(x_obj, op, "x");
-  const DType dt = float_dtype(x, op, "x");
+  DropoutArrays a = dropout_arrays(x_obj, out, mask_out, op);
   const double p = drop_probability(p_obj, op);
   const py::array key = require_array(key_obj, op, "key");
   if (!key.dtype().is(py::dtype::of<uint64_t>()) || key.ndim() != 1 || key.shape(0) != 2 ||
@@ -58,15 +72,8 @@ py::tuple dropout_keyed(py::handle x_obj, RealArg p_obj, py::handle key_obj, py:
   }
   DropoutStream s;
   s.threshold = dropout::threshold(p);
-  x = contiguous(x);
-  const Shape shape = shape_of(x);
-  py::array y = output(out, shape, dt, op, "out");
-  py::array mask = mask_output(mask_out, shape, op, "mask_out");
-  require_same_or_disjoint(y, x, op, "out", "x");
-  require_no_overlap(mask, x, op, "mask_out", "x");
-  require_no_overlap(mask, y, op, "mask_out", "out");
   const auto* k = static_cast<const uint64_t*>(key.data());
-  by_dtype(dt, [&](auto t) {
+  by_dtype(a.dt, [&](auto t) {
     using T = decltype(t);
     nogil(
         [](T* yp, uint8_t* mp, const T* xp, const uint64_t* kp, DropoutStream st, double pp,
@@ -75,9 +82,9 @@ py::tuple dropout_keyed(py::handle x_obj, RealArg p_obj, py::handle key_obj, py:
           st.step = kp[1];
           dropout::forward<T>(yp, mp, xp, st, pp, n);
         },
-        ptr<T>(y), ptr<uint8_t>(mask), cptr<T>(x), k, s, p, int64_t(x.size()));
+        ptr<T>(a.y), ptr<uint8_t>(a.mask), cptr<T>(a.x), k, s, p, int64_t(a.x.size()));
   });
-  return py::make_tuple(y, mask);
+  return py::make_tuple(a.y, a.mask);
 }
 
 py::array dropout_bwd(py::handle dy_obj, py::handle mask_obj, RealArg p_obj, py::handle out) {
