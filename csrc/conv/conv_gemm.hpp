@@ -256,6 +256,18 @@ void batched_forward(T* y, const T* x, const T* w, const T* b, const ConvShape& 
                 y + ((n0 + i) * s.c_out + co) * l.p);
 }
 
+// dys (C_out x ns*P) = [dy_n0 ... dy_n0+ns-1]: the output gradients of samples [n0, n0 + ns) side
+// by side, as the batched GEMMs read them.
+template <typename T>
+void gather_dy(T* dys, const T* dy, const ConvShape& s, const Lowering& l, int64_t n0, int64_t ns) {
+  const int64_t cols = ns * l.p;
+  for (int64_t i = 0; i < ns; ++i)
+    for (int64_t co = 0; co < s.c_out; ++co) {
+      const T* src = dy + ((n0 + i) * s.c_out + co) * l.p;
+      std::copy(src, src + l.p, dys + co * cols + i * l.p);
+    }
+}
+
 // dx for samples [n0, n0 + ns) in one GEMM: dcol (K x ns*P) = w^T @ [dy_n0 ... ] (dy gathered into
 // the workspace), then each sample's columns folded back by col2im.
 template <typename T>
@@ -265,11 +277,7 @@ void batched_backward_data(T* dx, const T* dy, const T* w, const ConvShape& s, c
   T* dcol = static_cast<T*>(
       thread_workspace(WorkspaceSlot::kScratch, sizeof(T) * (l.k + s.c_out) * cols));
   T* dys = dcol + l.k * cols;
-  for (int64_t i = 0; i < ns; ++i)
-    for (int64_t co = 0; co < s.c_out; ++co) {
-      const T* src = dy + ((n0 + i) * s.c_out + co) * l.p;
-      std::copy(src, src + l.p, dys + co * cols + i * l.p);
-    }
+  gather_dy(dys, dy, s, l, n0, ns);
   GemmArgs<T> a;
   a.m = l.k;
   a.n = cols;
@@ -381,15 +389,54 @@ void gemm_backward_data(T* dx, const T* dy, const T* w, const ConvShape& s) {
   });
 }
 
+// out (C_out x K) (+)= the weight gradient of samples [n0, n0 + ns) in one GEMM: [dy_n0 ... ] (C_out x
+// ns*P) @ [col_n0 ... ]^T, so the GEMM's inner dimension is ns*P instead of P (a short sequence's
+// 36 positions kept the micro-kernel's accumulators busy for 36 steps per load and store of C).
+template <typename T>
+void batched_backward_weight(T* out, const T* dy, const T* x, const ConvShape& s,
+                             const Lowering& l, int64_t n0, int64_t ns, bool accumulate) {
+  const int64_t cols = ns * l.p;
+  T* col = static_cast<T*>(
+      thread_workspace(WorkspaceSlot::kScratch, sizeof(T) * (l.k + s.c_out) * cols));
+  T* dys = col + l.k * cols;
+  for (int64_t i = 0; i < ns; ++i)
+    im2col(col + i * l.p, x + (n0 + i) * s.c_in * s.h * s.w, 0, l.p, s, l, cols);
+  gather_dy(dys, dy, s, l, n0, ns);
+  GemmArgs<T> a;
+  a.m = s.c_out;
+  a.n = l.k;
+  a.k = cols;
+  a.a = dys;
+  a.rs_a = cols;
+  a.cs_a = 1;
+  a.b = col;  // element (q, r) of col^T at col[r * cols + q]
+  a.rs_b = 1;
+  a.cs_b = cols;
+  a.c = out;
+  a.ldc = l.k;
+  a.accumulate = accumulate;
+  run_gemm(a);
+}
+
 // dw (C_out, C_in/G, KH, KW) and db (C_out,) from dy and x
 template <typename T>
 void gemm_backward_weight(T* dw, T* db, const T* dy, const T* x, const ConvShape& s) {
   const Lowering l = lowering(s);
+  const int64_t per = samples_per_gemm(s, l, s.c_out);
   blocked_sample_sum(dw, s.c_out * l.k, s.n, [&](int64_t n0, int64_t n1, T* out) {
+    if (n0 == n1) std::memset(out, 0, sizeof(T) * s.c_out * l.k);
+    if (per > 1) {
+      // ceil((n1 - n0) / per) GEMMs over equal shares of the block's samples
+      const int64_t nb = n1 - n0, gemms = (nb + per - 1) / per;
+      for (int64_t i = 0; i < gemms; ++i) {
+        const int64_t a = n0 + nb * i / gemms, b = n0 + nb * (i + 1) / gemms;
+        batched_backward_weight(out, dy, x, s, l, a, b - a, i > 0);
+      }
+      return;
+    }
     T* col = l.in_place ? nullptr
                         : static_cast<T*>(thread_workspace(WorkspaceSlot::kScratch,
                                                            sizeof(T) * l.k * l.tile));
-    if (n0 == n1) std::memset(out, 0, sizeof(T) * s.c_out * l.k);
     for (int64_t n = n0; n < n1; ++n) {
       for (int64_t g = 0; g < s.groups; ++g) {
         const T* xg = x + (n * s.c_in + g * l.cig) * s.h * s.w;
@@ -418,7 +465,7 @@ void gemm_backward_weight(T* dw, T* db, const T* dy, const T* x, const ConvShape
         }
       }
     }
-  });
+  }, per > 1 ? (per + 1) / 2 : 1);
   if (db) bias_grad(db, dy, s);
 }
 
