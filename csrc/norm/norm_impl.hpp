@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "common/isa.hpp"
+#include "common/lanes.hpp"
 #include "common/parallel.hpp"
 #include "norm/norm.hpp"
 
@@ -32,18 +33,18 @@ void batch_norm_forward(T* y, T* mean, T* invstd, T* running_mean, T* running_va
     for (int64_t ch = c0; ch < c1; ++ch) {
       double mu, is;
       if (training) {
-        double sum = 0.0;
+        double sum[kSumLanes] = {}, sq[kSumLanes] = {};
         for_runs(n, c, s, ch, [&](int64_t o) {
-          for (int64_t k = 0; k < s; ++k) sum += double(x[o + k]);
+          for_lanes(s, [&](int64_t k, int l) { sum[l] += double(x[o + k]); });
         });
-        mu = sum / double(count);
-        double ss = 0.0;
+        mu = lane_total(sum) / double(count);
         for_runs(n, c, s, ch, [&](int64_t o) {
-          for (int64_t k = 0; k < s; ++k) {
+          for_lanes(s, [&](int64_t k, int l) {
             const double dv = double(x[o + k]) - mu;
-            ss += dv * dv;
-          }
+            sq[l] += dv * dv;
+          });
         });
+        const double ss = lane_total(sq);
         const double var = ss / double(count);
         is = 1.0 / std::sqrt(var + eps);
         if (running_mean)
@@ -75,13 +76,14 @@ void batch_norm_backward(T* dx, T* dw, T* db, const T* dy, const T* x, const T* 
   parallel_chunks(c, 1, [&](int64_t c0, int64_t c1) {
     for (int64_t ch = c0; ch < c1; ++ch) {
       const double mu = double(mean[ch]), is = double(invstd[ch]);
-      double sdy = 0.0, sdyx = 0.0;  // sum dy, sum dy * (x - mean)
+      double a_dy[kSumLanes] = {}, a_dyx[kSumLanes] = {};  // sum dy, sum dy * (x - mean)
       for_runs(n, c, s, ch, [&](int64_t o) {
-        for (int64_t k = 0; k < s; ++k) {
-          sdy += double(dy[o + k]);
-          sdyx += double(dy[o + k]) * (double(x[o + k]) - mu);
-        }
+        for_lanes(s, [&](int64_t k, int l) {
+          a_dy[l] += double(dy[o + k]);
+          a_dyx[l] += double(dy[o + k]) * (double(x[o + k]) - mu);
+        });
       });
+      const double sdy = lane_total(a_dy), sdyx = lane_total(a_dyx);
       if (db) db[ch] = T(sdy);
       if (dw) dw[ch] = T(sdyx * is);
       if (!dx) continue;
@@ -110,14 +112,14 @@ void layer_norm_forward(T* y, T* mean, T* rstd, const T* x, const T* w, const T*
   parallel_chunks(m, kRowsPerBlock, [&](int64_t r0, int64_t r1) {
     for (int64_t r = r0; r < r1; ++r) {
       const T* xr = x + r * d;
-      double sum = 0.0;
-      for (int64_t k = 0; k < d; ++k) sum += double(xr[k]);
-      const double mu = sum / double(d);
-      double ss = 0.0;
-      for (int64_t k = 0; k < d; ++k) {
+      double sum[kSumLanes] = {}, sq[kSumLanes] = {};
+      for_lanes(d, [&](int64_t k, int l) { sum[l] += double(xr[k]); });
+      const double mu = lane_total(sum) / double(d);
+      for_lanes(d, [&](int64_t k, int l) {
         const double dv = double(xr[k]) - mu;
-        ss += dv * dv;
-      }
+        sq[l] += dv * dv;
+      });
+      const double ss = lane_total(sq);
       const double is = 1.0 / std::sqrt(ss / double(d) + eps);
       mean[r] = T(mu);
       rstd[r] = T(is);
@@ -157,12 +159,13 @@ void layer_norm_backward(T* dx, T* dw, T* db, const T* dy, const T* x, const T* 
         }
       }
       if (!dx) continue;
-      double sg = 0.0, sgx = 0.0;  // sum g, sum g * xhat
-      for (int64_t k = 0; k < d; ++k) {
+      double a_g[kSumLanes] = {}, a_gx[kSumLanes] = {};  // sum g, sum g * xhat
+      for_lanes(d, [&](int64_t k, int l) {
         const double g = double(gr[k]) * (w ? double(w[k]) : 1.0);
-        sg += g;
-        sgx += g * (double(xr[k]) - mu) * is;
-      }
+        a_g[l] += g;
+        a_gx[l] += g * (double(xr[k]) - mu) * is;
+      });
+      const double sg = lane_total(a_g), sgx = lane_total(a_gx);
       const T is_t = T(is), mu_t = T(mu), c1 = T(sg / double(d)), c2 = T(sgx / double(d));
       T* dr = dx + r * d;
       for (int64_t k = 0; k < d; ++k) {
