@@ -48,6 +48,43 @@ def test_window_pooling_matches_torch(isa, kind, nd, seed):
     np.testing.assert_allclose(dx, X.grad.numpy(), rtol=1e-13, atol=1e-13)
 
 
+def reference_max_pool2d(x, k, s, p):
+    """Plain loops: the first maximum of each window in row-major order, a NaN (the first) wins."""
+    n, c, h, w = x.shape
+    oh, ow = (h + 2 * p[0] - k[0]) // s[0] + 1, (w + 2 * p[1] - k[1]) // s[1] + 1
+    y = np.empty((n, c, oh, ow), x.dtype)
+    idx = np.empty((n, c, oh, ow), np.int64)
+    for a in range(n):
+        for b in range(c):
+            for i in range(oh):
+                for j in range(ow):
+                    best = None
+                    for ih in range(max(i * s[0] - p[0], 0), min(i * s[0] - p[0] + k[0], h)):
+                        for iw in range(max(j * s[1] - p[1], 0), min(j * s[1] - p[1] + k[1], w)):
+                            v = x[a, b, ih, iw]
+                            if best is None or v > best[0] or (np.isnan(v) and not np.isnan(best[0])):
+                                best = (v, ih * w + iw)
+                    y[a, b, i, j], idx[a, b, i, j] = best
+    return y, idx
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("case", [((2, 2), (2, 2), (0, 0), (8, 8)), ((3, 3), (2, 2), (1, 1), (9, 40)),
+                                  ((2, 3), (1, 1), (0, 1), (5, 37)), ((3, 2), (3, 3), (1, 0), (11, 50)),
+                                  ((2, 2), (2, 2), (0, 0), (6, 70)), ((1, 4), (2, 4), (0, 2), (4, 33))])
+def test_max_pool_ties_and_nans_match_plain_loops(isa, dtype, case, rng):
+    # Values from {0, 1, 2} (ties in almost every window, as after a ReLU) with a few NaNs: the
+    # vectorised scans must pick the same element as the plain row-major scan, narrow rows (lanes
+    # over several rows) and wide rows (lanes along one row) alike.
+    k, s, p, size = case
+    x = rng.integers(0, 3, (2, 3) + size).astype(dtype)
+    x[rng.random(x.shape) < 0.03] = np.nan
+    y, idx = K.max_pool_forward(x, k, s, p)
+    ry, ridx = reference_max_pool2d(x, k, s, p)
+    np.testing.assert_array_equal(y, ry)
+    np.testing.assert_array_equal(idx, ridx)
+
+
 @pytest.mark.parametrize("nd", [1, 2])
 @pytest.mark.parametrize("out", [1, 2, 3, 5, 7])
 def test_adaptive_avg_matches_torch(isa, nd, out, rng):
