@@ -72,23 +72,65 @@ inline void zero_run(T* dst, int64_t len) {
 }
 
 // One row of the unfolded matrix over a tile of whole output rows [i0, i1): the rows whose input
-// row ih = i * SH + base lies inside the input are [ia, ib), and of each of those the columns
-// [a, b) read inside it (jlo, jhi: as im2col computes them).
+// row ih = i * SH + base lies inside the input are [ia, ib) (kernel row kp).
 struct WholeRows {
-  int64_t i0, i1, base, ia, ib, a, b;
+  int64_t i0, i1, base, ia, ib;
 };
 
-inline WholeRows whole_rows(const ConvShape& s, int64_t p0, int64_t tw, int64_t kp, int64_t jlo,
-                            int64_t jhi) {
+inline WholeRows whole_rows(const ConvShape& s, int64_t p0, int64_t tw, int64_t kp) {
   WholeRows w;
   w.i0 = p0 / s.ow;
   w.i1 = w.i0 + tw / s.ow;
   w.base = kp * s.dh - s.ph;
   w.ia = clamp64(w.base >= 0 ? 0 : (-w.base + s.sh - 1) / s.sh, w.i0, w.i1);
   w.ib = clamp64(s.h - 1 - w.base < 0 ? 0 : (s.h - 1 - w.base) / s.sh + 1, w.ia, w.i1);
-  w.a = jlo;
-  w.b = jhi > jlo ? jhi : jlo;
   return w;
+}
+
+// whole_rows for every kernel row, computed once per tile for the first kCached rows.
+constexpr int64_t kCached = 16;
+
+struct WholeRowsCache {
+  WholeRows rows[kCached];
+  int64_t n = 0;
+  WholeRowsCache(const ConvShape& s, int64_t p0, int64_t tw, bool whole) {
+    if (!whole) return;
+    n = s.kh < kCached ? s.kh : kCached;
+    for (int64_t kp = 0; kp < n; ++kp) rows[kp] = whole_rows(s, p0, tw, kp);
+  }
+  WholeRows get(const ConvShape& s, int64_t p0, int64_t tw, int64_t kp) const {
+    return kp < n ? rows[kp] : whole_rows(s, p0, tw, kp);
+  }
+};
+
+// Per kernel column kq: iw = j * SW + off, and the output columns j whose iw lies inside the
+// input, [jlo, jhi).
+struct ColRange {
+  int64_t off, jlo, jhi;
+};
+
+inline ColRange col_range(const ConvShape& s, int64_t kq) {
+  ColRange c;
+  c.off = kq * s.dw - s.pw;
+  c.jlo = c.off >= 0 ? 0 : clamp64((-c.off + s.sw - 1) / s.sw, 0, s.ow);
+  c.jhi = s.w - 1 - c.off < 0 ? 0 : clamp64((s.w - 1 - c.off) / s.sw + 1, 0, s.ow);
+  return c;
+}
+
+// The unfolded rows r = (ci, kp, kq) in order, with the kernel-column ranges computed once per call
+// for the first kCached columns (a row of a short sequence is 36 values: the integer divisions of
+// its index arithmetic took longer than copying it). row(r, ci, kp, range) per row.
+
+template <typename Row>
+inline void for_unfolded_rows(const ConvShape& s, const Lowering& l, Row row) {
+  ColRange cached[kCached];
+  const int64_t nc = s.kw < kCached ? s.kw : kCached;
+  for (int64_t kq = 0; kq < nc; ++kq) cached[kq] = col_range(s, kq);
+  int64_t r = 0;
+  for (int64_t ci = 0; ci < l.cig; ++ci)
+    for (int64_t kp = 0; kp < s.kh; ++kp)
+      for (int64_t kq = 0; kq < s.kw; ++kq, ++r)
+        row(r, ci, kp, kq < nc ? cached[kq] : col_range(s, kq));
 }
 
 // col (K x (p1 - p0)) = the unfolded inputs of output positions [p0, p1) of one sample and group;
@@ -100,37 +142,35 @@ void im2col(T* col, const T* xg, int64_t p0, int64_t p1, const ConvShape& s, con
   if (ld == 0) ld = tw;  // row r of col starts at col + r * ld
   // A tile of whole output rows (every tile of a small image) takes the row-wise path below.
   const bool whole = p0 % s.ow == 0 && tw % s.ow == 0;
-  for (int64_t r = 0; r < l.k; ++r) {
-    const int64_t ci = r / (s.kh * s.kw), kp = (r / s.kw) % s.kh, kq = r % s.kw;
+  const WholeRowsCache rows(s, p0, tw, whole);
+  for_unfolded_rows(s, l, [&](int64_t r, int64_t ci, int64_t kp, const ColRange& cr) {
     const T* xc = xg + ci * s.h * s.w;
-    const int64_t off = kq * s.dw - s.pw;  // iw = j * SW + off
-    // Output columns j whose iw lies inside the input: [jlo, jhi).
-    const int64_t jlo = off >= 0 ? 0 : clamp64((-off + s.sw - 1) / s.sw, 0, s.ow);
-    const int64_t jhi = s.w - 1 - off < 0 ? 0 : clamp64((s.w - 1 - off) / s.sw + 1, 0, s.ow);
+    const int64_t off = cr.off, jlo = cr.jlo, jhi = cr.jhi;
     T* dst = col + r * ld;
     if (whole) {
       // Rows inside the input copy their columns [a, b) between zeros, the others are zero.
       // With nothing clipped and equal widths the rows are one contiguous block in x and col.
-      const WholeRows w = whole_rows(s, p0, tw, kp, jlo, jhi);
+      const WholeRows w = rows.get(s, p0, tw, kp);
+      const int64_t wa = jlo, wb = jhi > jlo ? jhi : jlo;
       zero_run(dst, (w.ia - w.i0) * s.ow);
-      if (s.sw == 1 && s.sh == 1 && w.a == 0 && w.b == s.ow && s.w == s.ow) {
+      if (s.sw == 1 && s.sh == 1 && wa == 0 && wb == s.ow && s.w == s.ow) {
         copy_run(dst + (w.ia - w.i0) * s.ow, xc + (w.ia + w.base) * s.w + off,
                  (w.ib - w.ia) * s.ow);
       } else {
         for (int64_t i = w.ia; i < w.ib; ++i) {
           T* d = dst + (i - w.i0) * s.ow;
           const T* xr = xc + (i * s.sh + w.base) * s.w + off;
-          zero_run(d, w.a);
+          zero_run(d, wa);
           if (s.sw == 1) {
-            copy_run(d + w.a, xr + w.a, w.b - w.a);
+            copy_run(d + wa, xr + wa, wb - wa);
           } else {
-            for (int64_t j = w.a; j < w.b; ++j) d[j] = xr[j * s.sw];
+            for (int64_t j = wa; j < wb; ++j) d[j] = xr[j * s.sw];
           }
-          zero_run(d + w.b, s.ow - w.b);
+          zero_run(d + wb, s.ow - wb);
         }
       }
       zero_run(dst + (w.ib - w.i0) * s.ow, (w.i1 - w.ib) * s.ow);
-      continue;
+      return;
     }
     // Output rows i of [p0, p1): columns [j0, j1) of each (j0 = 0 after the first row).
     int64_t i = p0 / s.ow, j0 = p0 % s.ow;
@@ -153,7 +193,7 @@ void im2col(T* col, const T* xg, int64_t p0, int64_t p1, const ConvShape& s, con
       }
       q += j1 - j0;
     }
-  }
+  });
 }
 
 // dxg (C_in/G, H, W) += col2im(dcol) for output positions [p0, p1): the transpose of im2col.
@@ -163,27 +203,26 @@ void col2im_add(T* dxg, const T* dcol, int64_t p0, int64_t p1, const ConvShape& 
   const int64_t tw = p1 - p0;
   if (ld == 0) ld = tw;
   const bool whole = p0 % s.ow == 0 && tw % s.ow == 0;
-  for (int64_t r = 0; r < l.k; ++r) {
-    const int64_t ci = r / (s.kh * s.kw), kp = (r / s.kw) % s.kh, kq = r % s.kw;
+  const WholeRowsCache rows(s, p0, tw, whole);
+  for_unfolded_rows(s, l, [&](int64_t r, int64_t ci, int64_t kp, const ColRange& cr) {
     T* xc = dxg + ci * s.h * s.w;
-    const int64_t off = kq * s.dw - s.pw;
-    const int64_t jlo = off >= 0 ? 0 : clamp64((-off + s.sw - 1) / s.sw, 0, s.ow);
-    const int64_t jhi = s.w - 1 - off < 0 ? 0 : clamp64((s.w - 1 - off) / s.sw + 1, 0, s.ow);
+    const int64_t off = cr.off, jlo = cr.jlo, jhi = cr.jhi;
     const T* src = dcol + r * ld;
     if (whole) {
       // im2col's row-wise path, adding instead of copying (each dx element gets at most one
       // term per r, so the order of its sum is unchanged).
-      const WholeRows w = whole_rows(s, p0, tw, kp, jlo, jhi);
+      const WholeRows w = rows.get(s, p0, tw, kp);
+      const int64_t wa = jlo, wb = jhi > jlo ? jhi : jlo;
       for (int64_t i = w.ia; i < w.ib; ++i) {
         const T* d = src + (i - w.i0) * s.ow;
         T* __restrict xr = xc + (i * s.sh + w.base) * s.w + off;
         if (s.sw == 1) {
-          for (int64_t j = w.a; j < w.b; ++j) xr[j] += d[j];
+          for (int64_t j = wa; j < wb; ++j) xr[j] += d[j];
         } else {
-          for (int64_t j = w.a; j < w.b; ++j) xr[j * s.sw] += d[j];
+          for (int64_t j = wa; j < wb; ++j) xr[j * s.sw] += d[j];
         }
       }
-      continue;
+      return;
     }
     int64_t i = p0 / s.ow, j0 = p0 % s.ow;
     for (int64_t q = p0; q < p1; ++i, j0 = 0) {
@@ -201,7 +240,7 @@ void col2im_add(T* dxg, const T* dcol, int64_t p0, int64_t p1, const ConvShape& 
       }
       q += j1 - j0;
     }
-  }
+  });
 }
 
 // Small outputs (8x8 images, short sequences): one GEMM per sample would have only P columns,
