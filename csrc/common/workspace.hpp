@@ -8,7 +8,7 @@
 
 namespace pydl {
 
-enum class WorkspaceSlot : int { kPackA = 0, kPackB = 1, kScratch = 2, kCount = 3 };
+enum class WorkspaceSlot : int { kPackA = 0, kPackB = 1, kScratch = 2, kPadded = 3, kCount = 4 };
 
 // Returns at least `bytes` bytes of 64-byte-aligned memory private to the calling thread, valid
 // until the next call with the same slot on this thread. Throws std::bad_alloc on failure.
