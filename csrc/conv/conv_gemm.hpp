@@ -199,11 +199,13 @@ void im2col(T* col, const T* xg, int64_t p0, int64_t p1, const ConvShape& s, con
       } else if (s.sw == 1 && wa == 0 && wb == s.ow && s.ow % simd::Vec<T>::W == 0) {
         // Unclipped rows a whole number of vectors wide (8x8 images, padded, in float32 on
         // AVX2): vector copies row after row, none of the per-row run logic.
+        // (Sizes in locals: a vector store may alias anything, so s.* would be reloaded.)
         using V = simd::Vec<T>;
-        T* d = dst + (w.ia - w.i0) * s.ow;
+        const int64_t ow = s.ow, step = s.sh * s.w, rows = w.ib - w.ia;
+        T* d = dst + (w.ia - w.i0) * ow;
         const T* xr = xc + (w.ia * s.sh + w.base) * s.w + off;
-        for (int64_t i = w.ia; i < w.ib; ++i, d += s.ow, xr += s.sh * s.w)
-          for (int64_t j = 0; j < s.ow; j += V::W) simd::storeu(d + j, simd::loadu(xr + j));
+        for (int64_t i = 0; i < rows; ++i, d += ow, xr += step)
+          for (int64_t j = 0; j < ow; j += V::W) simd::storeu(d + j, simd::loadu(xr + j));
       } else {
         for (int64_t i = w.ia; i < w.ib; ++i) {
           T* d = dst + (i - w.i0) * s.ow;
