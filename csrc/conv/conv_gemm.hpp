@@ -180,6 +180,15 @@ void im2col(T* col, const T* xg, int64_t p0, int64_t p1, const ConvShape& s, con
     im2col(col, xp, p0, p1, sp, l, ld);
     return;
   }
+  if (s.h == 1 && s.kh == 1 && s.pw == 0 && s.sw == 1 && tw == s.ow &&
+      s.ow + (s.kw - 1) * s.dw <= s.w) {
+    // A sequence (Conv1d) without padding (on either side: "same" with an even kernel pads the
+    // right only), stride 1: unfolded row (ci, kq) is one run of x.
+    const int64_t ow = s.ow, len = s.w;
+    for (int64_t ci = 0, r = 0; ci < l.cig; ++ci)
+      for (int64_t kq = 0; kq < s.kw; ++kq, ++r) copy_run(col + r * ld, xg + ci * len + kq * s.dw, ow);
+    return;
+  }
   // A tile of whole output rows (every tile of a small image) takes the row-wise path below.
   const bool whole = p0 % s.ow == 0 && tw % s.ow == 0;
   const WholeRowsCache rows(s, p0, tw, whole);
