@@ -157,6 +157,14 @@ T* padded_workspace(const ConvShape& s, const Lowering& l) {
                                           sizeof(T) * l.cig * (s.h + 2 * s.ph) * (s.w + 2 * s.pw)));
 }
 
+// A sequence (Conv1d) without padding (on either side: "same" with an even kernel pads the right
+// only), stride 1, all of its outputs: unfolded row (ci, kq) is one run of x, x[ci, kq * DW + j]
+// for j < OW, copied (or folded back) without the row-range logic.
+inline bool unclipped_sequence(const ConvShape& s, int64_t tw) {
+  return s.h == 1 && s.kh == 1 && s.pw == 0 && s.sw == 1 && tw == s.ow &&
+         s.ow + (s.kw - 1) * s.dw <= s.w;
+}
+
 // col (K x (p1 - p0)) = the unfolded inputs of output positions [p0, p1) of one sample and group;
 // xg: (C_in/G, H, W).
 template <typename T>
@@ -180,10 +188,7 @@ void im2col(T* col, const T* xg, int64_t p0, int64_t p1, const ConvShape& s, con
     im2col(col, xp, p0, p1, sp, l, ld);
     return;
   }
-  if (s.h == 1 && s.kh == 1 && s.pw == 0 && s.sw == 1 && tw == s.ow &&
-      s.ow + (s.kw - 1) * s.dw <= s.w) {
-    // A sequence (Conv1d) without padding (on either side: "same" with an even kernel pads the
-    // right only), stride 1: unfolded row (ci, kq) is one run of x.
+  if (unclipped_sequence(s, tw)) {
     const int64_t ow = s.ow, len = s.w;
     for (int64_t ci = 0, r = 0; ci < l.cig; ++ci)
       for (int64_t kq = 0; kq < s.kw; ++kq, ++r) copy_run(col + r * ld, xg + ci * len + kq * s.dw, ow);
@@ -273,6 +278,16 @@ void col2im_add(T* dxg, const T* dcol, int64_t p0, int64_t p1, const ConvShape& 
         T* __restrict d = dxg + (ci * s.h + i) * s.w;
         const T* src = dp + (ci * sp.h + i + s.ph) * sp.w + s.pw;
         for (int64_t j = 0; j < s.w; ++j) d[j] += src[j];
+      }
+    return;
+  }
+  if (unclipped_sequence(s, tw)) {
+    const int64_t ow = s.ow, len = s.w;
+    for (int64_t ci = 0, r = 0; ci < l.cig; ++ci)
+      for (int64_t kq = 0; kq < s.kw; ++kq, ++r) {
+        T* __restrict d = dxg + ci * len + kq * s.dw;
+        const T* src = dcol + r * ld;
+        for (int64_t j = 0; j < ow; ++j) d[j] += src[j];
       }
     return;
   }
