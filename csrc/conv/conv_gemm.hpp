@@ -380,8 +380,7 @@ void batched_forward(T* y, const T* x, const T* w, const T* b, const ConvShape& 
   run_gemm(a);
   for (int64_t i = 0; i < ns; ++i)
     for (int64_t co = 0; co < s.c_out; ++co)
-      std::copy(out + co * cols + i * l.p, out + co * cols + (i + 1) * l.p,
-                y + ((n0 + i) * s.c_out + co) * l.p);
+      copy_run(y + ((n0 + i) * s.c_out + co) * l.p, out + co * cols + i * l.p, l.p);
 }
 
 // dys (C_out x ns*P) = [dy_n0 ... dy_n0+ns-1]: the output gradients of samples [n0, n0 + ns) side
@@ -392,7 +391,7 @@ void gather_dy(T* dys, const T* dy, const ConvShape& s, const Lowering& l, int64
   for (int64_t i = 0; i < ns; ++i)
     for (int64_t co = 0; co < s.c_out; ++co) {
       const T* src = dy + ((n0 + i) * s.c_out + co) * l.p;
-      std::copy(src, src + l.p, dys + co * cols + i * l.p);
+      copy_run(dys + co * cols + i * l.p, src, l.p);
     }
 }
 
