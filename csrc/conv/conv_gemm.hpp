@@ -302,6 +302,17 @@ void col2im_add(T* dxg, const T* dcol, int64_t p0, int64_t p1, const ConvShape& 
       // term per r, so the order of its sum is unchanged).
       const WholeRows w = rows.get(s, p0, tw, kp);
       const int64_t wa = jlo, wb = jhi > jlo ? jhi : jlo;
+      if (s.sw == 1 && wa == 0 && wb == s.ow && s.ow % simd::Vec<T>::W == 0) {
+        // Unclipped rows a whole number of vectors wide: im2col's vector rows, adding.
+        using V = simd::Vec<T>;
+        const int64_t ow = s.ow, step = s.sh * s.w, n_rows = w.ib - w.ia;
+        const T* d = src + (w.ia - w.i0) * ow;
+        T* xr = xc + (w.ia * s.sh + w.base) * s.w + off;
+        for (int64_t i = 0; i < n_rows; ++i, d += ow, xr += step)
+          for (int64_t j = 0; j < ow; j += V::W)
+            simd::storeu(xr + j, simd::loadu(xr + j) + simd::loadu(d + j));
+        return;
+      }
       for (int64_t i = w.ia; i < w.ib; ++i) {
         const T* d = src + (i - w.i0) * s.ow;
         T* __restrict xr = xc + (i * s.sh + w.base) * s.w + off;
