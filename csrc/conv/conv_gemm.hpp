@@ -134,7 +134,6 @@ inline ColRange col_range(const ConvShape& s, int64_t kq) {
 // The unfolded rows r = (ci, kp, kq) in order, with the kernel-column ranges computed once per call
 // for the first kCached columns (a row of a short sequence is 36 values: the integer divisions of
 // its index arithmetic took longer than copying it). row(r, ci, kp, range) per row.
-
 template <typename Row>
 inline void for_unfolded_rows(const ConvShape& s, const Lowering& l, Row row) {
   ColRange cached[kCached];
