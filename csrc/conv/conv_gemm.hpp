@@ -374,17 +374,32 @@ inline int64_t samples_per_gemm(const ConvShape& s, const Lowering& l, int64_t r
   return b < 1 ? 1 : b;
 }
 
+// The per-thread workspace of a batched GEMM over `cols` columns: K x cols unfolded (or unfolded
+// gradient) columns, followed by C_out x cols for the outputs or the gathered output gradients.
+template <typename T>
+T* batched_workspace(const ConvShape& s, const Lowering& l, int64_t cols) {
+  return static_cast<T*>(
+      thread_workspace(WorkspaceSlot::kScratch, sizeof(T) * (l.k + s.c_out) * cols));
+}
+
+// [col_n0 ... col_n0+ns-1] (K x ns*P) side by side in the batched workspace; returns it.
+template <typename T>
+T* unfold_samples(const T* x, const ConvShape& s, const Lowering& l, int64_t n0, int64_t ns) {
+  const int64_t cols = ns * l.p;
+  T* col = batched_workspace<T>(s, l, cols);
+  for (int64_t i = 0; i < ns; ++i)
+    im2col(col + i * l.p, x + (n0 + i) * s.c_in * s.h * s.w, 0, l.p, s, l, cols);
+  return col;
+}
+
 // y for samples [n0, n0 + ns) in one GEMM: out (C_out x ns*P) = w @ [col_n0 ... col_n0+ns-1] (+ b
 // first), then each sample's block copied to y.
 template <typename T>
 void batched_forward(T* y, const T* x, const T* w, const T* b, const ConvShape& s,
                      const Lowering& l, int64_t n0, int64_t ns) {
   const int64_t cols = ns * l.p;
-  T* col = static_cast<T*>(
-      thread_workspace(WorkspaceSlot::kScratch, sizeof(T) * (l.k + s.c_out) * cols));
+  T* col = unfold_samples(x, s, l, n0, ns);
   T* out = col + l.k * cols;
-  for (int64_t i = 0; i < ns; ++i)
-    im2col(col + i * l.p, x + (n0 + i) * s.c_in * s.h * s.w, 0, l.p, s, l, cols);
   if (b) {
     for (int64_t co = 0; co < s.c_out; ++co) std::fill(out + co * cols, out + (co + 1) * cols, b[co]);
   }
@@ -425,8 +440,7 @@ template <typename T>
 void batched_backward_data(T* dx, const T* dy, const T* w, const ConvShape& s, const Lowering& l,
                            int64_t n0, int64_t ns) {
   const int64_t cols = ns * l.p;
-  T* dcol = static_cast<T*>(
-      thread_workspace(WorkspaceSlot::kScratch, sizeof(T) * (l.k + s.c_out) * cols));
+  T* dcol = batched_workspace<T>(s, l, cols);
   T* dys = dcol + l.k * cols;
   gather_dy(dys, dy, s, l, n0, ns);
   GemmArgs<T> a;
@@ -547,11 +561,8 @@ template <typename T>
 void batched_backward_weight(T* out, const T* dy, const T* x, const ConvShape& s,
                              const Lowering& l, int64_t n0, int64_t ns, bool accumulate) {
   const int64_t cols = ns * l.p;
-  T* col = static_cast<T*>(
-      thread_workspace(WorkspaceSlot::kScratch, sizeof(T) * (l.k + s.c_out) * cols));
+  T* col = unfold_samples(x, s, l, n0, ns);
   T* dys = col + l.k * cols;
-  for (int64_t i = 0; i < ns; ++i)
-    im2col(col + i * l.p, x + (n0 + i) * s.c_in * s.h * s.w, 0, l.p, s, l, cols);
   gather_dy(dys, dy, s, l, n0, ns);
   GemmArgs<T> a;
   a.m = s.c_out;
