@@ -275,6 +275,9 @@ def conv_backward(
     need_input_grad: bool = True,
     need_weight_grad: bool = True,
     need_bias_grad: bool = True,
+    dx_out: Optional[np.ndarray] = None,
+    dw_out: Optional[np.ndarray] = None,
+    db_out: Optional[np.ndarray] = None,
 ) -> Tuple[Optional[np.ndarray], Optional[np.ndarray], Optional[np.ndarray]]: ...
 
 # --- pooling ---
@@ -285,7 +288,11 @@ def max_pool_forward(
     padding: _IntOrTuple = 0,
 ) -> Tuple[np.ndarray, np.ndarray]: ...
 def max_pool_backward(
-    dy: np.ndarray, indices: np.ndarray, input_shape: Sequence[int]
+    dy: np.ndarray,
+    indices: np.ndarray,
+    input_shape: Sequence[int],
+    *,
+    out: Optional[np.ndarray] = None,
 ) -> np.ndarray: ...
 def avg_pool_forward(
     x: np.ndarray,
@@ -299,9 +306,13 @@ def avg_pool_backward(
     kernel_size: _IntOrTuple,
     stride: Optional[_IntOrTuple] = None,
     padding: _IntOrTuple = 0,
+    *,
+    out: Optional[np.ndarray] = None,
 ) -> np.ndarray: ...
 def adaptive_avg_pool_forward(x: np.ndarray, output_size: _IntOrTuple) -> np.ndarray: ...
-def adaptive_avg_pool_backward(dy: np.ndarray, input_shape: Sequence[int]) -> np.ndarray: ...
+def adaptive_avg_pool_backward(
+    dy: np.ndarray, input_shape: Sequence[int], *, out: Optional[np.ndarray] = None
+) -> np.ndarray: ...
 
 # --- normalisation ---
 def batch_norm_forward(
@@ -328,6 +339,9 @@ def batch_norm_backward(
     need_input_grad: bool = True,
     need_weight_grad: bool = True,
     need_bias_grad: bool = True,
+    dx_out: Optional[np.ndarray] = None,
+    dw_out: Optional[np.ndarray] = None,
+    db_out: Optional[np.ndarray] = None,
 ) -> Tuple[Optional[np.ndarray], Optional[np.ndarray], Optional[np.ndarray]]: ...
 def layer_norm_forward(
     x: np.ndarray,

@@ -22,8 +22,9 @@ Rewrites on the recorded tape (same bits as the eager ops they replace):
   Python between them (dropout's key draws run just before the program, in tape order). Ops
   that do numpy work (element-wise arithmetic, the loss) replay from Python between such runs;
 - the backward of a step whose ops all do their backward in pydl kernels (``Op.native_backward``:
-  Linear, activations, dropout, the fused losses, same-shape additions; gradients of a tensor
-  with several consumers are summed by a kernel into a kept buffer) is captured
+  Linear, convolution, pooling, batch norm, activations, dropout, the fused losses, same-shape
+  additions, reshapes of contiguous gradients; gradients of a tensor with several consumers are
+  summed by a kernel into a kept buffer) is captured
   during one replay and, once checked bit for bit against the Python backward on the next one,
   runs as ONE C++ call too (:class:`_NativeBackward`);
 - gradients of leaf parameters are written into buffers allocated once and lent to the ops while

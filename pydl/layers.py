@@ -21,7 +21,7 @@ import numpy as np
 from . import kernels
 from . import random as _random
 from .nn import Module, Parameter, _float_dtype, _positive_int
-from .tensor import Op, Tensor, leaf_grad_buffer
+from .tensor import Op, Tensor, leaf_grad_buffer, set_leaf_grad, writes_leaf_grad
 
 __all__ = ["AdaptiveAvgPool1d", "AdaptiveAvgPool2d", "AvgPool1d", "AvgPool2d", "BatchNorm1d",
            "BatchNorm2d", "Conv1d", "Conv2d", "Embedding", "Flatten", "Identity", "LayerNorm",
@@ -57,11 +57,33 @@ def _check_rank(who, x, ranks, layout):
         raise ValueError(f"{who}: expected input of shape {layout}, got shape {x.shape}")
 
 
+def _param_grads(op, dx_dw_db, into):
+    """An op's (dx, dw, db) from a kernel that wrote dw / db straight into their leaves' gradients
+    where ``into`` says so (see writes_leaf_grad): those become the leaves' grads, None returned."""
+    dx, dw, db = dx_dw_db
+    _, w, b = op.inputs
+    return (dx, set_leaf_grad(w, dw) if into[0] else dw, set_leaf_grad(b, db) if into[1] else db)
+
+
+def _param_outs(op):
+    """(into, dw_out, db_out) for a kernel computing an op's weight and bias gradients: whether each
+    is written straight into its leaf's gradient, and the array to write it into (None: new)."""
+    _, nw, nb = op.needs_grad
+    _, w, b = op.inputs
+    into = (nw and writes_leaf_grad(w), nb and writes_leaf_grad(b))
+    return into, w._gbuf if into[0] else None, b._gbuf if into[1] else None
+
+
 # --- convolution -----------------------------------------------------------------------------
 class ConvOp(Op):
-    """Convolution of x with w (+ b): operands x, w, b (or None)."""
+    """Convolution of x with w (+ b): operands x, w, b (or None).
+
+    The backward writes dx into an array the op keeps and dw / db into the parameters' gradient
+    buffers, so a replayed step runs it from C++ (``native_backward``)."""
 
     native = True
+    native_backward = True
+    dx = None
 
     def __init__(self, stride, padding, dilation, groups):
         self.geom = dict(stride=stride, padding=padding, dilation=dilation, groups=groups)
@@ -72,8 +94,12 @@ class ConvOp(Op):
 
     def backward(self, g):
         nx, nw, nb = self.needs_grad
-        return kernels.conv_backward(g, self.x, self.w, need_input_grad=nx, need_weight_grad=nw,
-                                     need_bias_grad=nb, **self.geom)
+        into, dw_out, db_out = _param_outs(self)
+        grads = kernels.conv_backward(g, self.x, self.w, need_input_grad=nx, need_weight_grad=nw,
+                                      need_bias_grad=nb, dx_out=self.dx, dw_out=dw_out,
+                                      db_out=db_out, **self.geom)
+        self.dx = grads[0]
+        return _param_grads(self, grads, into)
 
 
 class _ConvNd(Module):
@@ -188,6 +214,8 @@ class Conv2d(_ConvNd):
 # --- pooling ---------------------------------------------------------------------------------
 class MaxPoolOp(Op):
     native = True
+    native_backward = True  # writes dx into an array it keeps
+    dx = None
 
     def __init__(self, kernel_size, stride, padding):
         self.args = (kernel_size, stride, padding)
@@ -198,11 +226,14 @@ class MaxPoolOp(Op):
         return y
 
     def backward(self, g):
-        return (kernels.max_pool_backward(g, self.idx, self.shape),)
+        self.dx = kernels.max_pool_backward(g, self.idx, self.shape, out=self.dx)
+        return (self.dx,)
 
 
 class AvgPoolOp(Op):
     native = True
+    native_backward = True
+    dx = None
 
     def __init__(self, kernel_size, stride, padding):
         self.args = (kernel_size, stride, padding)
@@ -212,11 +243,14 @@ class AvgPoolOp(Op):
         return kernels.avg_pool_forward(x, *self.args)
 
     def backward(self, g):
-        return (kernels.avg_pool_backward(g, self.shape, *self.args),)
+        self.dx = kernels.avg_pool_backward(g, self.shape, *self.args, out=self.dx)
+        return (self.dx,)
 
 
 class AdaptiveAvgPoolOp(Op):
     native = True
+    native_backward = True
+    dx = None
 
     def __init__(self, output_size):
         self.output_size = output_size
@@ -226,7 +260,8 @@ class AdaptiveAvgPoolOp(Op):
         return kernels.adaptive_avg_pool_forward(x, self.output_size)
 
     def backward(self, g):
-        return (kernels.adaptive_avg_pool_backward(g, self.shape),)
+        self.dx = kernels.adaptive_avg_pool_backward(g, self.shape, out=self.dx)
+        return (self.dx,)
 
 
 class _PoolNd(Module):
@@ -354,10 +389,12 @@ class BatchNormOp(Op):
     """Batch normalisation: operands x, weight (or None), bias (or None).
 
     The running statistics are attributes (arrays updated in place by the kernel on every run,
-    also when the engine replays the op), not operands.
+    also when the engine replays the op), not operands. The backward writes as ConvOp's does.
     """
 
     native = True
+    native_backward = True
+    dx = None
 
     def __init__(self, use_batch_stats, momentum, eps, running_mean, running_var, counter):
         self.use_batch = use_batch_stats
@@ -378,9 +415,13 @@ class BatchNormOp(Op):
 
     def backward(self, g):
         nx, nw, nb = self.needs_grad
-        return kernels.batch_norm_backward(g, self.x, self.mean, self.invstd, self.w,
-                                           training=self.use_batch, need_input_grad=nx,
-                                           need_weight_grad=nw, need_bias_grad=nb)
+        into, dw_out, db_out = _param_outs(self)
+        grads = kernels.batch_norm_backward(g, self.x, self.mean, self.invstd, self.w,
+                                            training=self.use_batch, need_input_grad=nx,
+                                            need_weight_grad=nw, need_bias_grad=nb,
+                                            dx_out=self.dx, dw_out=dw_out, db_out=db_out)
+        self.dx = grads[0]
+        return _param_grads(self, grads, into)
 
 
 class _BatchNorm(Module):

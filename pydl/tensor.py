@@ -190,6 +190,22 @@ def accumulate_grad(t, g):
         t.grad += g
 
 
+def writes_leaf_grad(t):
+    """True when t is a leaf without a gradient yet: a kernel may then write t's whole gradient
+    straight into ``t._gbuf`` (the buffer the engine lends while it replays a step; None outside
+    one: the kernel makes a new array), and the op hands the result to :func:`set_leaf_grad`
+    instead of returning it. Otherwise the op returns the gradient for :func:`accumulate_grad`.
+    """
+    return t._backward is None and t.grad is None
+
+
+def set_leaf_grad(t, g):
+    """Make g, written by a kernel as :func:`writes_leaf_grad` says, leaf t's gradient; return
+    None (the op has nothing left to hand on for t)."""
+    t.grad = g
+    return None
+
+
 def leaf_grad_buffer(t):
     """Return the leaf tensor t's ``.grad`` buffer, creating a zero one if it has none yet.
 
@@ -535,7 +551,25 @@ class _Sum(Op):
         return (np.broadcast_to(g, self.shape),)
 
 
-class _Reshape(Op):
+class _ReshapeGrad:
+    """backward of a reshape: g reshaped back, the same view object while g is the same array.
+
+    For a C-contiguous g the result is a view, so a replayed step hands on the very array it
+    recorded and its backward can run from C++ (``native_backward``); any other g is copied by
+    numpy, which only the Python backward repeats.
+    """
+
+    native_backward = False
+    _g = _dx = None
+
+    def backward(self, g):
+        if g is not self._g:
+            self.native_backward = g.flags.c_contiguous
+            self._g, self._dx = g, g.reshape(self.in_shape)
+        return (self._dx,)
+
+
+class _Reshape(_ReshapeGrad, Op):
     view = True
 
     def __init__(self, shape):
@@ -544,9 +578,6 @@ class _Reshape(Op):
     def forward(self, a):
         self.in_shape = a.shape
         return a.reshape(self.shape)
-
-    def backward(self, g):
-        return (g.reshape(self.in_shape),)
 
 
 class _Transpose(Op):

@@ -15,7 +15,7 @@ for the engine.
 
 import numpy as np
 
-from .tensor import Op, Tensor, _arr, _as_operand, _tape
+from .tensor import Op, Tensor, _arr, _as_operand, _ReshapeGrad, _tape
 
 __all__ = ["cat", "stack"]
 
@@ -175,7 +175,7 @@ class _Permute(Op):
         return (np.transpose(g, self.inverse),)
 
 
-class _ReshapeView(Op):
+class _ReshapeView(_ReshapeGrad, Op):
     """A reshape that keeps the data (unsqueeze, squeeze, flatten)."""
 
     def __init__(self, shape):
@@ -186,9 +186,6 @@ class _ReshapeView(Op):
         y = x.reshape(self.shape)
         self.view = y.base is not None  # a view of x unless numpy had to copy
         return y
-
-    def backward(self, g):
-        return (g.reshape(self.in_shape),)
 
 
 def _abs(self):

@@ -234,7 +234,27 @@ NATIVE_BACKWARD = {
     "residual-sum": (lambda: _Residual(), pydl.losses.CrossEntropyLoss(), "int", True),
     "broadcast-add": (lambda: _Shifted(), pydl.losses.CrossEntropyLoss(), "int", False),
     "lying-op": (_DoublingNet, pydl.losses.CrossEntropyLoss(), "int", False),
+    # Convolution, batch norm (train mode), all three poolings and Flatten: dx into kept arrays,
+    # dw / db straight into the lent gradient buffers.
+    "cnn-batchnorm-pools": (lambda: _cnn(np.float32), pydl.losses.CrossEntropyLoss(), "int",
+                            True),
+    # A frozen convolution weight with a trainable bias (the kernel's scratch weight gradient).
+    "conv1d-frozen-weight": (lambda: _frozen_conv_weight(), pydl.losses.CrossEntropyLoss(),
+                             "int", True),
+    # One convolution applied twice: its second weight gradient is added by numpy.
+    "shared-conv": (lambda: nn.Sequential(*[nn.Conv1d(3, 3, 3, padding=1)] * 2, nn.Flatten(),
+                                          nn.Linear(60, 3)),
+                    pydl.losses.CrossEntropyLoss(), "int", False),
 }
+INPUT_SHAPES = {"residual-sum": (7, 8), "cnn-batchnorm-pools": (7, 1, 8, 8),
+                "conv1d-frozen-weight": (7, 3, 20), "shared-conv": (7, 3, 20)}
+
+
+def _frozen_conv_weight():
+    m = nn.Sequential(nn.Conv1d(3, 4, 5, stride=2), nn.ELU(), nn.MaxPool1d(2), nn.Flatten(),
+                      nn.Linear(16, 3))
+    m[0].weight.requires_grad = False
+    return m
 
 
 @pytest.mark.parametrize("name", sorted(NATIVE_BACKWARD))
@@ -251,10 +271,10 @@ def test_native_backward_is_bit_identical_to_eager_or_stays_in_python(name):
     m2, o2 = make()
     step = pydl.compile_step(m2, loss, o2)
     rng = np.random.default_rng(2)
-    d_in = 8 if name == "residual-sum" else 5
+    shape = INPUT_SHAPES.get(name, (7, 5))
     dtype = m1[0].weight.data.dtype if isinstance(m1, nn.Sequential) else np.float32
     for it in range(6):  # record, capture, check, then the program alone
-        x = rng.standard_normal((7, d_in)).astype(dtype)
+        x = rng.standard_normal(shape).astype(dtype)
         y = {"int": rng.integers(0, 3, 7),
              "reg": rng.standard_normal((7, 5 if name == "shared-weights" else 3)).astype(dtype),
              "bin": (rng.random((7, 3)) < 0.5).astype(dtype)}[kind]

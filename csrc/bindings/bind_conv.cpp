@@ -109,7 +109,8 @@ py::array conv_forward(py::handle x_obj, py::handle w_obj, py::handle b_obj, py:
 
 py::tuple conv_backward(py::handle dy_obj, py::handle x_obj, py::handle w_obj, py::handle stride,
                         py::handle padding, py::handle dilation, int64_t groups, bool need_x,
-                        bool need_w, bool need_b) {
+                        bool need_w, bool need_b, py::handle dx_out, py::handle dw_out,
+                        py::handle db_out) {
   const char* op = "conv_backward";
   const py::array dy_in = require_array(dy_obj, op, "dy");
   const DType dt = float_dtype(dy_in, op, "dy");
@@ -124,9 +125,11 @@ py::tuple conv_backward(py::handle dy_obj, py::handle x_obj, py::handle w_obj, p
                           ", got " + shape_str(dy_in));
   }
   py::object dx = py::none(), dw = py::none(), db = py::none();
-  if (need_x) dx = output(py::none(), shape_of(x_in), dt, op);
-  if (need_w) dw = output(py::none(), shape_of(w_in), dt, op);
-  if (need_b) db = output(py::none(), Shape{s.c_out}, dt, op);
+  if (need_x) dx = output(dx_out, shape_of(x_in), dt, op, "dx_out");
+  if (need_w) dw = output(dw_out, shape_of(w_in), dt, op, "dw_out");
+  if (need_b) db = output(db_out, Shape{s.c_out}, dt, op, "db_out");
+  require_disjoint_outputs({{dx, "dx_out"}, {dw, "dw_out"}, {db, "db_out"}},
+                           {{dy_in, "dy"}, {x_in, "x"}, {w_in, "weight"}}, op);
   const py::array dyc = contiguous(dy_in), x = contiguous(x_in), w = contiguous(w_in);
   by_dtype(dt, [&](auto zero) {
     using T = decltype(zero);
@@ -188,15 +191,21 @@ Raises:
         py::kw_only(), py::arg("stride") = 1, py::arg("padding") = 0, py::arg("dilation") = 1,
         py::arg("groups") = 1, py::arg("need_input_grad") = true,
         py::arg("need_weight_grad") = true, py::arg("need_bias_grad") = true,
+        py::arg("dx_out") = py::none(), py::arg("dw_out") = py::none(),
+        py::arg("db_out") = py::none(),
         R"doc(Compute the gradients of conv_forward w.r.t. x, weight and bias.
 
 Args:
     dy: gradient w.r.t. the output, shaped like conv_forward's result.
     x, weight, stride, padding, dilation, groups: as given to conv_forward.
     need_input_grad, need_weight_grad, need_bias_grad: which gradients to compute. Default True.
+    dx_out, dw_out, db_out: optional C-contiguous, writeable arrays of the gradients' shapes and
+        dtype to write them into (overwritten, not accumulated); they must not overlap each other
+        or the inputs. Default None (new arrays).
 
 Returns:
-    (dx, dweight, dbias): arrays shaped like x, weight and (C_out,), or None where not asked for.
+    (dx, dweight, dbias): arrays shaped like x, weight and (C_out,) (the out arrays where given),
+    or None where not asked for.
     Bit-identical for any thread count (the sum over samples runs in fixed blocks).
 
 Raises:

@@ -79,7 +79,8 @@ void run(DType dt, F f) {
 
 // Checks dy against the pooled shape of input_shape and returns (dy contiguous, new dx).
 std::pair<py::array, py::array> backward_arrays(py::handle dy_obj, const Shape& in,
-                                                const PoolShape& s, const char* op, DType* dt) {
+                                                const PoolShape& s, const char* op, DType* dt,
+                                                py::handle out = py::none()) {
   const py::array dy_in = require_array(dy_obj, op, "dy");
   *dt = float_dtype(dy_in, op, "dy");
   const Shape os = pooled_shape(in, s);
@@ -87,7 +88,9 @@ std::pair<py::array, py::array> backward_arrays(py::handle dy_obj, const Shape& 
     throw py::value_error(std::string(op) + ": dy must have shape " + shape_str(os) +
                           " for input_shape " + shape_str(in) + ", got " + shape_str(dy_in));
   }
-  return {contiguous(dy_in), output(py::none(), in, *dt, op)};
+  py::array dx = output(out, in, *dt, op);
+  require_no_overlap(dx, dy_in, op, "out", "dy");
+  return {contiguous(dy_in), dx};
 }
 
 py::tuple max_pool_forward(py::handle x_obj, py::handle kernel, py::handle stride,
@@ -125,24 +128,35 @@ PoolShape from_dy(const py::array& dy, const Shape& in, const char* op) {
   return s;
 }
 
-py::array max_pool_backward(py::handle dy_obj, py::handle idx_obj, py::handle in_obj) {
+py::array max_pool_backward(py::handle dy_obj, py::handle idx_obj, py::handle in_obj,
+                            py::handle out) {
   const Shape in = shape_arg(in_obj, "max_pool_backward");
   const char* op = "max_pool_backward";
   const PoolShape s = from_dy(require_array(dy_obj, op, "dy"), in, op);
   DType dt;
   py::array dy, dx;
-  std::tie(dy, dx) = backward_arrays(dy_obj, in, s, op, &dt);
+  std::tie(dy, dx) = backward_arrays(dy_obj, in, s, op, &dt, out);
   const py::array idx_in = require_array(idx_obj, op, "indices");
   if (shape_of(idx_in) != shape_of(dy)) {
     throw py::value_error(std::string(op) + ": indices must have dy's shape " + shape_str(dy) +
                           ", got " + shape_str(idx_in));
   }
   // Indices are positions inside one plane of the input.
-  const std::vector<int64_t> idx = checked_indices(idx_in, s.h * s.w, op, "indices");
-  capture_fail();  // the kernel reads this checked copy of the indices
+  // int64 C-contiguous indices (max_pool_forward's) are checked and read in place; a captured
+  // call reads them again on every replay (max_pool_forward's captured kernel rewrites them).
+  const int64_t* pidx = int64_indices(idx_in, s.h * s.w, op, "indices");
+  std::vector<int64_t> copy;
+  if (pidx != nullptr) {
+    require_no_overlap(dx, idx_in, op, "out", "indices");
+    if (Capture* c = active_capture()) c->keep.push_back(idx_in);
+  } else {
+    copy = checked_indices(idx_in, s.h * s.w, op, "indices");
+    capture_fail();  // the kernel reads this checked copy of the indices
+    pidx = copy.data();
+  }
   run(dt, [&](const auto& fns, auto zero) {
     using T = decltype(zero);
-    nogil(fns.max_backward, ptr<T>(dx), cptr<T>(dy), idx.data(), s);
+    nogil(fns.max_backward, ptr<T>(dx), cptr<T>(dy), pidx, s);
   });
   return dx;
 }
@@ -164,13 +178,13 @@ py::array avg_pool_forward(py::handle x_obj, py::handle kernel, py::handle strid
 }
 
 py::array avg_pool_backward(py::handle dy_obj, py::handle in_obj, py::handle kernel,
-                            py::handle stride, py::handle padding) {
+                            py::handle stride, py::handle padding, py::handle out) {
   const Shape in = shape_arg(in_obj, "avg_pool_backward");
   const char* op = "avg_pool_backward";
   const PoolShape s = window_shape(in, kernel, stride, padding, op);
   DType dt;
   py::array dy, dx;
-  std::tie(dy, dx) = backward_arrays(dy_obj, in, s, op, &dt);
+  std::tie(dy, dx) = backward_arrays(dy_obj, in, s, op, &dt, out);
   run(dt, [&](const auto& fns, auto zero) {
     using T = decltype(zero);
     nogil(fns.avg_backward, ptr<T>(dx), cptr<T>(dy), s);
@@ -193,7 +207,7 @@ py::array adaptive_avg_pool_forward(py::handle x_obj, py::handle output_size) {
   return y;
 }
 
-py::array adaptive_avg_pool_backward(py::handle dy_obj, py::handle in_obj) {
+py::array adaptive_avg_pool_backward(py::handle dy_obj, py::handle in_obj, py::handle out) {
   const Shape in = shape_arg(in_obj, "adaptive_avg_pool_backward");
   const char* op = "adaptive_avg_pool_backward";
   const PoolShape s = from_dy(require_array(dy_obj, op, "dy"), in, op);
@@ -203,7 +217,7 @@ py::array adaptive_avg_pool_backward(py::handle dy_obj, py::handle in_obj) {
   }
   DType dt;
   py::array dy, dx;
-  std::tie(dy, dx) = backward_arrays(dy_obj, in, s, op, &dt);
+  std::tie(dy, dx) = backward_arrays(dy_obj, in, s, op, &dt, out);
   run(dt, [&](const auto& fns, auto zero) {
     using T = decltype(zero);
     nogil(fns.adaptive_avg_backward, ptr<T>(dx), cptr<T>(dy), s);
@@ -233,7 +247,7 @@ Raises:
     ValueError: wrong rank, padding above half the kernel, a window larger than the padded input.
 )doc");
   m.def("max_pool_backward", &max_pool_backward, py::arg("dy"), py::arg("indices"),
-        py::arg("input_shape"),
+        py::arg("input_shape"), py::kw_only(), py::arg("out") = py::none(),
         R"doc(Route dy back to the maxima found by max_pool_forward.
 
 Args:
@@ -259,6 +273,7 @@ Returns:
 )doc");
   m.def("avg_pool_backward", &avg_pool_backward, py::arg("dy"), py::arg("input_shape"),
         py::arg("kernel_size"), py::arg("stride") = py::none(), py::arg("padding") = 0,
+        py::kw_only(), py::arg("out") = py::none(),
         R"doc(Compute the gradient of avg_pool_forward w.r.t. x (shape input_shape).
 
 Args:
@@ -281,7 +296,7 @@ Returns:
     y: (N, C, *output_size).
 )doc");
   m.def("adaptive_avg_pool_backward", &adaptive_avg_pool_backward, py::arg("dy"),
-        py::arg("input_shape"),
+        py::arg("input_shape"), py::kw_only(), py::arg("out") = py::none(),
         R"doc(Compute the gradient of adaptive_avg_pool_forward w.r.t. x (shape input_shape).
 )doc");
 }

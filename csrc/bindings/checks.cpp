@@ -186,6 +186,21 @@ void require_no_overlap(const py::array& out, const py::array& in, const char* o
   }
 }
 
+void require_disjoint_outputs(NamedArrays outs, NamedArrays ins, const char* op) {
+  for (auto o = outs.begin(); o != outs.end(); ++o) {
+    if (o->first.is_none()) continue;
+    const auto out = py::reinterpret_borrow<py::array>(o->first);
+    for (const auto& in : ins) {
+      if (!in.first.is_none())
+        require_no_overlap(out, py::reinterpret_borrow<py::array>(in.first), op, o->second, in.second);
+    }
+    for (auto e = outs.begin(); e != o; ++e) {
+      if (!e->first.is_none())
+        require_no_overlap(out, py::reinterpret_borrow<py::array>(e->first), op, o->second, e->second);
+    }
+  }
+}
+
 void require_range(double v, double lo, double hi, const char* op, const char* what) {
   if (!(v >= lo && v <= hi)) {
     std::ostringstream os;
@@ -321,6 +336,26 @@ Window window_geometry(const Shape& in, const Shape& kernel, const Shape& stride
   return w;
 }
 
+namespace {
+[[noreturn]] void index_out_of_range(int64_t v, int64_t i, int64_t bound, const char* op,
+                                     const char* arg) {
+  throw py::value_error(std::string(op) + ": " + arg + " has value " + std::to_string(v) +
+                        " at flat position " + std::to_string(i) + ", out of range [0, " +
+                        std::to_string(bound) + ")");
+}
+}  // namespace
+
+const int64_t* int64_indices(const py::array& a, int64_t bound, const char* op, const char* arg) {
+  if (!a.dtype().equal(py::dtype::of<int64_t>()) || !(a.flags() & py::array::c_style)) return nullptr;
+  const int64_t* p = cptr<int64_t>(a);
+  for (int64_t i = 0, n = a.size(); i < n; ++i) {
+    if (p[i] < 0 || p[i] >= bound) {
+      index_out_of_range(p[i], i, bound, op, arg);
+    }
+  }
+  return p;
+}
+
 std::vector<int64_t> checked_indices(const py::array& a, int64_t bound, const char* op,
                                      const char* arg) {
   const py::dtype dt = a.dtype();
@@ -336,9 +371,7 @@ std::vector<int64_t> checked_indices(const py::array& a, int64_t bound, const ch
   for (int64_t i = 0; i < n; ++i) {
     const int64_t v = i64 ? cptr<int64_t>(c)[i] : cptr<int32_t>(c)[i];
     if (v < 0 || v >= bound) {
-      throw py::value_error(std::string(op) + ": " + arg + " has value " + std::to_string(v) +
-                            " at flat position " + std::to_string(i) + ", out of range [0, " +
-                            std::to_string(bound) + ")");
+      index_out_of_range(v, i, bound, op, arg);
     }
     out[static_cast<size_t>(i)] = v;
   }

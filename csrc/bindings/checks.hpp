@@ -11,8 +11,10 @@
 #include <pybind11/pybind11.h>
 
 #include <cstdint>
+#include <initializer_list>
 #include <string>
 #include <type_traits>
+#include <utility>
 #include <vector>
 
 #include "common/act.hpp"
@@ -72,6 +74,11 @@ bool overlaps(const py::array& a, const py::array& b);
 void require_no_overlap(const py::array& out, const py::array& in, const char* op,
                         const char* out_arg, const char* in_arg);
 
+// Named arrays: (array or None, argument name).
+using NamedArrays = std::initializer_list<std::pair<py::handle, const char*>>;
+// ValueError if an output (None entries skipped) overlaps an input or an earlier output.
+void require_disjoint_outputs(NamedArrays outs, NamedArrays ins, const char* op);
+
 // ValueError unless lo <= v <= hi (NaN always fails); `what` is the parameter name.
 void require_range(double v, double lo, double hi, const char* op, const char* what);
 
@@ -127,6 +134,9 @@ void set_window(S& s, const Window& w) {
 // lie in [0, bound) (ValueError naming the first offending position and value).
 std::vector<int64_t> checked_indices(const py::array& a, int64_t bound, const char* op,
                                      const char* arg);
+// The same check in place for a C-contiguous int64 array: its data, or nullptr (nothing checked)
+// for any other dtype or layout (then use checked_indices).
+const int64_t* int64_indices(const py::array& a, int64_t bound, const char* op, const char* arg);
 
 // An optional 1-D input: None stays None; otherwise an array of dtype dt and shape (n,)
 // (TypeError / ValueError naming `arg`), made contiguous.

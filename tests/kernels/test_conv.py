@@ -214,3 +214,47 @@ def test_small_outputs_batched_per_gemm_match_one_sample_at_a_time(isa, threads,
     Y.backward(torch.tensor(dy, dtype=torch.float64))
     np.testing.assert_allclose(y, Y.detach().numpy(), **TOL[dtype])
     np.testing.assert_allclose(dx, X.grad.numpy(), **TOL[dtype])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_backward_writes_into_given_arrays(isa, dtype, rng):
+    # The engine's replay hands conv_backward the arrays to write (kept dx, lent gradient
+    # buffers). Oracle: the same call without them, bit for bit; the arrays' old contents (NaN)
+    # must not leak in (they are overwritten, not accumulated).
+    x = rng.standard_normal((3, 4, 9, 7)).astype(dtype)
+    w = rng.standard_normal((6, 2, 3, 3)).astype(dtype)
+    geom = dict(stride=(2, 1), padding=1, groups=2)
+    dy = rng.standard_normal(K.conv_forward(x, w, None, **geom).shape).astype(dtype)
+    ref = K.conv_backward(dy, x, w, **geom)
+    for need in [(True, True, True), (True, False, False), (False, False, True),
+                 (False, True, False)]:
+        outs = [np.full(a.shape, np.nan, dtype) if n else None for a, n in zip(ref, need)]
+        got = K.conv_backward(dy, x, w, **geom, need_input_grad=need[0],
+                              need_weight_grad=need[1], need_bias_grad=need[2],
+                              dx_out=outs[0], dw_out=outs[1], db_out=outs[2])
+        for r, o, g, n in zip(ref, outs, got, need):
+            if n:
+                assert g is o and g.tobytes() == r.tobytes()
+            else:
+                assert g is None
+
+
+def test_backward_refuses_bad_out_arrays(rng):
+    x = rng.standard_normal((2, 3, 10)).astype(np.float32)
+    w = rng.standard_normal((4, 3, 3)).astype(np.float32)
+    dy = rng.standard_normal((2, 4, 8)).astype(np.float32)
+    with pytest.raises(ValueError, match="dx_out"):
+        K.conv_backward(dy, x, w, dx_out=np.empty((2, 3, 9), np.float32))
+    with pytest.raises(TypeError, match="dw_out"):
+        K.conv_backward(dy, x, w, dw_out=np.empty((4, 3, 3), np.float64))
+    with pytest.raises(ValueError, match="db_out"):
+        K.conv_backward(dy, x, w, db_out=np.empty(8, np.float32)[::2])
+    with pytest.raises(ValueError, match="dx_out overlaps the memory of x"):
+        K.conv_backward(dy, x, w, dx_out=x)
+    buf = np.empty(4 * 3 * 3 + 4, np.float32)
+    with pytest.raises(ValueError, match="db_out overlaps the memory of dw_out"):
+        K.conv_backward(dy, x, w, dw_out=buf[:36].reshape(4, 3, 3), db_out=buf[34:38])
+    before = x.copy()
+    with pytest.raises(ValueError):
+        K.conv_backward(dy, x, w, dx_out=np.empty((1,), np.float32))
+    assert x.tobytes() == before.tobytes()

@@ -147,3 +147,22 @@ def test_misaligned_running_statistics_are_refused_not_copied():
         K.batch_norm_forward(x, np.ones(3, np.float32), np.zeros(3, np.float32),
                              running_mean=odd, running_var=np.ones(3, np.float32),
                              training=True, momentum=0.1, eps=1e-5)
+
+
+@pytest.mark.parametrize("training", [True, False])
+def test_batch_norm_backward_writes_into_given_arrays(isa, training, rng):
+    # Oracle: the same call without the out arrays, bit for bit; their NaN must not leak in.
+    x = rng.standard_normal((6, 3, 5)).astype(np.float32)
+    w = rng.standard_normal(3).astype(np.float32)
+    _, mean, invstd = K.batch_norm_forward(x, w, np.zeros(3, np.float32))
+    dy = rng.standard_normal(x.shape).astype(np.float32)
+    ref = K.batch_norm_backward(dy, x, mean, invstd, w, training=training)
+    outs = [np.full(a.shape, np.nan, np.float32) for a in ref]
+    got = K.batch_norm_backward(dy, x, mean, invstd, w, training=training, dx_out=outs[0],
+                                dw_out=outs[1], db_out=outs[2])
+    for r, o, g in zip(ref, outs, got):
+        assert g is o and g.tobytes() == r.tobytes()
+    with pytest.raises(ValueError, match="dw_out overlaps the memory of weight"):
+        K.batch_norm_backward(dy, x, mean, invstd, w, dw_out=w)
+    with pytest.raises(ValueError, match="dx_out"):
+        K.batch_norm_backward(dy, x, mean, invstd, w, dx_out=np.empty((6, 3), np.float32))

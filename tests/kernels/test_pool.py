@@ -155,3 +155,41 @@ def test_bad_inputs():
         K.max_pool_backward(y, idx + 100, x.shape)
     with pytest.raises(ValueError, match="does not match input_shape"):
         K.adaptive_avg_pool_backward(np.zeros((2, 4, 1, 1)), x.shape)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_backward_writes_into_a_given_array(isa, dtype, rng):
+    # Oracle: the same call without `out`, bit for bit; NaN in `out` beforehand must not leak.
+    x = rng.standard_normal((2, 3, 9, 8)).astype(dtype)
+    y, idx = K.max_pool_forward(x, 3, 2, 1)
+    dy = rng.standard_normal(y.shape).astype(dtype)
+    calls = {
+        "max": lambda **o: K.max_pool_backward(dy, idx, x.shape, **o),
+        "max-int32-idx": lambda **o: K.max_pool_backward(dy, idx.astype(np.int32), x.shape, **o),
+        "max-strided-idx": lambda **o: K.max_pool_backward(
+            dy, np.repeat(idx, 2, axis=-1)[..., ::2], x.shape, **o),
+        "avg": lambda **o: K.avg_pool_backward(dy, x.shape, 3, 2, 1, **o),
+        "adaptive": lambda **o: K.adaptive_avg_pool_backward(dy, x.shape, **o),
+    }
+    for name, call in calls.items():
+        ref = call()
+        out = np.full(x.shape, np.nan, dtype)
+        got = call(out=out)
+        assert got is out and got.tobytes() == ref.tobytes(), name
+
+
+def test_backward_refuses_bad_out_arrays(rng):
+    x = rng.standard_normal((1, 2, 6, 6)).astype(np.float32)
+    y, idx = K.max_pool_forward(x, 2)
+    with pytest.raises(ValueError, match="out"):
+        K.max_pool_backward(y, idx, x.shape, out=np.empty((1, 2, 6, 5), np.float32))
+    with pytest.raises(TypeError, match="out"):
+        K.avg_pool_backward(y, x.shape, 2, out=np.empty(x.shape, np.float64))
+    with pytest.raises(ValueError, match="overlaps"):
+        K.adaptive_avg_pool_backward(y, (1, 2, 3, 3), out=y)
+    bad = idx.copy()
+    bad[0, 1, 2, 0] = 36  # outside the 6x6 plane: named, nothing written
+    out = np.zeros(x.shape, np.float32)
+    with pytest.raises(ValueError, match="indices has value 36 at flat position"):
+        K.max_pool_backward(y, bad, x.shape, out=out)
+    assert not out.any()
