@@ -74,6 +74,54 @@ inline void zero_run(T* dst, int64_t len) {
   if (j < len) simd::store_partial(dst + j, z, len - j);
 }
 
+// copy_run / zero_run for a run whose destination positions up to d_end are all written after it
+// (im2col fills a tile row by row in increasing order): the last, partial vector is stored whole
+// when it ends by d_end and its source read ends by s_end (inside the channel's plane), its tail
+// then overwritten. A masked store per short run cost more than the run's copy on Zen 3.
+template <typename T>
+inline void copy_run_ahead(T* dst, const T* src, int64_t len, const T* d_end, const T* s_end) {
+  using V = simd::Vec<T>;
+  int64_t j = 0;
+  for (; j + V::W <= len; j += V::W) simd::storeu(dst + j, simd::loadu(src + j));
+  if (j == len) return;
+  if (dst + j + V::W <= d_end && src + j + V::W <= s_end) {
+    simd::storeu(dst + j, simd::loadu(src + j));
+  } else {
+    simd::store_partial(dst + j, simd::load_partial(src + j, len - j), len - j);
+  }
+}
+
+template <typename T>
+inline void zero_run_ahead(T* dst, int64_t len, const T* d_end) {
+  using V = simd::Vec<T>;
+  if (len <= 0) return;
+  const V z = simd::zero<V>();
+  int64_t j = 0;
+  for (; j + V::W <= len; j += V::W) simd::storeu(dst + j, z);
+  if (j == len) return;
+  if (dst + j + V::W <= d_end) {
+    simd::storeu(dst + j, z);
+  } else {
+    simd::store_partial(dst + j, z, len - j);
+  }
+}
+
+// x[0, len) += d[0, len) (col2im's runs) in vectors; the last, partial vector adds -0.0 past len
+// (x + -0.0 is x, bit for bit, -0.0 and NaN included) when it ends by x_end, inside the channel's
+// plane that only this call writes.
+template <typename T>
+inline void add_run(T* x, const T* d, int64_t len, const T* x_end) {
+  using V = simd::Vec<T>;
+  int64_t j = 0;
+  for (; j + V::W <= len; j += V::W) simd::storeu(x + j, simd::loadu(x + j) + simd::loadu(d + j));
+  if (j == len) return;
+  if (x + j + V::W <= x_end) {
+    simd::storeu(x + j, simd::loadu(x + j) + simd::load_partial(d + j, len - j, T(-0.0)));
+  } else {
+    for (; j < len; ++j) x[j] += d[j];
+  }
+}
+
 // dst[j] = src[j * stride] for j < len; stride 2 (a strided convolution's usual one) with the
 // stride known at compile time, which the compiler turns into vector loads and shuffles.
 template <typename T>
@@ -214,6 +262,7 @@ void im2col(T* col, const T* xg, int64_t p0, int64_t p1, const ConvShape& s, con
     const T* xc = xg + ci * s.h * s.w;
     const int64_t off = cr.off, jlo = cr.jlo, jhi = cr.jhi;
     T* dst = col + r * ld;
+    const T *d_end = dst + tw, *plane_end = xc + s.h * s.w;
     if (whole) {
       // Rows inside the input copy their columns [a, b) between zeros, the others are zero.
       // With nothing clipped and equal widths the rows are one contiguous block in x and col.
@@ -234,35 +283,23 @@ void im2col(T* col, const T* xg, int64_t p0, int64_t p1, const ConvShape& s, con
         for (int64_t i = 0; i < rows; ++i, d += ow, xr += step)
           for (int64_t j = 0; j < ow; j += V::W) simd::storeu(d + j, simd::loadu(xr + j));
       } else if (s.sw == 1 && wa == 0 && wb == s.ow) {
-        // Unclipped rows of another width (6 values for a 3x3 kernel on 8x8 images): the
-        // destination rows follow each other, so a row is copied in whole vectors when the
-        // following rows of the tile, written after it, cover its tail; a row's source is read
-        // up to a vector past its end while that stays inside the channel's plane. A partial
-        // (masked) store per row cost more than the rest of the copy on Zen 3.
-        using V = simd::Vec<T>;
+        // Unclipped rows of another width (6 values for a 3x3 kernel on 8x8 images).
         const int64_t ow = s.ow, step = s.sh * s.w, rows = w.ib - w.ia;
-        const int64_t wide = (ow + V::W - 1) / V::W * V::W;
-        const T* plane_end = xc + s.h * s.w;
         T* d = dst + (w.ia - w.i0) * ow;
         const T* xr = xc + (w.ia * s.sh + w.base) * s.w + off;
-        for (int64_t i = 0; i < rows; ++i, d += ow, xr += step) {
-          if ((rows - i) * ow >= wide && xr + wide <= plane_end) {
-            for (int64_t j = 0; j < wide; j += V::W) simd::storeu(d + j, simd::loadu(xr + j));
-          } else {
-            copy_run(d, xr, ow);
-          }
-        }
+        for (int64_t i = 0; i < rows; ++i, d += ow, xr += step)
+          copy_run_ahead(d, xr, ow, d_end, plane_end);
       } else {
         for (int64_t i = w.ia; i < w.ib; ++i) {
           T* d = dst + (i - w.i0) * s.ow;
           const T* xr = xc + (i * s.sh + w.base) * s.w + off;
-          zero_run(d, wa);
+          zero_run_ahead(d, wa, d_end);
           if (s.sw == 1) {
-            copy_run(d + wa, xr + wa, wb - wa);
+            copy_run_ahead(d + wa, xr + wa, wb - wa, d_end, plane_end);
           } else {
             strided_run(d + wa, xr + wa * s.sw, wb - wa, s.sw);
           }
-          zero_run(d + wb, s.ow - wb);
+          zero_run_ahead(d + wb, s.ow - wb, d_end);
         }
       }
       zero_run(dst + (w.ib - w.i0) * s.ow, (w.i1 - w.ib) * s.ow);
@@ -275,17 +312,17 @@ void im2col(T* col, const T* xg, int64_t p0, int64_t p1, const ConvShape& s, con
       T* d = dst + (q - p0) - j0;  // d[j] is output column j of row i
       const int64_t ih = i * s.sh - s.ph + kp * s.dh;
       if (ih < 0 || ih >= s.h) {
-        zero_run(d + j0, j1 - j0);
+        zero_run_ahead(d + j0, j1 - j0, d_end);
       } else {
         const T* xr = xc + ih * s.w + off;
         const int64_t a = clamp64(jlo, j0, j1), b = clamp64(jhi, a, j1);
-        zero_run(d + j0, a - j0);
+        zero_run_ahead(d + j0, a - j0, d_end);
         if (s.sw == 1) {
-          copy_run(d + a, xr + a, b - a);
+          copy_run_ahead(d + a, xr + a, b - a, d_end, plane_end);
         } else {
           strided_run(d + a, xr + a * s.sw, b - a, s.sw);
         }
-        zero_run(d + b, j1 - b);
+        zero_run_ahead(d + b, j1 - b, d_end);
       }
       q += j1 - j0;
     }
@@ -327,6 +364,7 @@ void col2im_add(T* dxg, const T* dcol, int64_t p0, int64_t p1, const ConvShape& 
   const WholeRowsCache rows(s, p0, tw, whole);
   for_unfolded_rows(s, l, [&](int64_t r, int64_t ci, int64_t kp, const ColRange& cr) {
     T* xc = dxg + ci * s.h * s.w;
+    const T* plane_end = xc + s.h * s.w;
     const int64_t off = cr.off, jlo = cr.jlo, jhi = cr.jhi;
     const T* src = dcol + r * ld;
     if (whole) {
@@ -346,32 +384,18 @@ void col2im_add(T* dxg, const T* dcol, int64_t p0, int64_t p1, const ConvShape& 
         return;
       }
       if (s.sw == 1 && wa == 0 && wb == s.ow) {
-        // Unclipped rows of another width: whole vectors of dx rows updated, the lanes past a
-        // row's end adding -0.0 (x + -0.0 is x, bit for bit, -0.0 and NaN included) while that
-        // stays inside the channel's plane (which only this call writes).
-        using V = simd::Vec<T>;
+        // Unclipped rows of another width: the same walk with sizes in locals.
         const int64_t ow = s.ow, step = s.sh * s.w, n_rows = w.ib - w.ia;
-        const int64_t wide = (ow + V::W - 1) / V::W * V::W;
-        const T* plane_end = xc + s.h * s.w;
         const T* d = src + (w.ia - w.i0) * ow;
         T* xr = xc + (w.ia * s.sh + w.base) * s.w + off;
-        for (int64_t i = 0; i < n_rows; ++i, d += ow, xr += step) {
-          if (xr + wide <= plane_end) {
-            int64_t j = 0;
-            for (; j + V::W <= ow; j += V::W)
-              simd::storeu(xr + j, simd::loadu(xr + j) + simd::loadu(d + j));
-            simd::storeu(xr + j, simd::loadu(xr + j) + simd::load_partial(d + j, ow - j, T(-0.0)));
-          } else {
-            for (int64_t j = 0; j < ow; ++j) xr[j] += d[j];
-          }
-        }
+        for (int64_t i = 0; i < n_rows; ++i, d += ow, xr += step) add_run(xr, d, ow, plane_end);
         return;
       }
       for (int64_t i = w.ia; i < w.ib; ++i) {
         const T* d = src + (i - w.i0) * s.ow;
         T* __restrict xr = xc + (i * s.sh + w.base) * s.w + off;
         if (s.sw == 1) {
-          for (int64_t j = wa; j < wb; ++j) xr[j] += d[j];
+          add_run(xr + wa, d + wa, wb - wa, plane_end);
         } else {
           for (int64_t j = wa; j < wb; ++j) xr[j * s.sw] += d[j];
         }
@@ -387,7 +411,7 @@ void col2im_add(T* dxg, const T* dcol, int64_t p0, int64_t p1, const ConvShape& 
         T* __restrict xr = xc + ih * s.w + off;
         const int64_t a = clamp64(jlo, j0, j1), b = clamp64(jhi, a, j1);
         if (s.sw == 1) {
-          for (int64_t j = a; j < b; ++j) xr[j] += d[j];
+          add_run(xr + a, d + a, b - a, plane_end);
         } else {
           for (int64_t j = a; j < b; ++j) xr[j * s.sw] += d[j];
         }
