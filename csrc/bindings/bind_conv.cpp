@@ -141,18 +141,7 @@ py::tuple conv_backward(py::handle dy_obj, py::handle x_obj, py::handle w_obj, p
     const T* px = cptr<T>(x);
     const T* pw = cptr<T>(w);
     if (pdx) nogil(fns.backward_data, pdx, pdy, pw, s);
-    if (pdw) {
-      nogil(fns.backward_weight, pdw, pdb, pdy, px, s);
-    } else if (pdb) {
-      // A frozen weight with a trainable bias: the weight gradient goes to a scratch buffer.
-      nogil(
-          [](T* db, const T* dy, const T* x, ConvShape cs, decltype(fns.backward_weight) bw) {
-            std::vector<T> scratch(
-                static_cast<size_t>(cs.c_out * (cs.c_in / cs.groups) * cs.kh * cs.kw));
-            bw(scratch.data(), db, dy, x, cs);
-          },
-          pdb, pdy, px, s, fns.backward_weight);
-    }
+    if (pdw || pdb) nogil(fns.backward_weight, pdw, pdb, pdy, px, s);
   });
   return py::make_tuple(dx, dw, db);
 }

@@ -42,8 +42,8 @@ struct ConvFns {
   void (*forward)(T* y, const T* x, const T* w, const T* b, const ConvShape& s) = nullptr;
   // dx (N, C_in, H, W) = gradient w.r.t. x of sum(y * dy) (overwritten).
   void (*backward_data)(T* dx, const T* dy, const T* w, const ConvShape& s) = nullptr;
-  // dw (C_out, C_in / G, KH, KW) and db (C_out,) (nullptr: not wanted) = gradients w.r.t. w and
-  // b of sum(y * dy) (overwritten).
+  // dw (C_out, C_in / G, KH, KW) and db (C_out,) (either nullptr: not wanted) = gradients w.r.t.
+  // w and b of sum(y * dy) (overwritten).
   void (*backward_weight)(T* dw, T* db, const T* dy, const T* x, const ConvShape& s) = nullptr;
 };
 

@@ -650,7 +650,7 @@ template <typename T>
 void gemm_backward_weight(T* dw, T* db, const T* dy, const T* x, const ConvShape& s) {
   const Lowering l = lowering(s);
   const int64_t per = samples_per_gemm(s, l, s.c_out);
-  blocked_sample_sum(dw, s.c_out * l.k, s.n, [&](int64_t n0, int64_t n1, T* out) {
+  if (dw) blocked_sample_sum(dw, s.c_out * l.k, s.n, [&](int64_t n0, int64_t n1, T* out) {
     if (n0 == n1) std::memset(out, 0, sizeof(T) * s.c_out * l.k);
     if (per > 1) {
       // ceil((n1 - n0) / per) GEMMs over equal shares of the block's samples

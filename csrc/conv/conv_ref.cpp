@@ -71,7 +71,7 @@ template <typename T>
 void backward_weight(T* dw, T* db, const T* dy, const T* x, const ConvShape& s) {
   const int64_t cig = s.c_in / s.groups, cog = s.c_out / s.groups;
   const int64_t per_co = cig * s.kh * s.kw;
-  blocked_sample_sum(dw, s.c_out * per_co, s.n, [&](int64_t n0, int64_t n1, T* out) {
+  if (dw) blocked_sample_sum(dw, s.c_out * per_co, s.n, [&](int64_t n0, int64_t n1, T* out) {
     for (int64_t e = 0; e < s.c_out * per_co; ++e) {
       const int64_t co = e / per_co, ci = (e / (s.kh * s.kw)) % cig;
       const int64_t p = (e / s.kw) % s.kh, q = e % s.kw, g = co / cog;
