@@ -360,6 +360,9 @@ def layer_norm_backward(
     need_input_grad: bool = True,
     need_weight_grad: bool = True,
     need_bias_grad: bool = True,
+    dx_out: Optional[np.ndarray] = None,
+    dw_out: Optional[np.ndarray] = None,
+    db_out: Optional[np.ndarray] = None,
 ) -> Tuple[Optional[np.ndarray], Optional[np.ndarray], Optional[np.ndarray]]: ...
 
 # --- embedding ---

@@ -214,8 +214,14 @@ class Conv2d(_ConvNd):
 # --- pooling ---------------------------------------------------------------------------------
 class MaxPoolOp(Op):
     native = True
-    native_backward = True  # writes dx into an array it keeps
     dx = None
+
+    @property
+    def native_backward(self):
+        # dx goes into an array the op keeps; the indices are the forward's: the same array on
+        # every replay only when the forward was captured (a forward replayed from Python makes
+        # new ones every step).
+        return self.native
 
     def __init__(self, kernel_size, stride, padding):
         self.args = (kernel_size, stride, padding)
@@ -393,8 +399,11 @@ class BatchNormOp(Op):
     """
 
     native = True
-    native_backward = True
     dx = None
+
+    @property
+    def native_backward(self):
+        return self.native  # reads the forward's mean / invstd (see MaxPoolOp)
 
     def __init__(self, use_batch_stats, momentum, eps, running_mean, running_var, counter):
         self.use_batch = use_batch_stats
@@ -545,15 +554,27 @@ class LayerNormOp(Op):
             self.x2, self.w, None if b is None else b.reshape(-1), eps=self.eps)
         return y.reshape(self.shape)
 
+    native_backward = False  # set per call (see backward)
+    dx2 = dx = None
+
     def backward(self, g):
+        # dx goes into an array the op keeps (handed on as one cached view), dw / db straight into
+        # the parameters' gradient buffers (ConvOp's scheme), so a replayed step can run this from
+        # C++ when g is contiguous (reshaping any other g copies it with numpy).
         nx, nw, nb = self.needs_grad
-        dx, dw, db = kernels.layer_norm_backward(
+        self.native_backward = g.flags.c_contiguous and self.native  # see MaxPoolOp
+        into, dw_out, db_out = _param_outs(self)
+        dx2, dw, db = kernels.layer_norm_backward(
             g.reshape(-1, self.size), self.x2, self.mean, self.rstd, self.w, need_input_grad=nx,
-            need_weight_grad=nw, need_bias_grad=nb)
+            need_weight_grad=nw, need_bias_grad=nb, dx_out=self.dx2,
+            dw_out=None if dw_out is None else dw_out.reshape(-1),
+            db_out=None if db_out is None else db_out.reshape(-1))
+        if dx2 is not self.dx2:
+            self.dx2, self.dx = dx2, None if dx2 is None else dx2.reshape(self.shape)
         pshape = self.shape[len(self.shape) - self.param_dims:]
-        return (None if dx is None else dx.reshape(self.shape),
-                None if dw is None else dw.reshape(pshape),
-                None if db is None else db.reshape(pshape))
+        dw = None if dw is None else (dw_out if dw_out is not None else dw.reshape(pshape))
+        db = None if db is None else (db_out if db_out is not None else db.reshape(pshape))
+        return _param_grads(self, (self.dx, dw, db), into)
 
 
 class LayerNorm(Module):

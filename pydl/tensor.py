@@ -364,6 +364,8 @@ class Op(abc.ABC):
                 y = self.forward(*arrays)
             finally:
                 program = _core._capture_end()
+            if program is None:  # a kernel call could not be captured (e.g. a copied input)
+                self.native = False
         else:
             program = None
             y = self.forward(*arrays)
@@ -551,33 +553,33 @@ class _Sum(Op):
         return (np.broadcast_to(g, self.shape),)
 
 
-class _ReshapeGrad:
-    """backward of a reshape: g reshaped back, the same view object while g is the same array.
+class _Reshape(Op):
+    """A new shape for the same values (reshape, flatten, squeeze, unsqueeze).
 
-    For a C-contiguous g the result is a view, so a replayed step hands on the very array it
-    recorded and its backward can run from C++ (``native_backward``); any other g is copied by
-    numpy, which only the Python backward repeats.
+    A view of the input unless numpy had to copy (a non-contiguous input): only a view may be
+    skipped when the engine replays the tape. backward hands on g reshaped back, the same view
+    object while g is the same array: for a C-contiguous g that is a view, so a replayed step
+    hands on the very array it recorded and its backward can run from C++ (``native_backward``);
+    any other g is copied by numpy, which only the Python backward repeats.
     """
 
     native_backward = False
     _g = _dx = None
-
-    def backward(self, g):
-        if g is not self._g:
-            self.native_backward = g.flags.c_contiguous
-            self._g, self._dx = g, g.reshape(self.in_shape)
-        return (self._dx,)
-
-
-class _Reshape(_ReshapeGrad, Op):
-    view = True
 
     def __init__(self, shape):
         self.shape = shape
 
     def forward(self, a):
         self.in_shape = a.shape
-        return a.reshape(self.shape)
+        y = a.reshape(self.shape)
+        self.view = np.may_share_memory(y, a)
+        return y
+
+    def backward(self, g):
+        if g is not self._g:
+            self.native_backward = g.flags.c_contiguous
+            self._g, self._dx = g, g.reshape(self.in_shape)
+        return (self._dx,)
 
 
 class _Transpose(Op):

@@ -15,7 +15,7 @@ for the engine.
 
 import numpy as np
 
-from .tensor import Op, Tensor, _arr, _as_operand, _ReshapeGrad, _tape
+from .tensor import Op, Tensor, _arr, _as_operand, _Reshape, _tape
 
 __all__ = ["cat", "stack"]
 
@@ -175,19 +175,6 @@ class _Permute(Op):
         return (np.transpose(g, self.inverse),)
 
 
-class _ReshapeView(_ReshapeGrad, Op):
-    """A reshape that keeps the data (unsqueeze, squeeze, flatten)."""
-
-    def __init__(self, shape):
-        self.shape = shape
-
-    def forward(self, x):
-        self.in_shape = x.shape
-        y = x.reshape(self.shape)
-        self.view = y.base is not None  # a view of x unless numpy had to copy
-        return y
-
-
 def _abs(self):
     """Return |x| elementwise (gradient sign(x); 0 at 0, as PyTorch)."""
     return _Abs()(self)
@@ -231,9 +218,9 @@ def _flatten(self, start_dim=0):
     """Flatten the axes from ``start_dim`` on into one (default 0: a 1-D tensor)."""
     shape = self.data.shape
     if not shape:
-        return _ReshapeView((1,))(self)
+        return _Reshape((1,))(self)
     s = _axis("flatten", start_dim, len(shape))
-    return _ReshapeView(shape[:s] + (-1,))(self)
+    return _Reshape(shape[:s] + (-1,))(self)
 
 
 def _transpose(self, a, b):
@@ -261,7 +248,7 @@ def _unsqueeze(self, axis):
     """Insert an axis of size 1 at position ``axis`` (negative counts from the end)."""
     shape = self.data.shape
     ax = _axis("unsqueeze", axis, len(shape) + 1)
-    return _ReshapeView(shape[:ax] + (1,) + shape[ax:])(self)
+    return _Reshape(shape[:ax] + (1,) + shape[ax:])(self)
 
 
 def _squeeze(self, axis=None):
@@ -274,7 +261,7 @@ def _squeeze(self, axis=None):
         if shape[ax] != 1:
             raise ValueError(f"squeeze: axis {axis} has size {shape[ax]}, not 1 (shape {shape})")
         new = shape[:ax] + shape[ax + 1:]
-    return _ReshapeView(new)(self)
+    return _Reshape(new)(self)
 
 
 def _bool_tensor(data):

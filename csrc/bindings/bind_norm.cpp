@@ -155,7 +155,8 @@ py::tuple layer_norm_forward(py::handle x_obj, py::handle w_obj, py::handle b_ob
 
 py::tuple layer_norm_backward(py::handle dy_obj, py::handle x_obj, py::handle mean_obj,
                               py::handle rstd_obj, py::handle w_obj, bool need_x, bool need_w,
-                              bool need_b) {
+                              bool need_b, py::handle dx_out, py::handle dw_out,
+                              py::handle db_out) {
   const char* op = "layer_norm_backward";
   const py::array dy_in = require_array(dy_obj, op, "dy");
   const DType dt = float_dtype(dy_in, op, "dy");
@@ -169,9 +170,13 @@ py::tuple layer_norm_backward(py::handle dy_obj, py::handle x_obj, py::handle me
   if (mean.is_none() || rstd.is_none()) throw py::value_error(std::string(op) + ": mean and rstd are required");
   const py::object w = optional_vector(w_obj, d, dt, op, "weight");
   py::object dx = py::none(), dw = py::none(), db = py::none();
-  if (need_x) dx = output(py::none(), shape_of(x_in), dt, op);
-  if (need_w) dw = output(py::none(), Shape{d}, dt, op);
-  if (need_b) db = output(py::none(), Shape{d}, dt, op);
+  if (need_x) dx = output(dx_out, shape_of(x_in), dt, op, "dx_out");
+  if (need_w) dw = output(dw_out, Shape{d}, dt, op, "dw_out");
+  if (need_b) db = output(db_out, Shape{d}, dt, op, "db_out");
+  require_disjoint_outputs({{dx, "dx_out"}, {dw, "dw_out"}, {db, "db_out"}},
+                           {{dy_in, "dy"}, {x_in, "x"}, {mean, "mean"}, {rstd, "rstd"},
+                            {w, "weight"}},
+                           op);
   const py::array dy = contiguous(dy_in), x = contiguous(x_in);
   by_dtype(dt, [&](auto zero) {
     using T = decltype(zero);
@@ -253,7 +258,16 @@ Returns:
         py::arg("mean"), py::arg("rstd"), py::arg("weight") = py::none(), py::kw_only(),
         py::arg("need_input_grad") = true, py::arg("need_weight_grad") = true,
         py::arg("need_bias_grad") = true,
+        py::arg("dx_out") = py::none(), py::arg("dw_out") = py::none(),
+        py::arg("db_out") = py::none(),
         R"doc(Compute the gradients of layer_norm_forward w.r.t. x, weight and bias.
+
+Args:
+    dy: gradient w.r.t. y (x's shape). x, weight: as given to the forward; mean, rstd: its
+    returned statistics.
+    dx_out, dw_out, db_out: optional C-contiguous, writeable arrays of the gradients' shapes and
+        dtype to write them into (overwritten); they must not overlap each other or the inputs.
+        Default None (new arrays).
 
 Returns:
     (dx, dweight, dbias), None where not asked for; dweight and dbias are summed over rows in a
