@@ -72,7 +72,7 @@ def forward(module, x):
         return _first_call(module, x, per_thread)
     if fwd is False:
         return None
-    y = fwd.replay(data)
+    y = fwd.replay(x, data, as_tensor)
     if y is None:
         return None
     if type(y) is not np.ndarray:

@@ -7,7 +7,8 @@ and then ``backward`` run again on the same arrays, in the same order, so result
 bit-identical to eager execution (dropout keys are drawn in the same order too) while the
 per-batch Python work (Tensors, graph nodes, topological sort, allocations) disappears.
 
-The key is: the input's shape and dtype, the target's shape and dtype, ``model.training``, which
+The key is: the input's shape and dtype, the target's shape and dtype, the train/eval mode of
+every module (``model.training`` and its submodules'), which
 parameters require grad (and their array objects), the structure version that
 ``Module.__setattr__`` bumps (assigning any layer or attribute of any Module records anew), and
 the loss object and its options. A changed key records anew.
@@ -114,6 +115,7 @@ class _Recorder:
         self.constants = set()     # ids of leaf Tensors holding numbers written in the code
         self.persistent = persistent  # arrays refilled by the engine before each replay
         self.programs = {}         # id(op) -> its kernel calls captured while recording
+        self.watched = set()       # ids of parameters: their values change between steps
         self.problem = None
 
     def fail(self, why):
@@ -137,7 +139,8 @@ class _Recorder:
         self.fail(why)
 
     def read(self, t):
-        if id(t) in self.outputs or (id(t) in self.made and id(t) not in self.constants):
+        if (id(t) in self.outputs or id(t) in self.watched
+                or (id(t) in self.made and id(t) not in self.constants)):
             self.fail("a tensor's value was read into Python (item(), numpy(), float(), bool())")
 
     # checks
@@ -344,6 +347,13 @@ def _prepared(prepare, program):
     return run
 
 
+def model_input(a):
+    """The batch array as a model receives it: a Tensor, except integer and boolean arrays
+    (token or class indices, e.g. for an Embedding first layer), which stay arrays (a Tensor
+    would hold them as floats)."""
+    return a if a.dtype.kind in "iub" else Tensor(a)
+
+
 def _hashable(value):
     try:
         hash(value)
@@ -364,7 +374,8 @@ def _loss_key(loss):
 class _Compiled:
     """What a compiled step and a compiled forward share: keys, tapes, the recorder."""
 
-    _hit = None  # CompiledForward: (shape, dtype, as_tensor, training, version, tape)
+    _hit = None  # CompiledForward: (shape, dtype, as_tensor, modes, version, tape)
+    _modes_seen = None
 
     def __init__(self, model):
         if not isinstance(model, nn.Module):
@@ -383,7 +394,7 @@ class _Compiled:
         state["_tapes"] = {}
         state["_version"] = None
         state["_params"] = []
-        for key in ("_pending", "_arena", "output", "_hit"):
+        for key in ("_pending", "_arena", "output", "_hit", "_modes_seen"):
             if key in state:
                 state[key] = None
         return state
@@ -398,6 +409,15 @@ class _Compiled:
             self._params = list(self.model.parameters())
             self._version = nn._structure_version
         return self._params
+
+    def _modes(self):
+        """The train/eval mode of every module of the model, as a tuple (walked again only after
+        a mode or the structure changed)."""
+        seen = (nn._mode_version, nn._structure_version)
+        if self._modes_seen != seen:
+            self._modes_key = tuple(m.training for m in self.model.modules())
+            self._modes_seen = seen
+        return self._modes_key
 
     def _params_key(self):
         # (Replaced parameter arrays bump nn._structure_version, which every key holds.)
@@ -414,10 +434,14 @@ class _Compiled:
         self._tapes[key] = tape
 
     @staticmethod
-    def _record_begin(persistent):
+    def _record_begin(persistent, watched=()):
+        """Start recording; persistent: the input buffers the engine refills; reading the value
+        of a ``watched`` Tensor (the input, parameters) into Python makes the step unreplayable
+        (it would be frozen at the recorded batch / weights)."""
         if _tape.recorder is not None:
             raise RuntimeError("the engine cannot record a step inside another recording")
         rec = _Recorder(persistent)
+        rec.watched.update(id(t) for t in watched)
         _tape.recorder = rec
         return rec
 
@@ -485,7 +509,7 @@ class CompiledStep(_Compiled):
             y = y.data
         model = self.model
         key = (x.shape, x.dtype, getattr(y, "shape", None), getattr(y, "dtype", type(y)),
-               model.training, nn._structure_version, self._params_key(), _loss_key(self.loss))
+               self._modes(), nn._structure_version, self._params_key(), _loss_key(self.loss))
         tape = self._tapes.get(key, False)
         if tape is False or tape is None:
             self._trainable = [p for p in self._params if p.requires_grad]
@@ -502,7 +526,7 @@ class CompiledStep(_Compiled):
 
     def _eager(self, x, y):
         self._arena = None
-        out = self.model(Tensor(x))
+        out = self.model(model_input(x))
         loss = self.loss(out, y)
         self.output = out.data
         self._pending = (loss, None)
@@ -512,8 +536,12 @@ class CompiledStep(_Compiled):
         self._arena = None
         x_buf = np.array(x, order="C")
         y_buf = np.array(y) if isinstance(y, np.ndarray) else None
-        xt = Tensor(x_buf)
-        rec = self._record_begin([a for a in (x_buf, y_buf) if a is not None])
+        xt = model_input(x_buf)
+        opt = self.optimizer
+        extra = [p for g in opt.param_groups for p in g["params"]] \
+            if isinstance(opt, Optimizer) else []
+        rec = self._record_begin([a for a in (x_buf, y_buf) if a is not None],
+                                 [xt] + self._parameters() + extra)
         try:
             out = self.model(xt)
             loss = self.loss(out, y if y_buf is None else y_buf)
@@ -529,6 +557,14 @@ class CompiledStep(_Compiled):
             tape = _build(rec, loss, out, order)
         if tape is not None:
             tape.inputs = (x_buf, y_buf)
+            # Leaves outside the model that get gradients (e.g. a custom loss's own Parameter)
+            # are written through the arena like the model's.
+            known = {id(p) for p in self._trainable}
+            for _, _, targets in tape.backward or ():
+                for t in targets:
+                    if isinstance(t, Tensor) and id(t) not in known:
+                        known.add(id(t))
+                        self._trainable.append(t)
             tape.trainable = self._trainable
         self._explain(key, tape, rec)
         self._store(key, tape)
@@ -565,6 +601,13 @@ class CompiledStep(_Compiled):
         params = self._trainable
         for p in self._params:
             p.grad = None
+        for p in params:  # (leaves outside the model the last replay wrote)
+            p.grad = None
+        opt = self.optimizer
+        if isinstance(opt, Optimizer):  # its parameters outside the model too (as zero_grad())
+            for g in opt.param_groups:
+                for p in g["params"]:
+                    p.grad = None
         first, tape = pending
         if isinstance(first, Tensor):  # the eager / recording run: ordinary autograd
             if first.requires_grad:
@@ -613,7 +656,7 @@ class CompiledStep(_Compiled):
             try:
                 opt.step()
             except NonFiniteUpdateError as e:
-                name = next((n for n, p in self.model.named_parameters() if p is e.param), "?")
+                name = _param_name(self.model, e.param)
                 what = "gradient" if e.what == "grad" else "optimizer state"
                 raise NonFiniteLossError(f"compile_step: the {what} of {name!r} became "
                                          f"non-finite although the loss {value} is finite; "
@@ -621,12 +664,16 @@ class CompiledStep(_Compiled):
             return value
         bad = self.non_finite_gradient()
         if bad is not None:
-            name = next(n for n, p in self.model.named_parameters() if p is bad)
+            name = _param_name(self.model, bad)
             raise NonFiniteLossError(f"compile_step: the gradient of {name!r} became non-finite "
                                      f"although the loss {value} is finite; nothing was updated")
         if opt is not None:
             opt.step()
         return value
+
+
+def _param_name(model, p):
+    return next((n for n, q in model.named_parameters() if q is p), "a parameter outside the model")
 
 
 _ALIGN = 16  # elements between gradient buffers in the arena: each starts 64-byte aligned
@@ -813,17 +860,17 @@ class CompiledForward(_Compiled):
         finally:
             self._lock.release()
 
-    def replay(self, xd):
-        """The model's output for the batch array xd, or None when the model must run eagerly.
+    def replay(self, x, xd, as_tensor):
+        """The model's output for the batch x (xd: its array; as_tensor: x is a Tensor), or None
+        when the model must run eagerly.
 
         The no_grad path of ``Module.__call__`` (pydl._inference): the key of the last replay is
         checked field by field before anything else, so a repeated call costs a few comparisons,
         the input copy, one C++ call per run of natively captured ops and the output copy.
         """
         hit = self._hit
-        model = self.model
         if (hit is not None and hit[0] == xd.shape and hit[1] == xd.dtype
-                and hit[2] is False and hit[3] is model.training
+                and hit[2] is as_tensor and hit[3] == nn._mode_version
                 and hit[4] == nn._structure_version):
             tape = hit[5]  # (no lock: the no_grad path keeps one CompiledForward per thread)
             if tape.io is not None:
@@ -836,7 +883,7 @@ class CompiledForward(_Compiled):
         params = self._parameters()
         if not params or xd.dtype != params[0].data.dtype:
             return None
-        return self(xd)
+        return self(x)
 
     def _eager(self, x):
         previous, _tape.eager = _tape.eager, True
@@ -852,7 +899,7 @@ class CompiledForward(_Compiled):
         xd = x.data if as_tensor else x
         if type(xd) is not np.ndarray:
             return self._eager(x)
-        key = (as_tensor, xd.shape, xd.dtype, model.training, nn._structure_version,
+        key = (as_tensor, xd.shape, xd.dtype, self._modes(), nn._structure_version,
                self._params_key())
         tape = self._tapes.get(key, False)
         self._hit = None
@@ -861,7 +908,7 @@ class CompiledForward(_Compiled):
         if tape is False:
             x_buf = np.array(xd, order="C")
             xin = Tensor(x_buf) if as_tensor else x_buf
-            rec = self._record_begin([x_buf])
+            rec = self._record_begin([x_buf], [xin] + self._parameters())
             try:
                 with no_grad():
                     out = model(xin)
@@ -877,7 +924,7 @@ class CompiledForward(_Compiled):
             self._explain(key, tape, rec)
             self._store(key, tape)
             return _result(out)
-        self._hit = key[1:3] + (as_tensor,) + key[3:5] + (tape,)
+        self._hit = (xd.shape, xd.dtype, as_tensor, nn._mode_version, nn._structure_version, tape)
         np.copyto(tape.inputs[0], xd)
         self._run_forward(tape)
         return np.array(tape.output)

@@ -76,6 +76,10 @@ class Parameter(Tensor):
 
 _tensor_data = Tensor.data  # the slot Parameter.data reads and writes
 
+# Bumped whenever train() / eval() changes a module's mode: the engine's keys hold the modes of
+# all modules (a submodule in eval mode, e.g. frozen batch-norm statistics, records anew).
+_mode_version = 0
+
 # Bumped by every Module attribute assignment or deletion and by every Parameter.data
 # assignment: part of the engine's replay key, so a replaced layer, array or a changed
 # hyper-parameter (e.g. Dropout.p) records the step anew.
@@ -215,8 +219,12 @@ class Module:
     # --- modes, gradients, freezing -------------------------------------------------------
     def train(self, mode=True):
         """Set training (``mode=True``) or eval mode on this module and all below; return self."""
+        global _mode_version
+        mode = bool(mode)
         for m in self.modules():
-            object.__setattr__(m, "training", bool(mode))
+            if m.__dict__.get("training") is not mode:
+                object.__setattr__(m, "training", mode)
+                _mode_version += 1  # the engine's keys hold every module's mode (see modes())
         return self
 
     def eval(self):

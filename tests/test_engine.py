@@ -521,3 +521,159 @@ def test_without_a_pydl_optimizer_the_step_checks_its_gradient_arena():
     _poison(model)
     with pytest.raises(NonFiniteLossError, match="gradient of '0."):
         step(x, y)
+
+
+# --- found by an adversarial review (2026-12-02): each failed before its fix ----------------------
+def _twin_steps(build, loss_of, batches, between=None, zero=True):
+    """Train build()'s model eagerly and through compile_step on the same batches; assert the
+    same loss and weight bits after every step. build() -> (model, optimizer, loss)."""
+    pydl.manual_seed(0)
+    m1, o1, l1 = build()
+    pydl.manual_seed(0)
+    m2, o2, l2 = build()
+    step = compile_step(m2, l2, o2)
+    for it, (x, y) in enumerate(batches):
+        if between is not None:
+            between(it, (m1, l1), (m2, l2))
+        o1.zero_grad()
+        ref = l1(m1(loss_of(x)), y)
+        ref.backward()
+        o1.step()
+        if zero:
+            o2.zero_grad()
+        assert step(x, y) == float(ref.item()), it
+        for p, q in zip(o1.param_groups[0]["params"], o2.param_groups[0]["params"]):
+            assert same_bits(p.data, q.data), it
+    return m1, m2
+
+
+def _batches(n=6, d=5, classes=3, repeat_first=0, dtype=np.float32):
+    rng = np.random.default_rng(1)
+    out = [(rng.standard_normal((8, d)).astype(dtype), rng.integers(0, classes, 8))
+           for _ in range(n)]
+    return [out[0]] * repeat_first + out
+
+
+def _sgd(model, extra=()):
+    return pydl.optim.SGD(list(model.parameters()) + list(extra), lr=0.1)
+
+
+def test_a_submodule_switched_to_eval_records_anew():
+    # Freezing batch-norm statistics with bn.eval() (transfer learning) changed nothing on replay.
+    def build():
+        m = nn.Sequential(nn.Linear(5, 8), nn.BatchNorm1d(8), nn.ReLU(), nn.Linear(8, 3))
+        return m, _sgd(m), pydl.losses.CrossEntropyLoss()
+
+    def freeze(it, *pairs):
+        if it == 3:
+            for m, _ in pairs:
+                m[1].eval()
+
+    m1, m2 = _twin_steps(build, Tensor, _batches(), freeze)
+    assert same_bits(m1[1].running_mean, m2[1].running_mean)
+    pydl.manual_seed(0)
+    m = nn.Sequential(nn.Linear(5, 8), nn.Dropout(0.5), nn.Linear(8, 3))
+    x = _batches()[0][0]
+    with pydl.no_grad():
+        for _ in range(3):
+            m(x)
+    m[1].eval()
+    with pydl.no_grad():
+        assert same_bits(m(x).data, m(Tensor(x)).data)
+
+
+def test_no_grad_replay_of_a_tensor_input_passes_a_tensor():
+    class Centered(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv1d(1, 2, 3)
+            self.lin = nn.Linear(10, 3)
+
+        def forward(self, x):  # Tensor-only methods
+            return self.lin(self.conv((x - x.mean(axis=1, keepdims=True)).unsqueeze(1))
+                            .flatten(1))
+
+    pydl.manual_seed(0)
+    m = Centered()
+    x = np.random.default_rng(0).standard_normal((64, 7)).astype(np.float32)
+    ref = m(Tensor(x)).data.copy()
+    with pydl.no_grad():
+        for _ in range(3):
+            assert same_bits(m(Tensor(x)).data, ref)
+
+
+def test_parameters_outside_the_model_train_like_eager():
+    # A loss with its own Parameter, in the optimizer: compile_step neither cleared its gradient
+    # nor, once the backward ran natively, handed the gradient to it; Trainer.fit likewise.
+    class HeadLoss:
+        def __init__(self):
+            w = np.random.default_rng(7).standard_normal((3, 16)).astype(np.float32)
+            self.w = nn.Parameter(w * 0.3)
+            self.ce = pydl.losses.CrossEntropyLoss()
+
+        def __call__(self, h, y):
+            return self.ce(pydl.functional.linear(h, self.w), y)
+
+    def build():
+        m = nn.Sequential(nn.Linear(5, 16), nn.ReLU(), nn.Linear(16, 16), nn.Tanh())
+        lf = HeadLoss()
+        return m, _sgd(m, [lf.w]), lf
+
+    for zero in (True, False):
+        _twin_steps(build, Tensor, _batches(), zero=zero)
+    batches = _batches()
+    pydl.manual_seed(0)
+    m1, o1, l1 = build()
+    for x, y in batches:
+        o1.zero_grad()
+        l1(m1(Tensor(x)), y).backward()
+        o1.step()
+    pydl.manual_seed(0)
+    m2, o2, l2 = build()
+    Trainer(m2, l2, o2).fit(np.concatenate([b[0] for b in batches]),
+                            np.concatenate([b[1] for b in batches]), epochs=1, batch_size=8,
+                            shuffle=False, verbose=0)
+    assert same_bits(l1.w.data, l2.w.data)
+
+
+def test_reading_the_input_or_a_parameter_into_python_runs_eagerly():
+    class InputRead(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lin = nn.Linear(5, 3)
+
+        def forward(self, x):
+            return self.lin(x * (1.0 / float(np.abs(x.numpy()).max())))
+
+    class ParamRead(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lin = nn.Linear(5, 3)
+            self.t = nn.Parameter(np.full(1, 2.0, np.float32))
+
+        def forward(self, x):
+            return self.lin(x) * self.t * (1.0 / max(self.t.item(), 0.5))
+
+    for cls in (InputRead, ParamRead):
+        def build():
+            m = cls()
+            return m, _sgd(m), pydl.losses.CrossEntropyLoss()
+
+        _twin_steps(build, Tensor, _batches(repeat_first=2))
+
+
+def test_an_embedding_first_model_trains_from_integer_indices():
+    def build():
+        m = nn.Sequential(nn.Embedding(10, 4), nn.Flatten(), nn.Linear(12, 3))
+        return m, _sgd(m), pydl.losses.CrossEntropyLoss()
+
+    rng = np.random.default_rng(0)
+    batches = [(rng.integers(0, 10, (8, 3)), rng.integers(0, 3, 8)) for _ in range(5)]
+    _twin_steps(build, lambda x: x, batches)
+    pydl.manual_seed(0)
+    m, opt, loss = build()
+    x = np.concatenate([b[0] for b in batches])
+    y = np.concatenate([b[1] for b in batches])
+    history = Trainer(m, loss, opt).fit(x, y, epochs=2, batch_size=8, verbose=0,
+                                        validation_split=0.2)
+    assert np.isfinite(history.history["val_loss"]).all()

@@ -14,7 +14,8 @@ from .. import kernels, nn
 from .. import random as _random
 from .._nn_utils import clip_grad_norm_
 from ..losses import CrossEntropyLoss
-from ..engine import CompiledForward, CompiledStep, NonFiniteLossError
+from ..engine import CompiledForward, CompiledStep, NonFiniteLossError, model_input
+from ..layers import Embedding
 from ..optim import NonFiniteUpdateError, Optimizer
 from ..tensor import Tensor, no_grad
 from . import _fit_args as _args
@@ -185,7 +186,7 @@ class Trainer:
         try:
             with no_grad():
                 try:
-                    out = self.model(Tensor(x[:1])).data
+                    out = self.model(model_input(x[:1])).data
                 except (ValueError, TypeError) as e:
                     raise _same_kind(e)(f"{who}: {xname} of shape {x.shape} does not fit the "
                                         f"model: {e}") from e
@@ -250,6 +251,8 @@ class Trainer:
             raise ValueError(f"{who}: {name} must be an array of samples, got a scalar")
         if x.dtype.kind not in "biuf":
             raise ValueError(f"{who}: {name} must be numeric, got dtype {x.dtype}")
+        if x.dtype.kind in "iu" and any(isinstance(m, Embedding) for m in self.model.modules()):
+            return np.ascontiguousarray(x)  # token indices stay integers (model_input)
         return np.ascontiguousarray(x, dtype=self._dtype())
 
     def _pair(self, who, x, y, xname="x", yname="y"):
@@ -282,7 +285,7 @@ class Trainer:
             outs = []
             for i in range(0, max(len(x), 1), batch_size):
                 xb = x[i:i + batch_size]
-                out = fwd.replay(xb)
+                out = fwd.replay(xb, xb, False)
                 outs.append(fwd(xb) if out is None else out)
         finally:
             if was_training:
