@@ -173,7 +173,7 @@ class _Tape:
     """A recorded step: prebound forward calls, backward targets and buffers."""
 
     __slots__ = ("trainable", "calls", "forward", "backward", "nslots", "loss", "output", "inputs",
-                 "grad_buffers", "arena", "ones", "native_backward", "sums", "io")
+                 "grad_buffers", "arena", "ones", "native_backward", "sums", "io", "bound")
 
 
 def _index_arrays(op):
@@ -240,6 +240,15 @@ def _build(rec, loss_t, out_t, order):
     tape.arena = None
     tape.native_backward = None  # see _NativeBackward
     tape.sums = {}  # slot -> the buffer its gradients from several consumers are summed into
+    # Tensors read as constants (not parameters: replacing a parameter's array bumps the
+    # structure version), with the arrays the tape is bound to (see _stale).
+    bound = {}
+    for op, _ in rec.entries:
+        for o in op.inputs:
+            if (isinstance(o, Tensor) and o._backward is None and id(o) not in rec.outputs
+                    and not isinstance(o, nn.Parameter) and not rec._known_array(o.data)):
+                bound[id(o)] = (o, o.data)
+    tape.bound = list(bound.values())
     calls = []
     for e in entries:
         op, t = e[0], e[1]
@@ -279,6 +288,15 @@ def _build(rec, loss_t, out_t, order):
         tape.backward = steps
         tape.ones = np.ones_like(loss_t.data)
     return tape
+
+
+def _stale(tape):
+    """True when a Tensor the tape reads as a constant holds another array than when it was
+    recorded (``t.data = new_array`` on a non-Parameter Tensor): the step must record anew."""
+    for t, a in tape.bound:
+        if t.data is not a:
+            return True
+    return False
 
 
 def _capture_rewritten(op, args, t):
@@ -505,15 +523,20 @@ class CompiledStep(_Compiled):
 
     def _forward(self, x, y):
         x = x.data if isinstance(x, Tensor) else np.asarray(x)
-        if isinstance(y, Tensor):
+        y_tensor = isinstance(y, Tensor)  # the loss gets a Tensor target again (as eager)
+        if y_tensor:
             y = y.data
-        model = self.model
         key = (x.shape, x.dtype, getattr(y, "shape", None), getattr(y, "dtype", type(y)),
-               self._modes(), nn._structure_version, self._params_key(), _loss_key(self.loss))
+               y_tensor, self._modes(), nn._structure_version, self._params_key(),
+               _loss_key(self.loss))
         tape = self._tapes.get(key, False)
+        if tape and _stale(tape):
+            tape = False
         if tape is False or tape is None:
             self._trainable = [p for p in self._params if p.requires_grad]
-            return self._record(key, x, y) if tape is False else self._eager(x, y)
+            if tape is None:
+                return self._eager(x, Tensor(y) if y_tensor else y)
+            return self._record(key, x, y, y_tensor)
         params = self._trainable = tape.trainable
         np.copyto(tape.inputs[0], x)
         if tape.inputs[1] is not None:
@@ -532,7 +555,7 @@ class CompiledStep(_Compiled):
         self._pending = (loss, None)
         return float(loss.item())
 
-    def _record(self, key, x, y):
+    def _record(self, key, x, y, y_tensor=False):
         self._arena = None
         x_buf = np.array(x, order="C")
         y_buf = np.array(y) if isinstance(y, np.ndarray) else None
@@ -544,7 +567,8 @@ class CompiledStep(_Compiled):
                                  [xt] + self._parameters() + extra)
         try:
             out = self.model(xt)
-            loss = self.loss(out, y if y_buf is None else y_buf)
+            target = y if y_buf is None else (Tensor(y_buf) if y_tensor else y_buf)
+            loss = self.loss(out, target)
         finally:
             self._record_end()
         if not isinstance(loss, Tensor) or not isinstance(out, Tensor):
@@ -873,6 +897,9 @@ class CompiledForward(_Compiled):
                 and hit[2] is as_tensor and hit[3] == nn._mode_version
                 and hit[4] == nn._structure_version):
             tape = hit[5]  # (no lock: the no_grad path keeps one CompiledForward per thread)
+            if tape.bound and _stale(tape):
+                self._hit = None
+                return self(x)
             if tape.io is not None:
                 y = tape.io.run_io(xd, tape.inputs[0], tape.output)
                 if y is not None:
@@ -903,6 +930,8 @@ class CompiledForward(_Compiled):
                self._params_key())
         tape = self._tapes.get(key, False)
         self._hit = None
+        if tape and _stale(tape):
+            tape = False
         if tape is None:
             return self._eager(x)
         if tape is False:

@@ -344,15 +344,18 @@ def cross_entropy(logits, target, reduction="mean", label_smoothing=0.0, weight=
     eps = float(label_smoothing)
     if not 0.0 <= eps <= 1.0:
         raise ValueError(f"cross_entropy: label_smoothing must be in [0, 1], got {eps}")
-    return _ReducedLossOp(_weighted_cross_entropy(w, eps, is_tensor), reduction)(
-        logits, _target_array(target))
+    return _ReducedLossOp(_weighted_cross_entropy(None if w is None else weight, eps, is_tensor),
+                          reduction)(logits, _target_array(target))
 
 
-def _weighted_cross_entropy(w, eps, target_is_tensor):
-    """The (values, dvalues, denom) function of cross-entropy with class weights w (or None)."""
+def _weighted_cross_entropy(weight, eps, target_is_tensor):
+    """The (values, dvalues, denom) function of cross-entropy with class weights (or None).
+
+    The weights are read on every call (a replayed step sees them changed in place)."""
 
     def fn(ld, target):
         n, c = ld.shape
+        w = _class_vector("cross_entropy", "weight", weight, c, ld.dtype)
         labels = _labels("cross_entropy", target, n, target_is_tensor)
         if n and (labels.min() < 0 or labels.max() >= c):
             bad = int(np.flatnonzero((labels < 0) | (labels >= c))[0])
@@ -453,19 +456,25 @@ def binary_cross_entropy_with_logits(logits, target, reduction="mean", weight=No
     logits = _tensor(logits)
     x = logits.data
     classes = x.shape[-1] if x.ndim else 1
-    pw = _class_vector(name, "pos_weight", pos_weight, classes, x.dtype)
-    w = 1.0
-    if weight is not None:
-        w = (weight.data if isinstance(weight, Tensor) else np.asarray(weight)).astype(x.dtype)
-        try:
-            shape = np.broadcast_shapes(w.shape, x.shape)
-        except ValueError:
-            shape = None
-        if shape != x.shape:
-            raise ValueError(f"{name}: weight of shape {w.shape} does not broadcast to the "
-                             f"logits' shape {x.shape}")
+    def weights(x):
+        # Read on every call: a replayed step sees weights changed in place.
+        pw = _class_vector(name, "pos_weight", pos_weight, classes, x.dtype)
+        w = 1.0
+        if weight is not None:
+            w = (weight.data if isinstance(weight, Tensor) else np.asarray(weight)).astype(x.dtype)
+            try:
+                shape = np.broadcast_shapes(w.shape, x.shape)
+            except ValueError:
+                shape = None
+            if shape != x.shape:
+                raise ValueError(f"{name}: weight of shape {w.shape} does not broadcast to the "
+                                 f"logits' shape {x.shape}")
+        return pw, w
+
+    weights(x)  # bad weights raise here, before any op runs
 
     def fn(x, target):
+        pw, w = weights(x)
         y = _float_target(name, x, target)
         sig = kernels.sigmoid(np.ascontiguousarray(x))
         soft_pos = np.logaddexp(0.0, -x)  # -log(sigmoid(x))

@@ -677,3 +677,61 @@ def test_an_embedding_first_model_trains_from_integer_indices():
     history = Trainer(m, loss, opt).fit(x, y, epochs=2, batch_size=8, verbose=0,
                                         validation_split=0.2)
     assert np.isfinite(history.history["val_loss"]).all()
+
+
+def test_a_tensor_of_class_labels_is_what_eager_accepts():
+    def build():
+        m = nn.Sequential(nn.Linear(5, 3))
+        return m, _sgd(m), pydl.losses.CrossEntropyLoss()
+
+    _twin_steps(build, Tensor, [(x, pydl.tensor(y)) for x, y in _batches()])
+
+
+def test_a_constant_tensor_given_a_new_array_records_anew():
+    class Scaled(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lin = nn.Linear(5, 3)
+            self.scale = pydl.tensor(np.ones(3, np.float32))
+
+        def forward(self, x):
+            return self.lin(x) * self.scale.T  # (a view op of the constant too)
+
+    def build():
+        m = Scaled()
+        return m, _sgd(m), pydl.losses.CrossEntropyLoss()
+
+    def rescale(it, *pairs):
+        for m, _ in pairs:
+            m.scale.data = np.full(3, 1.0 + it, np.float32)
+
+    m1, m2 = _twin_steps(build, Tensor, _batches(), rescale)
+    x = _batches()[0][0]
+    with pydl.no_grad():
+        for it in range(3):
+            m2.scale.data = np.full(3, 2.0 + it, np.float32)
+            assert same_bits(m2(x).data, m2(Tensor(x)).data)
+
+
+@pytest.mark.parametrize("kind", ["ce-weight", "bce-pos-weight", "bce-weight"])
+def test_loss_weights_changed_in_place_are_seen(kind):
+    def make_loss():
+        if kind == "ce-weight":
+            return pydl.losses.CrossEntropyLoss(weight=np.array([1.0, 2.0, 0.5], np.float32))
+        if kind == "bce-pos-weight":
+            return pydl.losses.BCEWithLogitsLoss(pos_weight=np.array([1.0, 2.0, 0.5], np.float32))
+        return pydl.losses.BCEWithLogitsLoss(weight=np.array([1.0, 2.0, 0.5], np.float32))
+
+    def build():
+        m = nn.Sequential(nn.Linear(5, 3))
+        return m, _sgd(m), make_loss()
+
+    def reweigh(it, *pairs):
+        for _, loss in pairs:
+            w = loss.weight if kind != "bce-pos-weight" else loss.pos_weight
+            w[1] = 1.0 + it
+
+    batches = _batches()
+    if kind != "ce-weight":
+        batches = [(x, np.eye(3, dtype=np.float32)[y]) for x, y in batches]
+    _twin_steps(build, Tensor, batches, reweigh)
