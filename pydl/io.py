@@ -693,7 +693,10 @@ def save_model(model, path, optimizer=None):
     """
     arch = _architecture(model)
     params = list(model.parameters())
-    header = {"content": "model", "architecture": arch, "training": bool(model.training),
+    root = bool(model.training)
+    header = {"content": "model", "architecture": arch, "training": root,
+              # modules in the other mode than the model (e.g. a batch norm kept in eval mode)
+              "other_mode": [n for n, m in model.named_modules() if n and m.training != root],
               "frozen": [name for name, p in model.named_parameters() if not p.requires_grad],
               "optimizer": None}
     tree = {"model": model.state_dict()}
@@ -820,7 +823,13 @@ def load_model(path, with_optimizer=False):
     model.load_state_dict(tree["model"])
     for n in frozen:
         names[n].requires_grad = False
-    model.train(bool(header["training"]))
+    root = bool(header["training"])
+    other = header.get("other_mode", [])  # (absent from files of older versions)
+    modules = dict(model.named_modules())
+    if not isinstance(other, list) or not all(isinstance(n, str) and n in modules for n in other):
+        raise ValueError(f"{path!r}: header key 'other_mode' names unknown modules {other!r}")
+    model.train(root)
+    nn._restore_modes([(modules[n], not root) for n in other])
     if not with_optimizer:
         return model
     if header["optimizer"] is None:

@@ -858,11 +858,17 @@ class ModuleDict(Module):
     def __setitem__(self, key, m):
         if not isinstance(key, str) or not key or "." in key:
             raise KeyError(f"ModuleDict: keys must be non-empty strings without '.', got {key!r}")
+        if key not in self._modules and (hasattr(type(self), key) or key in self.__dict__):
+            # (as PyTorch: a key such as "eval" or "training" would replace the Module's own)
+            raise KeyError(f"ModuleDict: key {key!r} is an attribute of the module; choose "
+                           f"another name")
         if not isinstance(m, Module):
             raise TypeError(f"ModuleDict: expected a pydl.nn.Module, got {type(m).__name__}")
         setattr(self, key, m)
 
     def __delitem__(self, key):
+        if key not in self._modules:
+            raise KeyError(key)
         delattr(self, key)
 
     def __len__(self):

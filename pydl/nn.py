@@ -80,6 +80,21 @@ _tensor_data = Tensor.data  # the slot Parameter.data reads and writes
 # all modules (a submodule in eval mode, e.g. frozen batch-norm statistics, records anew).
 _mode_version = 0
 
+
+def _modes_of(module):
+    """Every module's train/eval mode below (and at) ``module``, for :func:`_restore_modes`."""
+    return [(m, m.training) for m in module.modules()]
+
+
+def _restore_modes(modes):
+    """Give each module back the mode :func:`_modes_of` saved (``model.train(flag)`` would
+    overwrite a submodule the user put in the other mode, e.g. a frozen batch norm)."""
+    global _mode_version
+    for m, training in modes:
+        if m.__dict__.get("training") is not training:
+            object.__setattr__(m, "training", training)
+            _mode_version += 1
+
 # Bumped by every Module attribute assignment or deletion and by every Parameter.data
 # assignment: part of the engine's replay key, so a replaced layer, array or a changed
 # hyper-parameter (e.g. Dropout.p) records the step anew.
@@ -297,9 +312,11 @@ class Module:
             TypeError: dtype is not float32 or float64.
         """
         try:
-            dt = np.dtype(dtype)
+            dt = np.dtype(dtype) if dtype is not None else None  # (np.dtype(None) is float64)
         except TypeError:
             raise TypeError(f"Module.to: dtype must be float32 or float64, got {dtype!r}") from None
+        if dt is None:
+            raise TypeError("Module.to: dtype must be float32 or float64, got None")
         if dt not in (np.float32, np.float64):
             raise TypeError(f"Module.to: dtype must be float32 or float64, got {dt}")
         for p in self.parameters():

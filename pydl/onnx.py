@@ -344,6 +344,11 @@ def _sum_op(b, op, ins, out_shape):
     x = ins[0]
     axes = range(len(x.shape)) if op.axis is None else (
         op.axis if isinstance(op.axis, tuple) else (op.axis,))
+    if any(a % len(x.shape) == 0 for a in axes):
+        # A sum (or mean: a sum times 1 / the traced count) over the samples would bake the
+        # traced batch into the file, whose batch dimension is dynamic.
+        raise UnsupportedOpError("export: a sum or mean over the batch axis (axis 0 or all "
+                                 "axes) mixes samples; only per-sample reductions export")
     return b.node("ReduceSum", [x.name, b.int64_initializer(list(axes), "axes")],
                   keepdims=int(bool(op.keepdims)))
 
@@ -394,6 +399,10 @@ def _layer_op_mappings():
         return _MAPPINGS["adaptive_avg_pool"](b, ins[:1], out_shape, op.output_size)
 
     def batch_norm(b, op, ins, out_shape):
+        if op.rm is None:
+            raise UnsupportedOpError("export: a BatchNorm with track_running_stats=False "
+                                     "normalises with each batch's statistics, also in eval mode "
+                                     "(it mixes samples); give it running statistics to export")
         _, w, bias = op.inputs
         return _MAPPINGS["batch_norm"](b, ins[:1], out_shape, op.rm, op.rv, data(w), data(bias),
                                        op.eps)
@@ -519,7 +528,7 @@ def _check_opset(onnx, opset):
 
 
 def _check_path(path):
-    path = os.fspath(path)
+    path = os.fsdecode(os.fspath(path))  # (bytes paths as str, as pydl.save_model does)
     directory = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(directory):
         raise FileNotFoundError(errno.ENOENT, f"export: cannot write {path!r}: the directory "
@@ -539,15 +548,18 @@ def _build(model, input_shape, opset=None):
     x_name = b.fresh("input")
     # Two samples, so that nothing in the trace can mistake the batch dimension for a singleton.
     rng = np.random.default_rng(0)
-    first = _first_layer(model)
+    # An Embedding anywhere reads the model's input itself (it takes index arrays, not Tensors
+    # computed by other ops): the input holds indices, an int64 graph input.
+    embeddings = [m for m in model.modules() if isinstance(m, nn.Embedding)]
     input_elem_type = None
-    if isinstance(first, nn.Embedding):  # the input holds indices: an int64 graph input
+    if embeddings:
         from onnx import TensorProto
-        x = rng.integers(0, first.num_embeddings, (2,) + sample_dims, dtype=np.int64)
+        rows = min(m.num_embeddings for m in embeddings)
+        x = rng.integers(0, rows, (2,) + sample_dims, dtype=np.int64)
         input_elem_type = TensorProto.INT64
     else:
         x = rng.standard_normal((2,) + sample_dims).astype(dtype)
-    was_training = model.training
+    modes = nn._modes_of(model)
     model.eval()
     try:
         with no_grad():
@@ -559,7 +571,7 @@ def _build(model, input_shape, opset=None):
                 raise ValueError(f"export: the model cannot run on input_shape "
                                  f"{tuple(input_shape)!r}: {e}") from e
     finally:
-        model.train(was_training)
+        nn._restore_modes(modes)
     out = _emit(model, rec, xt, y, Value(x_name, x.shape), b)
     return b.finish(Value(x_name, x.shape), out, input_elem_type)
 

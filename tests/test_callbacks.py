@@ -465,3 +465,27 @@ def test_no_warning_when_monitored_value_present():
         warnings.simplefilter("error")
         trainer.fit(x, y, epochs=2, validation_split=0.2, verbose=0,
                     callbacks=[EarlyStopping(), ReduceLROnPlateau(monitor="val_accuracy")])
+
+
+def test_learning_rate_callbacks_scale_each_parameter_groups_own_rate():
+    # Both callbacks wrote one rate (group 0's, scaled) into every group: a head at 0.1 beside a
+    # backbone at 1e-3 fell to 5e-4. Oracle: each group's own rate times the factor (as
+    # lr_scheduler.ReduceLROnPlateau and PyTorch do). Found by a review (2026-12-02).
+    pydl.manual_seed(0)
+    m = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 2))
+    x = np.random.default_rng(0).standard_normal((20, 3)).astype(np.float32)
+    y = np.arange(20) % 2
+
+    def groups():
+        return pydl.optim.SGD([{"params": m[0].parameters(), "lr": 1e-3},
+                               {"params": m[2].parameters()}], lr=0.1)
+
+    opt = groups()
+    Trainer(m, pydl.losses.CrossEntropyLoss(), opt).fit(
+        x, y, epochs=2, verbose=0,
+        callbacks=[ReduceLROnPlateau(monitor="loss", patience=0, factor=0.5, min_delta=10)])
+    assert [g["lr"] for g in opt.param_groups] == [1e-3 * 0.5, 0.1 * 0.5]
+    opt = groups()
+    Trainer(m, pydl.losses.CrossEntropyLoss(), opt).fit(
+        x, y, epochs=1, verbose=0, callbacks=[LearningRateScheduler(lambda e, lr: lr * 0.5)])
+    assert [g["lr"] for g in opt.param_groups] == [1e-3 * 0.5, 0.1 * 0.5]

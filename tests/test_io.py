@@ -655,3 +655,21 @@ def test_bytes_and_pathlike_paths_work(tmp_path):
         assert_state_equal(model.state_dict(), pydl.load_model(path).state_dict())
         pydl.save(model, path)
         assert_state_equal(model.state_dict(), pydl.load(path))
+
+
+def test_save_model_records_each_modules_mode(tmp_path):
+    # Only the model's flag was saved: a batch norm kept in eval mode came back in training.
+    m = nn.Sequential(nn.Linear(4, 4), nn.BatchNorm1d(4), nn.Sequential(nn.Linear(4, 2),
+                                                                      nn.Dropout(0.5)))
+    m.train()
+    m[1].eval()
+    m[2][1].eval()
+    pydl.save_model(m, tmp_path / "m.npz")
+    loaded = pydl.load_model(tmp_path / "m.npz")
+    assert [t for _, t in nn._modes_of(loaded)] == [t for _, t in nn._modes_of(m)]
+    m.eval()
+    m[2].train()  # an eval model with one block in training, its dropout in eval
+    m[2][1].eval()
+    pydl.save_model(m, tmp_path / "m.npz")
+    loaded = pydl.load_model(tmp_path / "m.npz")
+    assert [t for _, t in nn._modes_of(loaded)] == [t for _, t in nn._modes_of(m)]

@@ -677,3 +677,25 @@ def test_load_state_dict_does_not_import_torch():
             "m.load_state_dict({k: v for k, v in m.state_dict().items()})\n"
             "assert 'torch' not in sys.modules, 'torch was imported'\n")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_module_to_none_is_a_type_error():
+    m = nn.Sequential(nn.Linear(2, 2))
+    with pytest.raises(TypeError, match="float32 or float64"):
+        m.to(None)
+    assert m[0].weight.data.dtype == np.float32
+
+
+def test_module_dict_refuses_keys_that_are_module_attributes():
+    d = nn.ModuleDict()
+    for key in ("eval", "training", "parameters", "_modules"):
+        with pytest.raises(KeyError, match="attribute"):
+            d[key] = nn.Linear(2, 2)
+    d["head"] = nn.Linear(2, 2)
+    d["head"] = nn.Linear(2, 3)  # replacing an entry is fine
+    assert d["head"].out_features == 3
+    with pytest.raises(KeyError):
+        del d["missing"]
+    del d["head"]
+    assert len(d) == 0
+    assert d.eval() is d

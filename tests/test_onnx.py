@@ -500,3 +500,78 @@ def test_embedding_mapping_is_a_gather_on_int64_indices():
     proto = _run_mapping("embedding", dict(weight=_np(emb.weight)), emb, (5,),
                          integer_input=True)
     assert _ops(proto) == ["Gather"]
+
+
+# --- found by a review (2026-12-02); each failed before its fix ----------------------------------
+class _BatchCentred(nn.Module):
+    def __init__(self, reduction):
+        super().__init__()
+        self.fc = nn.Linear(4, 4)
+        self.reduction = reduction
+
+    def forward(self, x):
+        h = self.fc(x)
+        if self.reduction == "mean0":
+            return h - h.mean(axis=0, keepdims=True)
+        return getattr(h, self.reduction)().reshape(1, 1) + h
+
+
+@pytest.mark.parametrize("reduction", ["mean0", "sum", "mean"])
+def test_a_reduction_over_the_batch_axis_is_unsupported_not_wrong(reduction, tmp_path):
+    # It baked the traced batch of 2 into the file (wrong at batch 7), or failed in onnx.
+    with pytest.raises(pydl_onnx.UnsupportedOpError, match="batch axis"):
+        pydl_onnx.export(_BatchCentred(reduction), tmp_path / "m.onnx", (None, 4))
+
+
+def test_per_sample_reductions_still_export(tmp_path):
+    class PerSample(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = nn.Linear(4, 4)
+
+        def forward(self, x):
+            h = self.fc(x)
+            return h - h.mean(axis=1, keepdims=True) + h.sum(axis=-1, keepdims=True)
+
+    check_export(PerSample(), (None, 4), tmp_path)
+
+
+def test_batch_norm_without_running_statistics_is_unsupported(tmp_path):
+    m = nn.Sequential(nn.Linear(4, 4), nn.BatchNorm1d(4, track_running_stats=False))
+    with pytest.raises(pydl_onnx.UnsupportedOpError, match="track_running_stats=False"):
+        pydl_onnx.export(m, tmp_path / "m.onnx", (None, 4))
+
+
+def test_export_keeps_each_modules_mode(tmp_path):
+    m = nn.Sequential(nn.Linear(4, 4), nn.BatchNorm1d(4), nn.Linear(4, 2))
+    m.train()
+    m[1].eval()
+    pydl_onnx.export(m, tmp_path / "m.onnx", (None, 4))
+    assert [layer.training for layer in m] == [True, False, True]
+
+
+def test_an_embedding_registered_after_the_layer_it_feeds(tmp_path):
+    class Text(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.head = nn.Linear(4, 2)  # registered first, applied second
+            self.emb = nn.Embedding(10, 4)
+
+        def forward(self, idx):
+            return self.head(self.emb(idx)).sum(axis=1)
+
+    pydl.manual_seed(0)
+    m = Text()
+    path = tmp_path / "m.onnx"
+    pydl_onnx.export(m, path, (None, 3))
+    run = _onnxruntime(path)
+    idx = np.random.default_rng(0).integers(0, 10, (7, 3))
+    with pydl.no_grad():
+        expected = m.eval()(idx).data
+    np.testing.assert_allclose(run(idx), expected, rtol=TOL, atol=TOL)
+
+
+def test_a_bytes_path(tmp_path):
+    path = os.fsencode(str(tmp_path / "m.onnx"))
+    pydl_onnx.export(nn.Sequential(nn.Linear(4, 2)), path, (None, 4))
+    assert os.path.exists(path)

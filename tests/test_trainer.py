@@ -498,3 +498,29 @@ def test_trainer_pickles_and_the_copy_trains():
     copy.fit(x, y, epochs=1, verbose=0)
     np.testing.assert_array_equal(model[0].weight.data, trainer.model[0].weight.data)
     assert not np.array_equal(copy.model[0].weight.data, model[0].weight.data)
+
+
+def test_predict_evaluate_and_fit_keep_a_frozen_batch_norm_in_eval_mode():
+    # Fine-tuning with a batch norm's statistics frozen (bn.eval()): predict / evaluate restored
+    # only the model's flag (model.train(True) put the batch norm back in training), and every
+    # epoch of fit did the same. Found by a review (2026-12-02).
+    pydl.manual_seed(0)
+    m = nn.Sequential(nn.Linear(4, 4), nn.BatchNorm1d(4), nn.Linear(4, 2))
+    m.train()
+    m[1].eval()
+    stats = m[1].running_mean.copy(), m[1].running_var.copy()
+    x = np.random.default_rng(0).standard_normal((16, 4)).astype(np.float32)
+    y = np.arange(16) % 2
+    tr = Trainer(m, pydl.losses.CrossEntropyLoss(), pydl.optim.SGD(m.parameters(), lr=0.1))
+    tr.predict(x)
+    assert [layer.training for layer in m] == [True, False, True]
+    tr.evaluate(x, y)
+    assert [layer.training for layer in m] == [True, False, True]
+    tr.fit(x, y, epochs=2, batch_size=4, verbose=0, validation_split=0.25)
+    assert [layer.training for layer in m] == [True, False, True]
+    assert m[1].running_mean.tobytes() == stats[0].tobytes()  # never updated by training
+    assert m[1].running_var.tobytes() == stats[1].tobytes()
+    m.eval()  # a model in eval mode is trained in training mode, then left in eval mode
+    tr.fit(x, y, epochs=1, batch_size=4, verbose=0)
+    assert [layer.training for layer in m] == [False, False, False]
+    assert m[1].running_mean.tobytes() != stats[0].tobytes()

@@ -272,17 +272,40 @@ class ReduceLROnPlateau(Callback):
         elif self.cooldown_counter == 0:
             self.wait += 1
             if self.wait >= self.patience:
-                optimizer = self.trainer.optimizer
-                if optimizer.lr > self.min_lr:
-                    optimizer.lr = max(optimizer.lr * self.factor, self.min_lr)
+                reduced = False
+                for group in _lr_groups(self.trainer.optimizer):  # each group's own rate
+                    if group["lr"] > self.min_lr:
+                        group["lr"] = max(group["lr"] * self.factor, self.min_lr)
+                        reduced = True
+                if reduced:
                     self.cooldown_counter = self.cooldown
                     self.wait = 0
+
+
+class _OneGroup:
+    """An optimizer without parameter groups seen as one group: its ``lr``."""
+
+    def __init__(self, optimizer):
+        self.optimizer = optimizer
+
+    def __getitem__(self, key):
+        return self.optimizer.lr
+
+    def __setitem__(self, key, value):
+        self.optimizer.lr = value
+
+
+def _lr_groups(optimizer):
+    """The optimizer's parameter groups (dicts with "lr"), each scheduled on its own rate."""
+    groups = getattr(optimizer, "param_groups", None)
+    return groups if groups else [_OneGroup(optimizer)]
 
 
 class LearningRateScheduler(Callback):
     """Set the learning rate each epoch from a function or a ``pydl.optim.lr_scheduler`` object.
 
-    A callable ``schedule(epoch, lr)`` is called at the start of each epoch, as Keras's. A
+    A callable ``schedule(epoch, lr)`` is called at the start of each epoch, as Keras's, once
+    per parameter group with that group's rate (so a backbone's smaller rate stays smaller). A
     scheduler object (``StepLR``, ``CosineAnnealingLR``, ``LinearWarmup``, ...) built on the
     trainer's optimizer is stepped at the END of each epoch, as in a PyTorch loop; a
     ``lr_scheduler.ReduceLROnPlateau`` object is stepped with the epoch's ``monitor`` value
@@ -319,9 +342,11 @@ class LearningRateScheduler(Callback):
 
     def on_epoch_begin(self, epoch, logs=None):
         if not self._object:
-            optimizer = self.trainer.optimizer
-            lr = self.schedule(epoch, optimizer.lr)
-            optimizer.lr = _check_number("LearningRateScheduler", "the schedule's lr", lr, 0.0)
+            groups = _lr_groups(self.trainer.optimizer)
+            new = [_check_number("LearningRateScheduler", "the schedule's lr",
+                                 self.schedule(epoch, g["lr"]), 0.0) for g in groups]
+            for g, lr in zip(groups, new):  # (all checked before any is set)
+                g["lr"] = lr
 
     def on_epoch_end(self, epoch, logs=None):
         if not self._object:

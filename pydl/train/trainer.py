@@ -57,7 +57,8 @@ class Trainer:
     """Train a model with a loss and an optimizer: ``fit``, ``evaluate``, ``predict``.
 
     The model receives Tensors of mini-batches (inputs are converted once to the dtype of the
-    model's first parameter, float32 for a model without parameters); ``loss(output, y_batch)``
+    model's first parameter, float32 for a model without parameters; integer inputs of a model
+    with an Embedding stay integer arrays); ``loss(output, y_batch)``
     must return the batch MEAN (``reduction="mean"``, the default of every pydl loss), which
     ``fit`` and ``evaluate`` weight by batch size.
 
@@ -122,6 +123,8 @@ class Trainer:
         {'loss': 0.12, 'accuracy': 0.97}
     """
 
+    _train_modes = None  # fit: the modules' modes each epoch trains with (None: all train)
+
     _predict_checked = None  # (sample shape, empty, model structure) predict has checked
 
     def __init__(self, model, loss, optimizer, regularizer=None, metrics="auto"):
@@ -181,7 +184,7 @@ class Trainer:
         Returns:
             The model's output for that probe sample.
         """
-        was_training = self.model.training
+        modes = nn._modes_of(self.model)
         self.model.eval()
         try:
             with no_grad():
@@ -202,7 +205,7 @@ class Trainer:
                     raise _same_kind(e)(f"{who}: {yname} does not fit the model's outputs and "
                                         f"the loss: {e}") from e
         finally:
-            self.model.train(was_training)
+            nn._restore_modes(modes)
         return out
 
     @staticmethod
@@ -275,9 +278,8 @@ class Trainer:
             fwd = self._compiled_forward = CompiledForward(self.model)
         n = len(x)
         x = x[slice(*_dist.row_range(n))]  # data-parallel: this rank's rows (else all)
-        was_training = self.model.training
-        if was_training:
-            self.model.eval()
+        modes = nn._modes_of(self.model)
+        self.model.eval()
         try:
             # No samples: the empty batch itself gives the (0, outputs) shape. This Trainer
             # runs one call at a time (_exclusive), so the compiled forward's unlocked replay
@@ -288,8 +290,7 @@ class Trainer:
                 out = fwd.replay(xb, xb, False)
                 outs.append(fwd(xb) if out is None else out)
         finally:
-            if was_training:
-                self.model.train(True)
+            nn._restore_modes(modes)
         return _dist.gather_rows(outs[0] if len(outs) == 1 else np.concatenate(outs, axis=0), n)
 
     def _scores(self, x, y, batch_size, prefix=""):
@@ -502,7 +503,10 @@ class Trainer:
         for cb in callbacks:
             cb.set_trainer(self)
         self.stop_training = False
-        was_training = self.model.training
+        modes = nn._modes_of(self.model)
+        # Each epoch trains with the modules' own modes when the model is in training mode (a
+        # batch norm put in eval mode to freeze its statistics stays so), else all in training.
+        self._train_modes = modes if self.model.training else None
         logs = {}
         _dist.fit_begin(self.model, self.optimizer, len(x))
         try:
@@ -514,7 +518,7 @@ class Trainer:
                     break
             self._call(callbacks, "on_train_end", logs)
         finally:
-            self.model.train(was_training)
+            nn._restore_modes(modes)
         return history
 
     @staticmethod
@@ -562,7 +566,10 @@ class Trainer:
         begin_cbs = [cb for cb in callbacks if _overrides(cb, "on_batch_begin")]
         end_cbs = [cb for cb in callbacks if _overrides(cb, "on_batch_end")]
         try:
-            self.model.train()
+            if self._train_modes is None:
+                self.model.train()
+            else:
+                nn._restore_modes(self._train_modes)
             step = self._engine_step(w)
             for b in range(n_batches):
                 lo = b * batch_size
