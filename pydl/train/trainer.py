@@ -124,6 +124,7 @@ class Trainer:
     """
 
     _train_modes = None  # fit: the modules' modes each epoch trains with (None: all train)
+    _all_eval = None  # (mode version, structure version) when every module was in eval mode
 
     _predict_checked = None  # (sample shape, empty, model structure) predict has checked
 
@@ -278,8 +279,18 @@ class Trainer:
             fwd = self._compiled_forward = CompiledForward(self.model)
         n = len(x)
         x = x[slice(*_dist.row_range(n))]  # data-parallel: this rank's rows (else all)
-        modes = nn._modes_of(self.model)
-        self.model.eval()
+        # Eval mode for the forward and each module's own mode back afterwards; a model that is
+        # all in eval mode already (checked again only after a mode or structure change) is left
+        # alone: walking its modules is most of a batch-1 predict.
+        state = (nn._mode_version, nn._structure_version)
+        modes = None
+        if state != self._all_eval:
+            modes = nn._modes_of(self.model)
+            if any(training for _, training in modes):
+                self.model.eval()
+            else:
+                modes = None
+                self._all_eval = state
         try:
             # No samples: the empty batch itself gives the (0, outputs) shape. This Trainer
             # runs one call at a time (_exclusive), so the compiled forward's unlocked replay
@@ -290,7 +301,8 @@ class Trainer:
                 out = fwd.replay(xb, xb, False)
                 outs.append(fwd(xb) if out is None else out)
         finally:
-            nn._restore_modes(modes)
+            if modes is not None:
+                nn._restore_modes(modes)
         return _dist.gather_rows(outs[0] if len(outs) == 1 else np.concatenate(outs, axis=0), n)
 
     def _scores(self, x, y, batch_size, prefix=""):
