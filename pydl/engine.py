@@ -173,7 +173,8 @@ class _Tape:
     """A recorded step: prebound forward calls, backward targets and buffers."""
 
     __slots__ = ("trainable", "calls", "forward", "backward", "nslots", "loss", "output", "inputs",
-                 "grad_buffers", "arena", "ones", "native_backward", "sums", "io", "bound")
+                 "grad_buffers", "arena", "ones", "native_backward", "sums", "io", "bound",
+                 "isa")
 
 
 def _index_arrays(op):
@@ -239,6 +240,7 @@ def _build(rec, loss_t, out_t, order):
     tape.grad_buffers = None  # lent after the first backward (see _lend_arena)
     tape.arena = None
     tape.native_backward = None  # see _NativeBackward
+    tape.isa = _core.isa()  # the instruction set its forward programs were captured under
     tape.sums = {}  # slot -> the buffer its gradients from several consumers are summed into
     # Tensors read as constants (not parameters: replacing a parameter's array bumps the
     # structure version), with the arrays the tape is bound to (see _stale).
@@ -649,7 +651,13 @@ class CompiledStep(_Compiled):
         if type(native) is _NativeBackward and native.verified:
             native.run()
             return
-        if native is None:
+        if native is None and tape.isa != _core.isa():
+            # The forward programs fall back to the ops' Python forwards, which make new saved
+            # arrays (pooling indices, batch statistics) every step: a backward captured now
+            # would read this step's. It stays in Python.
+            tape.native_backward = False
+            _python_backward(tape, lent)
+        elif native is None:
             tape.native_backward = _NativeBackward.capture(tape, lent)
         elif native:
             tape.native_backward = native.verify(tape, lent)

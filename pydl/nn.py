@@ -354,8 +354,10 @@ class Module:
         if array is not None and not isinstance(array, np.ndarray):
             raise TypeError(f"register_buffer: {name!r} must be a numpy array or None, got "
                             f"{type(array).__name__}")
+        global _structure_version
         self._buffers[name] = array
         object.__setattr__(self, name, array)
+        _structure_version += 1  # recorded steps hold the old array: record anew
 
     def named_buffers(self, prefix=""):
         """Yield ``(dotted_name, array)`` for every buffer of this module and those below it."""

@@ -493,3 +493,66 @@ def test_no_grad_replay_of_one_program_takes_any_input_layout():
     assert len({id(o) for o in outs}) == len(outs)
     outs[0][...] = 0  # a returned array is the caller's: the next call is unaffected
     assert _replayed(model, x, 1)[0].tobytes() == expected.tobytes()
+
+
+def test_a_switch_before_the_backward_is_captured_keeps_it_in_python():
+    # The switch makes the forward programs fall back to the Python forwards, which make new
+    # pooling indices every step; a backward captured then (and verified on a repeated batch)
+    # read the capture step's indices ever after. Found by a review (2026-12-02).
+    if len(_core.supported_isas()) < 2:
+        pytest.skip("needs two instruction sets")
+
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.c = nn.Conv1d(2, 2, 3, padding=1)
+            self.p = nn.MaxPool1d(2)
+            self.head = nn.Linear(8, 3)
+
+        def forward(self, x):
+            return self.head(self.p(self.c(x)).flatten(1))
+
+    def make():
+        pydl.manual_seed(0)
+        m = Net()
+        return m, pydl.optim.SGD(m.parameters(), lr=0.1)
+
+    rng = np.random.default_rng(0)
+    xs = [rng.standard_normal((4, 2, 8)).astype(np.float32) for _ in range(6)]
+    xs[2] = xs[1]
+    batches = [(x, np.array([0, 1, 2, 0])) for x in xs]
+    best = _core.isa()
+    try:
+        step = _train_twins(make, pydl.losses.CrossEntropyLoss(), batches,
+                            before=lambda it: _core._set_isa("generic") if it == 1 else None)
+    finally:
+        _core._set_isa(best)
+    assert _native_backward(step) == [False]
+
+
+def test_register_buffer_with_a_new_array_records_anew():
+    # register_buffer bypassed Module.__setattr__: the replay kept updating the old running
+    # statistics. Found by a review (2026-12-02).
+    def make():
+        pydl.manual_seed(0)
+        m = nn.Sequential(nn.Linear(4, 3), nn.BatchNorm1d(3))
+        return m, pydl.optim.SGD(m.parameters(), lr=0.1)
+
+    rng = np.random.default_rng(0)
+    batches = [(rng.standard_normal((6, 4)).astype(np.float32),
+                rng.standard_normal((6, 3)).astype(np.float32)) for _ in range(5)]
+    models = []
+
+    def reset(it):
+        if it == 3:
+            for m in models:
+                m[1].register_buffer("running_mean", np.zeros(3, np.float32))
+                m[1].register_buffer("running_var", np.ones(3, np.float32))
+
+    def make_kept():
+        m, o = make()
+        models.append(m)
+        return m, o
+
+    _train_twins(make_kept, pydl.losses.MSELoss(), batches, before=reset)
+    assert models[0][1].running_mean.tobytes() == models[1][1].running_mean.tobytes()
