@@ -394,7 +394,8 @@ def _loss_key(loss):
 class _Compiled:
     """What a compiled step and a compiled forward share: keys, tapes, the recorder."""
 
-    _hit = None  # CompiledForward: (shape, dtype, as_tensor, modes, version, tape)
+    _hit = None  # CompiledForward: (shape, dtype, as_tensor, mode version, structure version,
+    #              tape, modes)
     _modes_seen = None
 
     def __init__(self, model):
@@ -892,6 +893,15 @@ class CompiledForward(_Compiled):
         finally:
             self._lock.release()
 
+    def _same_modes(self, hit):
+        """True when the modules' modes equal the hit's although some mode was switched since
+        (``Trainer.predict`` switches a model in training mode to eval and back on every call);
+        the hit then carries the new mode version."""
+        if self._modes() != hit[6]:
+            return False
+        self._hit = hit[:3] + (nn._mode_version,) + hit[4:]
+        return True
+
     def replay(self, x, xd, as_tensor):
         """The model's output for the batch x (xd: its array; as_tensor: x is a Tensor), or None
         when the model must run eagerly.
@@ -902,8 +912,8 @@ class CompiledForward(_Compiled):
         """
         hit = self._hit
         if (hit is not None and hit[0] == xd.shape and hit[1] == xd.dtype
-                and hit[2] is as_tensor and hit[3] == nn._mode_version
-                and hit[4] == nn._structure_version):
+                and hit[2] is as_tensor and hit[4] == nn._structure_version
+                and (hit[3] == nn._mode_version or self._same_modes(hit))):
             tape = hit[5]  # (no lock: the no_grad path keeps one CompiledForward per thread)
             if tape.bound and _stale(tape):
                 self._hit = None
@@ -961,7 +971,8 @@ class CompiledForward(_Compiled):
             self._explain(key, tape, rec)
             self._store(key, tape)
             return _result(out)
-        self._hit = (xd.shape, xd.dtype, as_tensor, nn._mode_version, nn._structure_version, tape)
+        self._hit = (xd.shape, xd.dtype, as_tensor, nn._mode_version, nn._structure_version, tape,
+                     key[3])
         np.copyto(tape.inputs[0], xd)
         self._run_forward(tape)
         return np.array(tape.output)

@@ -202,9 +202,25 @@ class Module:
                 yield from m.named_modules(f"{prefix}.{name}" if prefix else name)
 
     def modules(self):
-        """Yield this module and every module below it."""
-        for _, m in self.named_modules():
-            yield m
+        """Return an iterator over this module and every module below it (named_modules' order).
+
+        The list is kept until the structure version changes (any Module attribute assignment
+        bumps it): mode switches and the engine's keys walk it on every predict call.
+        """
+        cached = self.__dict__.get("_modules_list")
+        if cached is None or cached[0] != _structure_version:
+            found = []
+
+            def walk(m):
+                found.append(m)
+                for child in m._modules.values():
+                    if child is not None:
+                        walk(child)
+
+            walk(self)
+            cached = (_structure_version, found)
+            self.__dict__["_modules_list"] = cached
+        return iter(cached[1])
 
     def _named_parameter_entries(self, prefix=""):
         """Yield every (dotted name, Parameter), shared parameters under each of their names."""
