@@ -418,7 +418,10 @@ class Trainer:
         any shuffling; ``validation_data`` takes precedence over ``validation_split``. Shuffling
         draws from ``pydl.random.shuffle_generator()``, so ``pydl.manual_seed`` reproduces a run
         bit for bit, for any thread count. The model is in train mode for the steps and eval mode
-        for validation; its mode before ``fit`` is restored afterwards.
+        for validation; every module's mode before ``fit`` is restored afterwards. A model in
+        train mode trains with its modules' own modes (a BatchNorm put in eval mode to freeze its
+        statistics, as in fine-tuning, stays in eval mode); a model in eval mode trains with all
+        modules in train mode.
 
         Args:
             x: Training inputs, (N, ...) array or Tensor.
