@@ -124,12 +124,11 @@ py::tuple conv_backward(py::handle dy_obj, py::handle x_obj, py::handle w_obj, p
     throw py::value_error(std::string(op) + ": dy must have the output's shape " + shape_str(os) +
                           ", got " + shape_str(dy_in));
   }
-  py::object dx = py::none(), dw = py::none(), db = py::none();
-  if (need_x) dx = output(dx_out, shape_of(x_in), dt, op, "dx_out");
-  if (need_w) dw = output(dw_out, shape_of(w_in), dt, op, "dw_out");
-  if (need_b) db = output(db_out, Shape{s.c_out}, dt, op, "db_out");
-  require_disjoint_outputs({{dx, "dx_out"}, {dw, "dw_out"}, {db, "db_out"}},
-                           {{dy_in, "dy"}, {x_in, "x"}, {w_in, "weight"}}, op);
+  const std::array<py::object, 3> grads = gradient_outputs(
+      {{need_x, dx_out, shape_of(x_in)}, {need_w, dw_out, shape_of(w_in)},
+       {need_b, db_out, Shape{s.c_out}}},
+      dt, op, {{dy_in, "dy"}, {x_in, "x"}, {w_in, "weight"}});
+  py::object dx = grads[0], dw = grads[1], db = grads[2];
   const py::array dyc = contiguous(dy_in), x = contiguous(x_in), w = contiguous(w_in);
   by_dtype(dt, [&](auto zero) {
     using T = decltype(zero);

@@ -109,14 +109,10 @@ py::tuple batch_norm_backward(py::handle dy_obj, py::handle x_obj, py::handle me
   const py::object invstd = optional_vector(invstd_obj, c, dt, op, "invstd");
   if (mean.is_none() || invstd.is_none()) throw py::value_error(std::string(op) + ": mean and invstd are required");
   const py::object w = optional_vector(w_obj, c, dt, op, "weight");
-  py::object dx = py::none(), dw = py::none(), db = py::none();
-  if (need_x) dx = output(dx_out, shape_of(x_in), dt, op, "dx_out");
-  if (need_w) dw = output(dw_out, Shape{c}, dt, op, "dw_out");
-  if (need_b) db = output(db_out, Shape{c}, dt, op, "db_out");
-  require_disjoint_outputs({{dx, "dx_out"}, {dw, "dw_out"}, {db, "db_out"}},
-                           {{dy_in, "dy"}, {x_in, "x"}, {mean, "mean"}, {invstd, "invstd"},
-                            {w, "weight"}},
-                           op);
+  const std::array<py::object, 3> grads = gradient_outputs(
+      {{need_x, dx_out, shape_of(x_in)}, {need_w, dw_out, Shape{c}}, {need_b, db_out, Shape{c}}},
+      dt, op, {{dy_in, "dy"}, {x_in, "x"}, {mean, "mean"}, {invstd, "invstd"}, {w, "weight"}});
+  py::object dx = grads[0], dw = grads[1], db = grads[2];
   const py::array dy = contiguous(dy_in), x = contiguous(x_in);
   by_dtype(dt, [&](auto zero) {
     using T = decltype(zero);
@@ -169,14 +165,10 @@ py::tuple layer_norm_backward(py::handle dy_obj, py::handle x_obj, py::handle me
   const py::object rstd = optional_vector(rstd_obj, m, dt, op, "rstd");
   if (mean.is_none() || rstd.is_none()) throw py::value_error(std::string(op) + ": mean and rstd are required");
   const py::object w = optional_vector(w_obj, d, dt, op, "weight");
-  py::object dx = py::none(), dw = py::none(), db = py::none();
-  if (need_x) dx = output(dx_out, shape_of(x_in), dt, op, "dx_out");
-  if (need_w) dw = output(dw_out, Shape{d}, dt, op, "dw_out");
-  if (need_b) db = output(db_out, Shape{d}, dt, op, "db_out");
-  require_disjoint_outputs({{dx, "dx_out"}, {dw, "dw_out"}, {db, "db_out"}},
-                           {{dy_in, "dy"}, {x_in, "x"}, {mean, "mean"}, {rstd, "rstd"},
-                            {w, "weight"}},
-                           op);
+  const std::array<py::object, 3> grads = gradient_outputs(
+      {{need_x, dx_out, shape_of(x_in)}, {need_w, dw_out, Shape{d}}, {need_b, db_out, Shape{d}}},
+      dt, op, {{dy_in, "dy"}, {x_in, "x"}, {mean, "mean"}, {rstd, "rstd"}, {w, "weight"}});
+  py::object dx = grads[0], dw = grads[1], db = grads[2];
   const py::array dy = contiguous(dy_in), x = contiguous(x_in);
   by_dtype(dt, [&](auto zero) {
     using T = decltype(zero);

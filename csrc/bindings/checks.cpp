@@ -186,19 +186,24 @@ void require_no_overlap(const py::array& out, const py::array& in, const char* o
   }
 }
 
-void require_disjoint_outputs(NamedArrays outs, NamedArrays ins, const char* op) {
-  for (auto o = outs.begin(); o != outs.end(); ++o) {
-    if (o->first.is_none()) continue;
-    const auto out = py::reinterpret_borrow<py::array>(o->first);
+std::array<py::object, 3> gradient_outputs(const GradOut (&grads)[3], DType dt, const char* op,
+                                           NamedArrays ins) {
+  static const char* const names[3] = {"dx_out", "dw_out", "db_out"};
+  std::array<py::object, 3> outs = {py::none(), py::none(), py::none()};
+  for (int i = 0; i < 3; ++i) {
+    if (!grads[i].need) continue;
+    const auto out = output(grads[i].out, grads[i].shape, dt, op, names[i]);
     for (const auto& in : ins) {
       if (!in.first.is_none())
-        require_no_overlap(out, py::reinterpret_borrow<py::array>(in.first), op, o->second, in.second);
+        require_no_overlap(out, py::reinterpret_borrow<py::array>(in.first), op, names[i], in.second);
     }
-    for (auto e = outs.begin(); e != o; ++e) {
-      if (!e->first.is_none())
-        require_no_overlap(out, py::reinterpret_borrow<py::array>(e->first), op, o->second, e->second);
+    for (int e = 0; e < i; ++e) {
+      if (!outs[e].is_none())
+        require_no_overlap(out, py::reinterpret_borrow<py::array>(outs[e]), op, names[i], names[e]);
     }
+    outs[i] = out;
   }
+  return outs;
 }
 
 void require_range(double v, double lo, double hi, const char* op, const char* what) {

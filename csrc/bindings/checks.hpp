@@ -10,6 +10,7 @@
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
+#include <array>
 #include <cstdint>
 #include <initializer_list>
 #include <string>
@@ -76,8 +77,18 @@ void require_no_overlap(const py::array& out, const py::array& in, const char* o
 
 // Named arrays: (array or None, argument name).
 using NamedArrays = std::initializer_list<std::pair<py::handle, const char*>>;
-// ValueError if an output (None entries skipped) overlaps an input or an earlier output.
-void require_disjoint_outputs(NamedArrays outs, NamedArrays ins, const char* op);
+// One gradient a backward binding may return: wanted or not, the caller's out array (or None)
+// and its shape.
+struct GradOut {
+  bool need;
+  py::handle out;
+  Shape shape;
+};
+// The (dx, dw, db) of a backward binding: None where not wanted, else the given dx_out / dw_out /
+// db_out (checked as `output` checks out) or a new array; ValueError if one overlaps `ins` or
+// another of them.
+std::array<py::object, 3> gradient_outputs(const GradOut (&grads)[3], DType dt, const char* op,
+                                           NamedArrays ins);
 
 // ValueError unless lo <= v <= hi (NaN always fails); `what` is the parameter name.
 void require_range(double v, double lo, double hi, const char* op, const char* what);
