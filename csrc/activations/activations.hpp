@@ -41,6 +41,13 @@ struct ActFns {
   // y[i] = erf(x[i]), or erfc(x[i]) when complement (the special function under GELU; bound as
   // pydl._core._erf for its accuracy tests).
   void (*erf)(bool complement, const T* x, T* y, int64_t n) = nullptr;
+  // The GEMM epilogue on a finished tile of C (rows x cols, row stride ld): c = f(c + bias[j])
+  // for each element, c + bias[j] also stored in pre (laid out like c) when pre is given. bias
+  // (indexed from the tile's first column) and pre may be nullptr; act may be kNone. One call
+  // per tile with the bias add and the activation in one pass (the same bits as an add, then
+  // forward).
+  void (*epilogue)(Act act, T param, const T* bias, T* c, T* pre, int64_t ld, int64_t rows,
+                   int64_t cols) = nullptr;
   // Row-wise softmax (log_ = false) or log_softmax (log_ = true), numerically stable.
   void (*softmax_forward)(bool log_, const T* x, T* y, int64_t rows, int64_t cols) = nullptr;
   void (*softmax_backward)(bool log_, const T* dy, const T* y, T* dx, int64_t rows,

@@ -243,6 +243,63 @@ void map_backward(const F& f, const T* dy, const T* y, T* dx, int64_t n) {
   }
 }
 
+template <typename T>
+struct Identity {
+  using V = Vec<T>;
+  explicit Identity(T) {}
+  V forward(V x) const { return x; }
+};
+
+// One vector (or the partial vector of the last w < W columns) of an epilogue row.
+template <typename T, typename F, bool kPartial>
+inline void epilogue_vec(const F& f, const T* bias, T* c, T* pre, int64_t w) {
+  using V = Vec<T>;
+  V v = kPartial ? simd::load_partial(c, w) : simd::loadu(c);
+  if (bias) v = v + (kPartial ? simd::load_partial(bias, w) : simd::loadu(bias));
+  if (kPartial) {
+    if (pre) simd::store_partial(pre, v, w);
+    simd::store_partial(c, f.forward(v), w);
+  } else {
+    if (pre) simd::storeu(pre, v);
+    simd::storeu(c, f.forward(v));
+  }
+}
+
+// c, pre: rows x cols with row stride ld; bias: (cols,) or nullptr; pre may be nullptr.
+template <typename T, typename F>
+void map_epilogue(const F& f, const T* bias, T* c, T* pre, int64_t ld, int64_t rows,
+                  int64_t cols) {
+  constexpr int64_t W = Vec<T>::W;
+  const int64_t full = cols / W * W;
+  for (int64_t r = 0; r < rows; ++r) {
+    T* cr = c + r * ld;
+    T* pr = pre ? pre + r * ld : nullptr;
+    for (int64_t j = 0; j < full; j += W)
+      epilogue_vec<T, F, false>(f, bias ? bias + j : nullptr, cr + j, pr ? pr + j : nullptr, W);
+    if (full < cols)
+      epilogue_vec<T, F, true>(f, bias ? bias + full : nullptr, cr + full,
+                               pr ? pr + full : nullptr, cols - full);
+  }
+}
+
+template <typename T>
+void epilogue(Act act, T param, const T* bias, T* c, T* pre, int64_t ld, int64_t rows,
+              int64_t cols) {
+  switch (act) {
+    case Act::kNone: return map_epilogue(Identity<T>(param), bias, c, pre, ld, rows, cols);
+    case Act::kRelu: return map_epilogue(Relu<T>(param), bias, c, pre, ld, rows, cols);
+    case Act::kLeakyRelu: return map_epilogue(LeakyRelu<T>(param), bias, c, pre, ld, rows, cols);
+    case Act::kElu: return map_epilogue(Elu<T>(param), bias, c, pre, ld, rows, cols);
+    case Act::kSigmoid: return map_epilogue(Sigmoid<T>(param), bias, c, pre, ld, rows, cols);
+    case Act::kTanh: return map_epilogue(Tanh<T>(param), bias, c, pre, ld, rows, cols);
+    case Act::kGelu: return map_epilogue(Gelu<T>(param), bias, c, pre, ld, rows, cols);
+    case Act::kGeluTanh:
+      return map_epilogue(SigmoidGated<T, true>(param), bias, c, pre, ld, rows, cols);
+    case Act::kSilu:
+      return map_epilogue(SigmoidGated<T, false>(param), bias, c, pre, ld, rows, cols);
+  }
+}
+
 // x: (n,), y: (n,)
 template <typename T>
 void forward(Act act, T param, const T* x, T* y, int64_t n) {
@@ -383,6 +440,7 @@ void fill_fns(ActFns<T>& f) {
   f.forward = &forward<T>;
   f.backward = &backward<T>;
   f.erf = &erf<T>;
+  f.epilogue = &epilogue<T>;
   f.softmax_forward = &softmax_forward<T>;
   f.softmax_backward = &softmax_backward<T>;
 }

@@ -172,11 +172,25 @@ void softmax_backward(bool log_, const T* dy, const T* y, T* dx, int64_t rows, i
   }
 }
 
+// c, pre: (rows, cols) with row stride ld; bias: (cols,); bias and pre may be nullptr.
+template <typename T>
+void epilogue(Act act, T param, const T* bias, T* c, T* pre, int64_t ld, int64_t rows,
+              int64_t cols) {
+  for (int64_t r = 0; r < rows; ++r) {
+    T* row = c + r * ld;
+    if (bias)
+      for (int64_t j = 0; j < cols; ++j) row[j] += bias[j];
+    if (pre) std::memcpy(pre + r * ld, row, static_cast<size_t>(cols) * sizeof(T));
+    if (act != Act::kNone) forward(act, param, row, row, cols);
+  }
+}
+
 template <typename T>
 void fill(ActFns<T>& f) {
   f.forward = &forward<T>;
   f.backward = &backward<T>;
   f.erf = &erf<T>;
+  f.epilogue = &epilogue<T>;
   f.softmax_forward = &softmax_forward<T>;
   f.softmax_backward = &softmax_backward<T>;
 }

@@ -6,7 +6,6 @@
 #pragma once
 
 #include <cstdint>
-#include <cstring>
 
 #include "common/isa.hpp"
 #include "gemm/gemm.hpp"
@@ -19,19 +18,13 @@ inline bool has_epilogue(const GemmArgs<T>& g) {
   return g.bias != nullptr || g.act != Act::kNone || g.pre != nullptr;
 }
 
-// Applies the epilogue to a finished block of C (still in cache when called from the driver).
+// Applies the epilogue to a finished block of C (still in cache when called from the driver): one
+// call into the activation table per block, the bias add and the activation in one pass.
 template <typename T>
 void apply_epilogue(const GemmArgs<T>& g, T* c, int64_t ldc, int64_t rows, int64_t j0,
                     int64_t cols) {
-  for (int64_t r = 0; r < rows; ++r) {
-    T* row = c + r * ldc;
-    if (g.bias) {
-      const T* bias = g.bias + j0;
-      for (int64_t j = 0; j < cols; ++j) row[j] += bias[j];
-    }
-    if (g.pre) std::memcpy(g.pre + (row - g.c), row, static_cast<size_t>(cols) * sizeof(T));
-    if (g.act != Act::kNone) g.act_fns->forward(g.act, g.act_param, row, row, cols);
-  }
+  g.act_fns->epilogue(g.act, g.act_param, g.bias ? g.bias + j0 : nullptr, c,
+                      g.pre ? g.pre + (c - g.c) : nullptr, ldc, rows, cols);
 }
 
 // k == 0: the product is empty, so C is zero (or unchanged when accumulating) before the epilogue.
