@@ -209,6 +209,17 @@ def silu_backward(
     dy: np.ndarray, x: np.ndarray, *, out: Optional[np.ndarray] = None
 ) -> np.ndarray: ...
 def _erf(x: np.ndarray, complement: bool = False) -> np.ndarray: ...
+def _dropout_act_backward(
+    dy: np.ndarray,
+    mask: np.ndarray,
+    p: float,
+    s: np.ndarray,
+    activation: str,
+    *,
+    negative_slope: float = 0.01,
+    alpha: float = 1.0,
+    out: Optional[np.ndarray] = None,
+) -> np.ndarray: ...
 def softmax(
     x: np.ndarray, axis: int = -1, *, out: Optional[np.ndarray] = None
 ) -> np.ndarray: ...

@@ -287,9 +287,44 @@ def _build(rec, loss_t, out_t, order):
                 else:
                     targets.append((slot_of[id(o)], o.data.dtype))
             steps.append((op.backward, slot_of[id(t)], targets))
-        tape.backward = steps
+        tape.backward = _fold_dropout_backward(steps, entries, slot_of, keep)
         tape.ones = np.ones_like(loss_t.data)
     return tape
+
+
+def _fold_dropout_backward(steps, entries, slot_of, keep):
+    """Rewrite the backward of Linear + activation + Dropout as one step of the fused Linear.
+
+    A dropout whose input is a fused Linear + activation's output, read by nothing else, hands
+    its gradient on masked; the Linear then runs the activation's backward on it. Instead the
+    Linear's step reads the dropout's gradient and does both in one kernel pass
+    (``_core._dropout_act_backward``, the same bits as the two kernels one after the other), and
+    the dropout's step goes.
+    """
+    from .functional import DropoutOp, LinearOp
+
+    uses = {}
+    for op, _ in ((e[0], e[1]) for e in entries):
+        for o in op.inputs:
+            if isinstance(o, Tensor):
+                uses[id(o)] = uses.get(id(o), 0) + 1
+    step_of = {slot: k for k, (_, slot, _) in enumerate(steps)}
+    drop = set()
+    out = list(steps)
+    for k, (bwd, slot, targets) in enumerate(steps):
+        op = getattr(bwd, "__self__", None)
+        if type(op) is not DropoutOp or type(targets[0]) is not tuple:
+            continue
+        src = targets[0][0]
+        lin, lin_out = entries[src][0], entries[src][1]
+        j = step_of.get(src)
+        if (type(lin) is not LinearOp or lin.act is None or j is None or j <= k
+                or uses.get(id(lin_out)) != 1 or id(lin_out) in keep):
+            continue
+        lin.dropout = op
+        out[j] = (steps[j][0], slot, steps[j][2])
+        drop.add(k)
+    return [st for k, st in enumerate(out) if k not in drop]
 
 
 def _stale(tape):

@@ -50,6 +50,9 @@ class LinearOp(Op):
     z = None
     dz = None
     dx = None
+    # A DropoutOp applied to this op's output whose backward the engine folded into this one's
+    # (engine._fold_dropout_backward): backward then receives the dropout output's gradient.
+    dropout = None
 
     def __init__(self, activation=None, params=()):
         self.act = activation  # an ops.Activation row with an epilogue, or None
@@ -73,7 +76,13 @@ class LinearOp(Op):
         dz = g
         if act is not None:
             saved = self.z if self.keeps_preact else self.y
-            dz = self.dz = act.backward(g, saved, *self.params, out=self.dz)
+            drop = self.dropout
+            if drop is None:
+                dz = self.dz = act.backward(g, saved, *self.params, out=self.dz)
+            else:
+                name, kwargs = self.epilogue
+                dz = self.dz = _core._dropout_act_backward(g, drop.mask, drop.p, saved, name,
+                                                           **kwargs, out=self.dz)
         need_x, need_w, need_b = self.needs_grad
         dx = dw = db = None
         if need_x:

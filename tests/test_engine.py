@@ -184,6 +184,75 @@ def test_compile_step_gradients_are_bit_identical_every_step(case):
     assert all(t is not None for t in step._tapes.values())
 
 
+@pytest.mark.parametrize("act", [nn.ReLU, lambda: nn.LeakyReLU(0.2), lambda: nn.ELU(0.7),
+                                 nn.Sigmoid, nn.Tanh, nn.GELU, lambda: nn.GELU("tanh"), nn.SiLU])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_dropout_after_fused_linear_folds_into_its_backward_with_the_same_bits(act, dtype):
+    # Linear + activation + Dropout: the dropout's backward step is folded into the fused
+    # Linear's (one kernel pass: mask, scale and the activation's derivative), the same bits as
+    # eager autograd's two kernels. The output layer's dropout (read by the loss) and a dropout
+    # after an unfused Linear keep their own step.
+    def model():
+        return nn.Sequential(nn.Linear(6, 16, dtype=dtype), act(), nn.Dropout(0.3),
+                             nn.Linear(16, 16, dtype=dtype), act(), nn.Dropout(0.5),
+                             nn.Linear(16, 4, dtype=dtype), nn.Dropout(0.2))
+    pydl.manual_seed(5)
+    m1 = model()
+    pydl.manual_seed(5)
+    m2 = model()
+    x, y = data(n=40, dtype=dtype)
+    o1 = pydl.optim.Adam(m1.parameters(), lr=1e-2)
+    o2 = pydl.optim.Adam(m2.parameters(), lr=1e-2)
+    pydl.manual_seed(11)
+    eager_fit(m1, pydl.losses.CrossEntropyLoss(), o1, None, x, y, epochs=3, batch_size=8)
+    pydl.manual_seed(11)
+    trainer = Trainer(m2, pydl.losses.CrossEntropyLoss(), o2, metrics=())
+    trainer.fit(x, y, epochs=3, batch_size=8, shuffle=False, verbose=0)
+    assert_same_state(m1, o1, m2, o2)
+    tape = next(iter(trainer._compiled._tapes.values()))
+    owners = [type(bwd.__self__).__name__ for bwd, _, _ in tape.backward]
+    assert owners.count("DropoutOp") == 1  # only the last one (no activation before it)
+    folded = [bwd.__self__ for bwd, _, _ in tape.backward
+              if type(bwd.__self__).__name__ == "LinearOp" and bwd.__self__.dropout is not None]
+    assert len(folded) == 2
+    assert tape.native_backward  # still captured as one C++ program
+
+
+def test_dropout_act_backward_kernel_matches_the_two_kernels():
+    # The private fused kernel against dropout_backward then <act>_backward, NaNs included,
+    # on every instruction set and at lengths around its 1024-element pieces.
+    from pydl import _core, kernels as K
+
+    rng = np.random.default_rng(0)
+    previous = _core.isa()
+    try:
+        for isa in _core.supported_isas():
+            _core._set_isa(isa)
+            for dtype in (np.float32, np.float64):
+                for name, kw, fkw in [("relu", {}, {}), ("leaky_relu", {"negative_slope": 0.2},
+                                      {"negative_slope": 0.2}), ("elu", {"alpha": 0.7},
+                                      {"alpha": 0.7}), ("sigmoid", {}, {}), ("tanh", {}, {}),
+                                      ("gelu", {}, {}), ("gelu_tanh", {}, {"approximate": "tanh"}),
+                                      ("silu", {}, {})]:
+                    fn = "gelu" if name == "gelu_tanh" else name
+                    for n in (1, 9, 1023, 1025, 40000):
+                        dy = rng.standard_normal(n).astype(dtype)
+                        x = rng.standard_normal(n).astype(dtype)
+                        dy[::13] = np.nan
+                        mask = (rng.random(n) < 0.7).astype(np.uint8)
+                        s = x if name in ("gelu", "gelu_tanh", "silu") else getattr(K, fn)(x, **fkw)
+                        ref = getattr(K, fn + "_backward")(K.dropout_backward(dy, mask, 0.3), s,
+                                                           **fkw)
+                        got = _core._dropout_act_backward(dy, mask, 0.3, s, name, **kw)
+                        assert got.tobytes() == ref.tobytes(), (isa, dtype, name, n)
+    finally:
+        _core._set_isa(previous)
+    with pytest.raises(ValueError, match="activation"):
+        _core._dropout_act_backward(np.ones(3), np.ones(3, np.uint8), 0.5, np.ones(3), None)
+    with pytest.raises(ValueError, match="p"):
+        _core._dropout_act_backward(np.ones(3), np.ones(3, np.uint8), 1.5, np.ones(3), "relu")
+
+
 def test_replay_fuses_linear_and_activation_and_runs_fewer_ops():
     model = mlp(dims=(6, 8, 8, 4), act=nn.ReLU)
     x, y = data()

@@ -16,6 +16,7 @@
 #include "bindings/bindings.hpp"
 #include "activations/activations.hpp"
 #include "bindings/checks.hpp"
+#include "dropout/dropout.hpp"
 
 namespace pydl::bind {
 namespace {
@@ -46,22 +47,32 @@ py::array act_forward(const char* op, Act act, double param, py::handle x_obj,
 }
 
 // dy, s: the same shape; returns dy * act'(x) computed from s = y = act(x), or from s = x when
-// act_backward_reads_input(act) (then the second argument is named x).
+// act_backward_reads_input(act) (then the second argument is named x). With a dropout mask (not
+// None) the gradient comes through dropout(act(x)): dy is first masked and scaled as dropout's
+// backward does, in the same kernel pass.
 py::array act_backward(const char* op, Act act, double param, py::handle dy_obj, py::handle s_obj,
-                       py::handle out_obj) {
+                       py::handle out_obj, py::handle mask_obj = py::none(), double p = 0.0) {
   const char* s_name = act_backward_reads_input(act) ? "x" : "y";
   py::array dy = require_array(dy_obj, op, "dy");
   py::array s = require_array(s_obj, op, s_name);
   DType dt = float_dtype(dy, op, "dy");
   require_same_dtype(s, dt, op, "dy", s_name);
   require_same_shape(dy, s, op, "dy", s_name);
+  const bool masked = !mask_obj.is_none();
+  py::array mask = masked ? mask_input(mask_obj, shape_of(dy), op) : py::array();
   py::array out = output(out_obj, shape_of(s), dt, op);
   dy = input_for(dy, out);
   s = input_for(s, out);
+  if (masked) require_no_overlap(out, mask, op, "out", "mask");
   by_dtype(dt, [&](auto t) {
     using T = decltype(t);
-    nogil(activations::backward<T>, act, T(param), cptr<T>(dy), cptr<T>(s), ptr<T>(out),
-          s.size());
+    if (masked) {
+      nogil(dropout::backward_through_activation<T>, ptr<T>(out), cptr<T>(dy),
+            cptr<uint8_t>(mask), p, act, T(param), cptr<T>(s), s.size());
+    } else {
+      nogil(activations::backward<T>, act, T(param), cptr<T>(dy), cptr<T>(s), ptr<T>(out),
+            s.size());
+    }
   });
   return out;
 }
@@ -397,6 +408,28 @@ void bind_activations(py::module_& m) {
         arg("dy"), arg("y"), arg("axis") = -1, py::kw_only(), arg("out") = none,
         kSoftmaxDocs[2 + log_]);
   }
+
+  m.def(
+      "_dropout_act_backward",
+      [](py::handle dy, py::handle mask, RealArg p_obj, py::handle s, py::handle act_obj,
+         RealArg slope_obj, RealArg alpha_obj, py::handle out) {
+        const char* op = "_dropout_act_backward";
+        const double p = drop_probability(p_obj, op);
+        const Act act = parse_linear_activation(act_obj);
+        if (act == Act::kNone)
+          throw py::value_error(std::string(op) + ": activation must name an activation, got None");
+        const double param = act == Act::kLeakyRelu ? nonneg_param(slope_obj, op, "negative_slope")
+                             : act == Act::kElu     ? nonneg_param(alpha_obj, op, "alpha")
+                                                    : 0.0;
+        return act_backward(op, act, param, dy, s, out, mask, p);
+      },
+      arg("dy"), arg("mask"), arg("p"), arg("s"), arg("activation"), py::kw_only(),
+      arg("negative_slope") = 0.01, arg("alpha") = 1.0, arg("out") = none,
+      "The gradient through activation(x) then dropout (private: the engine's fused backward of "
+      "a Linear + activation + Dropout): (dy * mask / (1 - p)) * activation'(.) from s (the "
+      "activation's output, or its input for gelu/gelu_tanh/silu), in one pass, the same bits as "
+      "dropout_backward followed by <activation>_backward. activation and negative_slope/alpha "
+      "as for linear.");
 
   m.def(
       "_erf",

@@ -43,6 +43,24 @@ void backward(T* dx, const T* dy, const uint8_t* mask, double p, int64_t n) {
                   [&](int64_t b, int64_t e) { bwd(dx + b, dy + b, mask + b, scale, e - b); });
 }
 
+template <typename T>
+void backward_through_activation(T* dx, const T* dy, const uint8_t* mask, double p, Act act,
+                                 T param, const T* s, int64_t n) {
+  const auto bwd = fns_of<T>(kernels().dropout).backward;
+  const auto act_bwd = fns_of<T>(kernels().act).backward;
+  const T scale = keep_scale<T>(p);
+  parallel_chunks(n, kGrain, [&](int64_t b, int64_t e) {
+    // Pieces small enough that the masked gradient stays in L1 between the two kernels.
+    constexpr int64_t kPiece = 1024;
+    alignas(64) T masked[kPiece];
+    for (int64_t i = b; i < e; i += kPiece) {
+      const int64_t len = e - i < kPiece ? e - i : kPiece;
+      bwd(masked, dy + i, mask + i, scale, len);
+      act_bwd(act, param, masked, s + i, dx + i, len);
+    }
+  });
+}
+
 void keep_mask(uint8_t* mask, const DropoutStream& s, int64_t n) {
   const auto gen = kernels().dropout.mask;
   parallel_chunks(n, kGrain, [&](int64_t b, int64_t e) { gen(mask + b, s, b, e - b); });
@@ -53,5 +71,9 @@ template void forward<double>(double*, uint8_t*, const double*, const DropoutStr
                               int64_t);
 template void backward<float>(float*, const float*, const uint8_t*, double, int64_t);
 template void backward<double>(double*, const double*, const uint8_t*, double, int64_t);
+template void backward_through_activation<float>(float*, const float*, const uint8_t*, double, Act,
+                                                 float, const float*, int64_t);
+template void backward_through_activation<double>(double*, const double*, const uint8_t*, double,
+                                                  Act, double, const double*, int64_t);
 
 }  // namespace pydl::dropout

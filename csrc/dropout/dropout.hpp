@@ -24,6 +24,7 @@
 
 #include <cstdint>
 
+#include "common/act.hpp"
 #include "common/fill.hpp"
 
 namespace pydl {
@@ -71,6 +72,13 @@ void forward(T* y, uint8_t* mask, const T* x, const DropoutStream& s, double p, 
 // dx, dy, mask: (n,)
 template <typename T>
 void backward(T* dx, const T* dy, const uint8_t* mask, double p, int64_t n);
+// dx, dy, mask, s: (n,). The gradient through an activation and then dropout (y = dropout(f(x))):
+// dx = (dy * (mask ? scale : 0)) * f'(.) from s (f's output, or its input when
+// act_backward_reads_input(act)). The same bits as dropout's backward followed by the
+// activation's (common/act.hpp); the masked gradient never goes to memory.
+template <typename T>
+void backward_through_activation(T* dx, const T* dy, const uint8_t* mask, double p, Act act,
+                                 T param, const T* s, int64_t n);
 // mask: (n,)
 void keep_mask(uint8_t* mask, const DropoutStream& s, int64_t n);
 }  // namespace dropout
