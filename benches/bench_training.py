@@ -338,3 +338,20 @@ def test_train_models(benchmark, threads, model_name, batch, impl):
         benchmark.pedantic(epoch, rounds=ROUNDS, iterations=1, warmup_rounds=1)
     finally:
         torch.set_num_threads(previous)
+
+
+def test_fit_scan_table_runs():
+    # benches/fit_scan.py (alternating epochs of pydl, torch and numpy) on a few samples: the
+    # script the README's Trainer.fit table comes from keeps working.
+    import importlib.util
+
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fit_scan.py")
+    spec = importlib.util.spec_from_file_location("fit_scan", path)
+    fit_scan = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(fit_scan)
+    lines = []
+    results = fit_scan.run(rounds=1, threads=(1,), batches=(32,), models=("mlp-ce-sgd",), n=64,
+                           out=lines.append)
+    times = results[("mlp-ce-sgd", 32, 1)]
+    assert set(times) == {"pydl", "torch", "numpy"} and all(len(t) == 1 for t in times.values())
+    assert lines[2].startswith("| mlp-ce-sgd b32 [1t] |")

