@@ -174,7 +174,7 @@ class _Tape:
 
     __slots__ = ("trainable", "calls", "forward", "backward", "nslots", "loss", "output", "inputs",
                  "grad_buffers", "arena", "ones", "native_backward", "sums", "io", "bound",
-                 "isa")
+                 "isa", "folds")
 
 
 def _index_arrays(op):
@@ -268,6 +268,7 @@ def _build(rec, loss_t, out_t, order):
     tape.output = out_t.data
     tape.loss = None if loss_t is None else loss_t.data
     tape.backward = None
+    tape.folds = None
     if order is not None:
         # Eager backward's order (a topological order from the loss), with fused pairs mapped
         # to their fused op: gradient sums then happen in the same order, so the same bits.
@@ -287,19 +288,23 @@ def _build(rec, loss_t, out_t, order):
                 else:
                     targets.append((slot_of[id(o)], o.data.dtype))
             steps.append((op.backward, slot_of[id(t)], targets))
-        tape.backward = _fold_dropout_backward(steps, entries, slot_of, keep)
+        tape.backward, tape.folds = _fold_backward(steps, entries, keep)
         tape.ones = np.ones_like(loss_t.data)
     return tape
 
 
-def _fold_dropout_backward(steps, entries, slot_of, keep):
-    """Rewrite the backward of Linear + activation + Dropout as one step of the fused Linear.
+def _fold_backward(steps, entries, keep):
+    """Fold a Dropout's backward into the fused Linear + activation before it.
 
     A dropout whose input is a fused Linear + activation's output, read by nothing else, hands
-    its gradient on masked; the Linear then runs the activation's backward on it. Instead the
-    Linear's step reads the dropout's gradient and does both in one kernel pass
-    (``_core._dropout_act_backward``, the same bits as the two kernels one after the other), and
-    the dropout's step goes.
+    its gradient on masked, and the Linear then runs the activation's backward on it. Instead
+    the Linear's step reads the dropout's gradient and does both in one kernel pass
+    (``_core._dropout_act_backward``, the same bits as the two kernels one after the other),
+    and the dropout's step goes.
+
+    Returns the new steps and the (op, attribute, value) settings that make the ops' backward do
+    so: set before the first replayed backward (see CompiledStep._backward), never on the
+    recording run, whose eager backward still runs every op's own step.
     """
     from .functional import DropoutOp, LinearOp
 
@@ -311,6 +316,7 @@ def _fold_dropout_backward(steps, entries, slot_of, keep):
     step_of = {slot: k for k, (_, slot, _) in enumerate(steps)}
     drop = set()
     out = list(steps)
+    folds = []
     for k, (bwd, slot, targets) in enumerate(steps):
         op = getattr(bwd, "__self__", None)
         if type(op) is not DropoutOp or type(targets[0]) is not tuple:
@@ -321,10 +327,10 @@ def _fold_dropout_backward(steps, entries, slot_of, keep):
         if (type(lin) is not LinearOp or lin.act is None or j is None or j <= k
                 or uses.get(id(lin_out)) != 1 or id(lin_out) in keep):
             continue
-        lin.dropout = op
+        folds.append((lin, "dropout", op))
         out[j] = (steps[j][0], slot, steps[j][2])
         drop.add(k)
-    return [st for k, st in enumerate(out) if k not in drop]
+    return [st for k, st in enumerate(out) if k not in drop], folds
 
 
 def _stale(tape):
@@ -678,6 +684,10 @@ class CompiledStep(_Compiled):
                 _lend_arena(tape, [p for p in params if p.grad is not None])
             return
         tape = first
+        if tape.folds:  # the backward rewrite (_fold_backward), from the first replay on
+            for op, name, value in tape.folds:
+                setattr(op, name, value)
+            tape.folds = None
         lent = tape.grad_buffers
         if lent is None:  # the recording run stopped before its backward (e.g. a NaN loss)
             _replay_backward(tape)

@@ -51,7 +51,7 @@ class LinearOp(Op):
     dz = None
     dx = None
     # A DropoutOp applied to this op's output whose backward the engine folded into this one's
-    # (engine._fold_dropout_backward): backward then receives the dropout output's gradient.
+    # (engine._fold_backward): backward then receives the dropout output's gradient.
     dropout = None
 
     def __init__(self, activation=None, params=()):
