@@ -8,7 +8,14 @@
 
 namespace pydl {
 
-enum class WorkspaceSlot : int { kPackA = 0, kPackB = 1, kScratch = 2, kPadded = 3, kCount = 4 };
+enum class WorkspaceSlot : int {
+  kPackA = 0,
+  kPackB = 1,
+  kScratch = 2,
+  kPadded = 3,
+  kTransposedC = 4,  // gemm_detail::transposed_gemm's C.T
+  kCount = 5
+};
 
 // Returns at least `bytes` bytes of 64-byte-aligned memory private to the calling thread, valid
 // until the next call with the same slot on this thread. Throws std::bad_alloc on failure.

@@ -414,6 +414,55 @@ void gemm_shared_b(const GemmArgs<typename K::T>& g, const GemmBlocking& bl, int
   }
 }
 
+// The share of a micro-kernel's multiply-adds that land in C when m x n is cut into MR x NR
+// tiles (rows split evenly into panels of at most MR, columns padded to NR).
+template <class K>
+double tile_efficiency(int64_t m, int64_t n) {
+  const double rows = static_cast<double>(m) / static_cast<double>(ceil_div(m, K::MR) * K::MR);
+  const double cols = static_cast<double>(n) / static_cast<double>(round_up(n, K::NR));
+  return rows * cols;
+}
+
+template <class K>
+void gemm(const GemmArgs<typename K::T>& g);
+
+// A product with fewer columns than a micro-panel (a 10-class head: 10 of 16 columns computed
+// for nothing) and many rows is computed as C.T = op(B).T @ op(A).T into a buffer, whose tiles
+// are then nearly all used (10 rows: two 5-row panels), and copied into C transposed, the
+// epilogue after. Every element is the same FMA chain over the same KC blocks (the product of
+// two floats does not depend on their order), so the bits are those of the direct product.
+// Not when accumulating into C (its old value would be added last instead of first).
+template <class K>
+bool transposed_gemm(const GemmArgs<typename K::T>& g) {
+  using T = typename K::T;
+  if (g.accumulate || g.n >= 4 * K::NR || g.m < 2 * K::NR ||
+      tile_efficiency<K>(g.n, g.m) < 1.1 * tile_efficiency<K>(g.m, g.n)) {
+    return false;
+  }
+  T* t = static_cast<T*>(thread_workspace(WorkspaceSlot::kTransposedC,
+                                          static_cast<size_t>(g.m * g.n) * sizeof(T)));
+  GemmArgs<T> h;
+  h.m = g.n;
+  h.n = g.m;
+  h.k = g.k;
+  h.a = g.b;  // op(B).T: element (j, p) is op(B)'s (p, j)
+  h.rs_a = g.cs_b;
+  h.cs_a = g.rs_b;
+  h.b = g.a;  // op(A).T: element (p, i) is op(A)'s (i, p)
+  h.rs_b = g.cs_a;
+  h.cs_b = g.rs_a;
+  h.c = t;
+  h.ldc = g.m;
+  h.act_fns = g.act_fns;
+  gemm<K>(h);  // h.n = g.m >= 2 NR: not transposed again
+  for (int64_t i = 0; i < g.m; ++i) {
+    T* row = g.c + i * g.ldc;
+    for (int64_t j = 0; j < g.n; ++j) row[j] = t[j * g.m + i];
+  }
+  if (has_epilogue(g)) apply_epilogue(g, g.c, g.ldc, g.m, 0, g.n);
+  return true;
+}
+
 template <class K>
 void gemm(const GemmArgs<typename K::T>& g) {
   if (g.m == 0 || g.n == 0) return;
@@ -421,6 +470,7 @@ void gemm(const GemmArgs<typename K::T>& g) {
     gemm_empty_k(g);
     return;
   }
+  if (transposed_gemm<K>(g)) return;
   const GemmBlocking& bl = blocking<K>();
   // Near-equal KC blocks (k = 784 with KC = 320 -> 264, 264, 256 rather than 320, 320, 144) so no
   // block is a short, slow one; multiples of 8 keep packing on its transpose fast path.

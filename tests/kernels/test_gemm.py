@@ -203,6 +203,41 @@ def test_product_equals_transposed_product_exactly(isa, threads, dtype, rng):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
+def test_narrow_products_give_the_bits_of_wide_ones(isa, threads, dtype, rng):
+    # Fewer columns than 4 micro-panels and many rows: computed as C.T = op(B).T @ op(A).T and
+    # copied back. A column of C does not depend on the others in the direct product, so C must
+    # equal the first columns of the product with zero columns appended (wide enough to be
+    # computed directly), bit for bit, for every transpose flag; the fused linear epilogue
+    # (bias, activation, pre-activation) too. accumulate=True keeps the direct product.
+    for m, k, n in [(512, 256, 10), (32, 256, 10), (256, 512, 40), (100, 7, 3), (64, 700, 1),
+                    (600, 300, 15), (33, 5, 9), (40, 64, 63)]:
+        a = rng.standard_normal((m, k)).astype(dtype)
+        b = rng.standard_normal((k, n)).astype(dtype)
+        wide = np.concatenate([b, np.zeros((k, 70), dtype)], axis=1)
+        for ta, tb in [(False, False), (True, False), (False, True), (True, True)]:
+            a_op = np.ascontiguousarray(a.T) if ta else a
+            c = matmul(a_op, np.ascontiguousarray(b.T) if tb else b, trans_a=ta, trans_b=tb)
+            cw = matmul(a_op, np.ascontiguousarray(wide.T) if tb else wide, trans_a=ta,
+                        trans_b=tb)
+            assert c.tobytes() == np.ascontiguousarray(cw[:, :n]).tobytes(), (m, k, n, ta, tb)
+        start = rng.standard_normal((m, n)).astype(dtype)
+        acc = start.copy()
+        matmul(a, b, out=acc, accumulate=True)
+        acc_wide = np.concatenate([start, np.zeros((m, 70), dtype)], axis=1)
+        matmul(a, wide, out=acc_wide, accumulate=True)
+        assert acc.tobytes() == np.ascontiguousarray(acc_wide[:, :n]).tobytes()
+        w, bias = np.ascontiguousarray(b.T), rng.standard_normal(n).astype(dtype)
+        w_wide = np.concatenate([w, np.zeros((70, k), dtype)])
+        bias_wide = np.concatenate([bias, np.zeros(70, dtype)])
+        for act in (None, "relu", "gelu"):
+            pre, pre_wide = np.empty((m, n), dtype), np.empty((m, n + 70), dtype)
+            y = linear(a, w, bias, act, preact=pre)
+            y_wide = linear(a, w_wide, bias_wide, act, preact=pre_wide)
+            assert y.tobytes() == np.ascontiguousarray(y_wide[:, :n]).tobytes(), (m, k, n, act)
+            assert pre.tobytes() == np.ascontiguousarray(pre_wide[:, :n]).tobytes()
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
 def test_few_rows_read_b_in_place_with_the_same_bits(isa, threads, dtype, rng):
     # With few rows of C a plain B is read in place instead of packed; each element's arithmetic
     # must not change, so the first rows of a tall product (B packed) are the oracle, bit for bit.
