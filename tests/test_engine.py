@@ -261,6 +261,45 @@ def test_backward_rewrite_keeps_every_step_bit_identical_with_functional_layers(
     assert any(getattr(bwd.__self__, "dropout", None) is not None for bwd, _, _ in tape.backward)
 
 
+def test_dropout_act_backward_kernel_matches_the_two_kernels():
+    # The private fused kernel against dropout_backward then <act>_backward, NaNs included,
+    # on every instruction set and at lengths around its 1024-element pieces.
+    from pydl import _core, kernels as K
+
+    rng = np.random.default_rng(0)
+    previous = _core.isa()
+    try:
+        for isa in _core.supported_isas():
+            _core._set_isa(isa)
+            for dtype in (np.float32, np.float64):
+                for name, kw, fkw in [("relu", {}, {}), ("leaky_relu", {"negative_slope": 0.2},
+                                      {"negative_slope": 0.2}), ("elu", {"alpha": 0.7},
+                                      {"alpha": 0.7}), ("sigmoid", {}, {}), ("tanh", {}, {}),
+                                      ("gelu", {}, {}), ("gelu_tanh", {}, {"approximate": "tanh"}),
+                                      ("silu", {}, {})]:
+                    fn = "gelu" if name == "gelu_tanh" else name
+                    for n in (1, 9, 1023, 1025, 40000):
+                        dy = rng.standard_normal(n).astype(dtype)
+                        x = rng.standard_normal(n).astype(dtype)
+                        dy[::13] = np.nan
+                        mask = (rng.random(n) < 0.7).astype(np.uint8)
+                        s = x if name in ("gelu", "gelu_tanh", "silu") else getattr(K, fn)(x, **fkw)
+                        ref = getattr(K, fn + "_backward")(K.dropout_backward(dy, mask, 0.3), s,
+                                                           **fkw)
+                        got = _core._dropout_act_backward(dy, mask, 0.3, s, name, **kw)
+                        assert got.tobytes() == ref.tobytes(), (isa, dtype, name, n)
+    finally:
+        _core._set_isa(previous)
+    with pytest.raises(ValueError, match="activation"):
+        _core._dropout_act_backward(np.ones(3), np.ones(3, np.uint8), 0.5, np.ones(3), None)
+    with pytest.raises(ValueError, match="p"):
+        _core._dropout_act_backward(np.ones(3), np.ones(3, np.uint8), 1.5, np.ones(3), "relu")
+    with pytest.raises(TypeError, match="mask"):  # the kernel has no unmasked form
+        _core._dropout_act_backward(np.ones(3), None, 0.5, np.ones(3), "relu")
+    with pytest.raises(ValueError, match="_dropout_act_backward: unknown activation 'softmax'"):
+        _core._dropout_act_backward(np.ones(3), np.ones(3, np.uint8), 0.5, np.ones(3), "softmax")
+
+
 def test_replay_fuses_linear_and_activation_and_runs_fewer_ops():
     model = mlp(dims=(6, 8, 8, 4), act=nn.ReLU)
     x, y = data()

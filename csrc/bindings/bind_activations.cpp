@@ -415,7 +415,9 @@ void bind_activations(py::module_& m) {
          RealArg slope_obj, RealArg alpha_obj, py::handle out) {
         const char* op = "_dropout_act_backward";
         const double p = drop_probability(p_obj, op);
-        const Act act = parse_linear_activation(act_obj);
+        const Act act = parse_linear_activation(act_obj, op);
+        if (mask.is_none())
+          throw py::type_error(std::string(op) + ": mask must be a uint8 numpy.ndarray, got None");
         if (act == Act::kNone)
           throw py::value_error(std::string(op) + ": activation must name an activation, got None");
         const double param = act == Act::kLeakyRelu ? nonneg_param(slope_obj, op, "negative_slope")

@@ -478,10 +478,11 @@ std::vector<int64_t> checked_labels(const py::array& labels, int64_t classes, co
   return out;
 }
 
-Act parse_linear_activation(py::handle act) {
+Act parse_linear_activation(py::handle act, const char* op) {
   if (act.is_none()) return Act::kNone;
   if (!py::isinstance<py::str>(act)) {
-    throw py::type_error("linear: activation must be None or a str, got " + type_name(act));
+    throw py::type_error(std::string(op) + ": activation must be None or a str, got " +
+                         type_name(act));
   }
   static const std::pair<const char*, Act> kNames[] = {
       {"relu", Act::kRelu},       {"leaky_relu", Act::kLeakyRelu}, {"elu", Act::kElu},
@@ -490,7 +491,7 @@ Act parse_linear_activation(py::handle act) {
   const std::string name = act.cast<std::string>();
   for (const auto& [n, a] : kNames)
     if (name == n) return a;
-  throw py::value_error("linear: unknown activation '" + name +
+  throw py::value_error(std::string(op) + ": unknown activation '" + name +
                         "'; expected None, 'relu', 'leaky_relu', 'elu', 'sigmoid', 'tanh', "
                         "'gelu', 'gelu_tanh' or 'silu'");
 }

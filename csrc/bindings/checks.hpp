@@ -199,7 +199,7 @@ bool parse_reduction(py::handle reduction, const char* op);
 std::vector<int64_t> checked_labels(const py::array& labels, int64_t classes, const char* op);
 
 // The GEMM epilogue activation named by `act` (None or a str), for linear().
-Act parse_linear_activation(py::handle act);
+Act parse_linear_activation(py::handle act, const char* op = "linear");
 
 // Dropout arguments. p in [0, 1) (ValueError "p (the drop probability) ..."), else TypeError.
 double drop_probability(RealArg p, const char* op);
