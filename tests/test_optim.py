@@ -507,3 +507,130 @@ def test_load_state_dict_refuses_non_finite_moments(rng):
     sd["state"][0]["exp_avg_sq"][0, 0] = np.inf
     with pytest.raises(ValueError, match=r"state\[0\]\['exp_avg_sq'\] holds NaN or Inf"):
         opt.load_state_dict(sd)
+
+
+# --- the step plan: a repeated step's kernel call kept while nothing it reads changed ----------
+
+def _twin_runs(make_opt, scenario, steps=6):
+    """Run the same steps on two copies: one optimizer with its plan, one without (the slow
+    path every step); return both (params, optimizer) pairs."""
+    runs = []
+    for planned in (True, False):
+        rng = np.random.default_rng(3)
+        params = [Parameter(rng.standard_normal((5, 4)).astype(np.float32)),
+                  Parameter(rng.standard_normal(4).astype(np.float32)),
+                  Parameter(rng.standard_normal((4, 2)).astype(np.float32))]
+        grads = [rng.standard_normal(p.data.shape).astype(np.float32) for p in params]
+        opt = make_opt(params)
+        if not planned:
+            opt._plan_of = lambda items: None
+        for p, g in zip(params, grads):
+            p.grad = g
+        for t in range(steps):
+            for g in grads:  # new values in the same arrays, as a replayed step writes them
+                g *= np.float32(0.9)
+                g += np.float32(0.01 * (t + 1))
+            scenario(t, opt, params, grads)
+            try:
+                opt.step()
+            except pydl.optim.NonFiniteUpdateError:
+                for g in grads:
+                    np.nan_to_num(g, copy=False)
+        runs.append((params, opt))
+    return runs
+
+
+def _change_lr(t, opt, params, grads):
+    if t == 3:
+        opt.param_groups[0]["lr"] *= 0.5
+
+
+def _new_grad_array(t, opt, params, grads):
+    if t == 2:
+        grads[1] = grads[1].copy()
+        params[1].grad = grads[1]
+
+
+def _freeze_one(t, opt, params, grads):
+    params[0].requires_grad = t < 2 or t > 3
+
+
+def _grad_none(t, opt, params, grads):
+    params[2].grad = None if t == 3 else grads[2]
+
+
+def _replace_state_array(t, opt, params, grads):
+    if t == 3:
+        s = opt.state[0]
+        key = "momentum_buffer" if "momentum_buffer" in s else "exp_avg"
+        s[key] = s[key] * np.float32(0.5)
+
+
+def _replace_state_entry(t, opt, params, grads):
+    if t == 3:
+        opt.state[0] = {k: (v * np.float32(0.5) if isinstance(v, np.ndarray) else v)
+                        for k, v in opt.state[0].items()}
+
+
+def _load_state(t, opt, params, grads):
+    if t == 1:
+        opt._saved = opt.state_dict()
+    if t == 4:
+        opt.load_state_dict(opt._saved)
+
+
+def _replace_param_array(t, opt, params, grads):
+    if t == 2:
+        params[0].data = params[0].data * np.float32(1.5)
+
+
+def _adam_step_count(t, opt, params, grads):
+    if t == 3 and "step" in opt.state.get(0, {}):
+        opt.state[0]["step"] = 40
+
+
+def _nan_gradient(t, opt, params, grads):
+    if t == 3:
+        grads[0][1, 1] = np.nan  # in place: the plan's own gradient array
+
+
+SCENARIOS = [_change_lr, _new_grad_array, _freeze_one, _grad_none, _replace_state_array,
+             _replace_state_entry, _load_state, _replace_param_array, _adam_step_count,
+             _nan_gradient]
+PLAN_OPTIMIZERS = {
+    "sgd-momentum": lambda p: SGD(p, lr=0.1, momentum=0.9, nesterov=True, weight_decay=1e-2),
+    "sgd-groups": lambda p: SGD([{"params": p[:1], "lr": 0.05}, {"params": p[1:]}], lr=0.1,
+                                momentum=0.5),
+    "adam": lambda p: Adam(p, lr=0.01, weight_decay=1e-3),
+    "adamw": lambda p: AdamW(p, lr=0.01),
+}
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS, ids=lambda f: f.__name__.strip("_"))
+@pytest.mark.parametrize("name", list(PLAN_OPTIMIZERS))
+def test_step_plan_gives_the_slow_paths_results_when_things_change(name, scenario):
+    (p1, o1), (p2, o2) = _twin_runs(PLAN_OPTIMIZERS[name], scenario)
+    for a, b in zip(p1, p2):
+        assert a.data.tobytes() == b.data.tobytes()
+    s1, s2 = o1.state_dict()["state"], o2.state_dict()["state"]
+    assert s1.keys() == s2.keys()
+    for k in s1:
+        for key, v in s1[k].items():
+            assert np.asarray(v).tobytes() == np.asarray(s2[k][key]).tobytes(), (k, key)
+
+
+def test_step_plan_is_used_for_repeated_gradient_buffers_and_copies_drop_it():
+    rng = np.random.default_rng(0)
+    params = [Parameter(rng.standard_normal((3, 2)).astype(np.float32))]
+    params[0].grad = np.ones((3, 2), np.float32)
+    opt = Adam(params)
+    opt.step()
+    assert opt._plan is not None and opt._plan.holds(opt)
+    opt.step()
+    assert opt.state[0]["step"] == 2
+    clone = copy.deepcopy(opt)  # no closures over the original's arrays travel along
+    assert clone._plan is None
+    clone.step()
+    assert clone.state[0]["step"] == 3 and opt.state[0]["step"] == 2
+    params[0].grad = np.ones((3, 2), np.float32)  # eager autograd: a new array every step
+    assert not opt._plan.holds(opt)
