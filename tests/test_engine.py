@@ -157,18 +157,17 @@ def test_fit_replay_is_bit_identical_to_eager(case, threads):
         np.testing.assert_array_equal(hist.history["loss"], (per_epoch * sizes).sum(1) / 50)
 
 
-@pytest.mark.parametrize("case", list(CASES))
-def test_compile_step_gradients_are_bit_identical_every_step(case):
-    m1, loss1, _, _, x, y = build(case)
-    m2, loss2, _, _, _, _ = build(case)
-    step = compile_step(m2, loss2)
-    for it in range(4):
+def assert_steps_match_eager(m1, loss1, m2, step, x, y, seed, lr, steps=4):
+    """Four batches of 8: eager autograd on m1 against the compiled step of m2, the loss and every
+    gradient bit for bit (None where eager has none), the weights moved by lr * grad between
+    steps (the recording run, the capture, the verification and the native program)."""
+    for it in range(steps):
         xb, yb = x[it * 8:(it + 1) * 8], y[it * 8:(it + 1) * 8]
-        pydl.manual_seed(100 + it)
+        pydl.manual_seed(seed + it)
         m1.zero_grad()
         v1 = loss1(m1(Tensor(xb)), yb)
         v1.backward()
-        pydl.manual_seed(100 + it)
+        pydl.manual_seed(seed + it)
         v2 = step.forward(xb, yb)
         step.backward()
         assert float(v1.item()) == v2
@@ -179,8 +178,16 @@ def test_compile_step_gradients_are_bit_identical_every_step(case):
                 assert same_bits(p.grad, q.grad), (n, it)
         for p, q in zip(m1.parameters(), m2.parameters()):  # move the weights between steps
             if p.grad is not None:
-                p.data -= 0.05 * p.grad
-                q.data -= 0.05 * q.grad
+                p.data -= lr * p.grad
+                q.data -= lr * q.grad
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_compile_step_gradients_are_bit_identical_every_step(case):
+    m1, loss1, _, _, x, y = build(case)
+    m2, loss2, _, _, _, _ = build(case)
+    step = compile_step(m2, loss2)
+    assert_steps_match_eager(m1, loss1, m2, step, x, y, seed=100, lr=0.05)
     assert all(t is not None for t in step._tapes.values())
 
 
@@ -243,20 +250,7 @@ def test_backward_rewrite_keeps_every_step_bit_identical_with_functional_layers(
     x, y = data(n=32)
     loss = pydl.losses.CrossEntropyLoss()
     step = compile_step(m2, loss)
-    for it in range(4):  # the recording run, the capture, the verification, the native program
-        xb, yb = x[it * 8:(it + 1) * 8], y[it * 8:(it + 1) * 8]
-        pydl.manual_seed(40 + it)
-        m1.zero_grad()
-        v1 = loss(m1(Tensor(xb)), yb)
-        v1.backward()
-        pydl.manual_seed(40 + it)
-        assert step.forward(xb, yb) == float(v1.item())
-        step.backward()
-        for (n, p), q in zip(m1.named_parameters(), m2.parameters()):
-            assert same_bits(p.grad, q.grad), (n, it)
-        for p, q in zip(m1.parameters(), m2.parameters()):
-            p.data -= 0.1 * p.grad
-            q.data -= 0.1 * q.grad
+    assert_steps_match_eager(m1, loss, m2, step, x, y, seed=40, lr=0.1)
     tape = next(iter(step._tapes.values()))
     assert any(getattr(bwd.__self__, "dropout", None) is not None for bwd, _, _ in tape.backward)
 
