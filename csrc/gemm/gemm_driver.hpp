@@ -455,7 +455,16 @@ bool transposed_gemm(const GemmArgs<typename K::T>& g) {
   h.ldc = g.m;
   h.act_fns = g.act_fns;
   gemm<K>(h);  // h.n = g.m >= 2 NR: not transposed again
-  for (int64_t i = 0; i < g.m; ++i) {
+  // C[i, j] = t[j, i], in L x L register transposes (t's rows are g.m long: one element per
+  // column read would stride a whole row); the last m % L rows of C one element at a time.
+  constexpr int64_t L = kTransposeBlock<T>;
+  const int64_t m_blocks = g.m / L * L;
+  for (int64_t j0 = 0; j0 < g.n; j0 += L) {
+    const int64_t w = min64(L, g.n - j0);
+    for (int64_t i0 = 0; i0 < m_blocks; i0 += L)
+      transpose_block(t + j0 * g.m + i0, g.m, g.c + i0 * g.ldc + j0, g.ldc, w, w);
+  }
+  for (int64_t i = m_blocks; i < g.m; ++i) {
     T* row = g.c + i * g.ldc;
     for (int64_t j = 0; j < g.n; ++j) row[j] = t[j * g.m + i];
   }
