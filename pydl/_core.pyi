@@ -113,6 +113,36 @@ def adamw_update_multi(
     eps: _PerItem = 1e-8,
     weight_decay: _PerItem = 1e-2,
 ) -> None: ...
+
+# pydl.optim's step plan: a *_multi update checked once, run again by calling it
+class _PreparedUpdate:
+    def __call__(self) -> bool: ...
+
+def _prepare_sgd_update(
+    params: Sequence[np.ndarray],
+    grads: Sequence[np.ndarray],
+    momentum_buffers: Optional[Sequence[Optional[np.ndarray]]],
+    *,
+    lr: _PerItem,
+    momentum: _PerItem,
+    dampening: _PerItem,
+    nesterov: Union[bool, Sequence[bool]],
+    weight_decay: _PerItem,
+) -> Optional[_PreparedUpdate]: ...
+def _prepare_adam_update(
+    params: Sequence[np.ndarray],
+    grads: Sequence[np.ndarray],
+    exp_avgs: Sequence[np.ndarray],
+    exp_avg_sqs: Sequence[np.ndarray],
+    states: Sequence[dict],
+    *,
+    decoupled: bool,
+    lr: _PerItem,
+    beta1: _PerItem,
+    beta2: _PerItem,
+    eps: _PerItem,
+    weight_decay: _PerItem,
+) -> Optional[_PreparedUpdate]: ...
 def adam_update(
     param: np.ndarray,
     grad: np.ndarray,

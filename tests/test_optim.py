@@ -594,9 +594,22 @@ def _nan_gradient(t, opt, params, grads):
         grads[0][1, 1] = np.nan  # in place: the plan's own gradient array
 
 
+def _numpy_step_count(t, opt, params, grads):
+    if t == 2 and "step" in opt.state.get(1, {}):
+        opt.state[1]["step"] = np.int64(opt.state[1]["step"])  # the prepared call reads ints
+
+
+def _strided_gradient(t, opt, params, grads):
+    if t == 2:  # a strided view (the kernel call reads a contiguous copy: never prepared)
+        wide = np.zeros((5, 8), np.float32)
+        wide[:, ::2] = grads[0]
+        grads[0] = wide[:, ::2]
+        params[0].grad = grads[0]
+
+
 SCENARIOS = [_change_lr, _new_grad_array, _freeze_one, _grad_none, _replace_state_array,
              _replace_state_entry, _load_state, _replace_param_array, _adam_step_count,
-             _nan_gradient]
+             _nan_gradient, _numpy_step_count, _strided_gradient]
 PLAN_OPTIMIZERS = {
     "sgd-momentum": lambda p: SGD(p, lr=0.1, momentum=0.9, nesterov=True, weight_decay=1e-2),
     "sgd-groups": lambda p: SGD([{"params": p[:1], "lr": 0.05}, {"params": p[1:]}], lr=0.1,
@@ -634,3 +647,40 @@ def test_step_plan_is_used_for_repeated_gradient_buffers_and_copies_drop_it():
     assert clone.state[0]["step"] == 3 and opt.state[0]["step"] == 2
     params[0].grad = np.ones((3, 2), np.float32)  # eager autograd: a new array every step
     assert not opt._plan.holds(opt)
+
+
+@pytest.mark.parametrize("name", list(PLAN_OPTIMIZERS))
+@pytest.mark.parametrize("change", ["read-only param", "read-only state", "grad reshaped"])
+def test_step_plan_notices_arrays_changed_in_place(name, change):
+    """The plan holds the same array objects; what changed inside one of them (its flags or its
+    shape) sends the step down the full path, which reports it as it would have without a plan,
+    and nothing is written."""
+    rng = np.random.default_rng(1)
+    params = [Parameter(rng.standard_normal((4, 3)).astype(np.float32)) for _ in range(2)]
+    grads = [np.full((4, 3), 0.5, np.float32) for _ in params]
+    for p, g in zip(params, grads):
+        p.grad = g
+    opt = PLAN_OPTIMIZERS[name](params)
+    opt.step()
+    opt.step()
+    assert opt._plan is not None
+    if change == "read-only param":
+        params[1].data.flags.writeable = False
+        expected = (ValueError, r"param .*(read-only|writeable)")
+    elif change == "read-only state":
+        key = "momentum_buffer" if "momentum_buffer" in opt.state[1] else "exp_avg_sq"
+        opt.state[1][key].flags.writeable = False
+        expected = (ValueError, rf"{key} .*(read-only|writeable)")
+    else:
+        grads[1].shape = (3, 4)
+        expected = (ValueError, r"shape")
+    before = [p.data.copy() for p in params]
+    state_before = copy.deepcopy(opt.state_dict())
+    with pytest.raises(expected[0], match=expected[1]):
+        opt.step()
+    for p, b in zip(params, before):
+        assert p.data.tobytes() == b.tobytes()
+    after = opt.state_dict()
+    for k, s0 in state_before["state"].items():
+        for key, v in s0.items():
+            assert np.asarray(after["state"][k][key]).tobytes() == np.asarray(v).tobytes()

@@ -59,7 +59,7 @@ py::array act_backward(const char* op, Act act, double param, py::handle dy_obj,
   require_same_dtype(s, dt, op, "dy", s_name);
   require_same_shape(dy, s, op, "dy", s_name);
   const bool masked = !mask_obj.is_none();
-  py::array mask = masked ? mask_input(mask_obj, shape_of(dy), op) : py::array();
+  py::array mask = masked ? mask_input(mask_obj, shape_of(dy), op) : no_array();
   py::array out = output(out_obj, shape_of(s), dt, op);
   dy = input_for(dy, out);
   s = input_for(s, out);
@@ -113,7 +113,7 @@ py::array softmax_entry(const char* op, bool log_, py::handle dy_obj, py::handle
                         int64_t axis, py::handle out_obj) {
   const bool bwd = !dy_obj.is_none();
   py::array x = require_array(x_obj, op, bwd ? "y" : "x");
-  py::array dy;
+  py::array dy = no_array();
   DType dt;
   if (bwd) {
     dy = require_array(dy_obj, op, "dy");
@@ -130,7 +130,7 @@ py::array softmax_entry(const char* op, bool log_, py::handle dy_obj, py::handle
   const bool last = ax == x.ndim() - 1;
   if (!last) capture_fail();  // numpy moves the axis around the kernel: not capturable
   py::array xin = last ? input_for(x, out) : moved_to_end(x, ax);
-  py::array dyin = !bwd ? py::array() : last ? input_for(dy, out) : moved_to_end(dy, ax);
+  py::array dyin = !bwd ? no_array() : last ? input_for(dy, out) : moved_to_end(dy, ax);
   py::array res = last ? out : scratch_like(bwd ? dyin : xin, bwd ? dy : x);
   by_dtype(dt, [&](auto t) {
     using T = decltype(t);

@@ -23,7 +23,7 @@ DropoutStream stream_args(double p, py::handle seed, py::handle step, const char
 // The arrays of a dropout forward, checked: x (made contiguous), out and mask_out (allocated when
 // None), out either x itself or disjoint from it, the mask disjoint from both.
 struct DropoutArrays {
-  py::array x, y, mask;
+  py::array x = no_array(), y = no_array(), mask = no_array();
   DType dt;
 };
 

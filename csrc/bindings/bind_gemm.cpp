@@ -116,7 +116,7 @@ void linear_typed(const KernelTable& kt, const py::array& x, const py::array& w,
   g.cs_b = w0;
   g.c = ptr<T>(y);
   g.ldc = g.n;
-  py::array bv;
+  py::array bv = no_array();
   if (bias) {
     bv = aligned_contiguous_copy(*bias);
     g.bias = cptr<T>(bv);
@@ -143,7 +143,7 @@ py::object linear(py::handle x_obj, py::handle w_obj, py::handle b_obj, py::hand
                           shape_str(w) + " expects " + std::to_string(w.shape(1)) +
                           " (w is (out_features, in_features))");
   }
-  py::array b;
+  py::array b = no_array();
   if (!b_obj.is_none()) {
     b = require_array(b_obj, op, "b");
     require_dtype(b, dt, op, "b");
@@ -173,7 +173,7 @@ py::object linear(py::handle x_obj, py::handle w_obj, py::handle b_obj, py::hand
     require_no_overlap(y, w, op, "out", "w");
     if (!b_obj.is_none()) require_no_overlap(y, b, op, "out", "b");
   }
-  py::array pre;
+  py::array pre = no_array();
   if (!preact_obj.is_none()) {
     pre = output(preact_obj, shape, dt, op, "preact");
     require_no_overlap(pre, x, op, "preact", "x");

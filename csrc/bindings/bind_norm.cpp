@@ -55,7 +55,7 @@ py::tuple batch_norm_forward(py::handle x_obj, py::handle w_obj, py::handle b_ob
   require_range(momentum, 0.0, 1.0, op, "momentum");
   if (!(eps >= 0.0)) throw py::value_error(std::string(op) + ": eps must be >= 0");
   int64_t* count = nullptr;
-  py::array count_arr;
+  py::array count_arr = no_array();
   if (!count_obj.is_none()) {
     count_arr = require_array(count_obj, op, "num_batches_tracked");
     if (!py::dtype::of<int64_t>().is(count_arr.dtype())) {

@@ -40,8 +40,8 @@ void require_beta(double v, const char* op, const char* what) {
 // be any strided view of the same dtype and shape and is made contiguous. No two may overlap.
 struct Operands {
   DType dt = DType::kF32;
-  py::array param;
-  py::array grad;
+  py::array param = no_array();
+  py::array grad = no_array();
   std::vector<py::array> state;
 };
 
@@ -343,12 +343,45 @@ py::handle& non_finite_error_type() {
   raise_non_finite(os.str(), r.item, "state");
 }
 
-// One SGD step of many parameters, all or nothing (optimizers::sgd_multi): a NaN/Inf gradient
-// refuses the step; otherwise each element gets exactly the arithmetic of sgd_update.
-void sgd_update_multi(py::handle params, py::handle grads, py::handle momentum_buffers,
-                      py::handle lr, py::handle momentum, py::handle dampening,
-                      py::handle nesterov, py::handle weight_decay, py::handle first_step) {
-  const char* op = "sgd_update_multi";
+// A *_multi update with its lists checked: the items (arrays borrowed or, for a strided gradient,
+// a contiguous copy) and the scalars of each item. SGD items have sgd scalars; Adam items their
+// hyper-parameters (the step-dependent scalars are made per call by adam_scalars).
+struct MultiUpdate {
+  const char* op = "";
+  std::vector<Operands> items;
+  std::vector<SgdScalars> sgd;  // SGD: one per item (momentum 0: the item has no buffer)
+  bool decoupled = false;       // Adam: AdamW's decoupled weight decay
+  std::vector<double> lr, beta1, beta2, eps, weight_decay;  // Adam: one per item
+};
+
+// The kernel call of a checked SGD update; NonFiniteUpdateError when it was refused.
+void run_sgd(MultiUpdate& u) {
+  if (u.items.empty()) return;
+  const DType dt = u.items.front().dt;
+  const optimizers::Refusal r = by_dtype(dt, [&](auto zero) {
+    using T = decltype(zero);
+    optimizers::SgdItems<T> k;
+    for (size_t i = 0; i < u.items.size(); ++i) {
+      Operands& o = u.items[i];
+      k.param.push_back(ptr<T>(o.param));
+      k.momentum_buf.push_back(u.sgd[i].momentum != 0.0 ? ptr<T>(o.state[0]) : nullptr);
+      k.grad.push_back(cptr<T>(o.grad));
+      k.size.push_back(o.param.size());
+    }
+    k.scalars = u.sgd;
+    return nogil(optimizers::sgd_multi<T>, std::move(k));
+  });
+  if (r.what != optimizers::Refusal::kNone) raise_refusal(u.op, r, dt);
+}
+
+// Checks the arguments of an SGD *_multi update (see sgd_update_multi's docstring).
+MultiUpdate prepare_sgd(py::handle params, py::handle grads, py::handle momentum_buffers,
+                        py::handle lr, py::handle momentum, py::handle dampening,
+                        py::handle nesterov, py::handle weight_decay, py::handle first_step,
+                        ItemsMemo* memo) {
+  MultiUpdate u;
+  u.op = "sgd_update_multi";
+  const char* op = u.op;
   const std::vector<py::handle> ps = items_of(params, op, "params");
   const std::vector<py::handle> gs = items_of(grads, op, "grads");
   const size_t n = ps.size();
@@ -358,10 +391,8 @@ void sgd_update_multi(py::handle params, py::handle grads, py::handle momentum_b
   const std::vector<bool> nests = per_item_flag(nesterov, n, op, "nesterov");
   const std::vector<double> wds = per_item_double(weight_decay, n, op, "weight_decay");
   const std::vector<bool> firsts = per_item_flag(first_step, n, op, "first_step");
-  std::vector<SgdScalars> scalars;
   for (size_t i = 0; i < n; ++i) {
-    scalars.push_back(
-        sgd_scalars(op, lrs[i], moms[i], damps[i], nests[i], wds[i], firsts[i]));
+    u.sgd.push_back(sgd_scalars(op, lrs[i], moms[i], damps[i], nests[i], wds[i], firsts[i]));
   }
   const bool any_momentum = std::any_of(moms.begin(), moms.end(), [](double m) { return m != 0.0; });
   std::vector<py::handle> bs;
@@ -391,22 +422,20 @@ void sgd_update_multi(py::handle params, py::handle grads, py::handle momentum_b
                             "): a momentum buffer is required when momentum != 0");
     }
   }
+  u.items = memo != nullptr ? check_items(op, ps, gs, states, *memo)
+                            : check_items_fully(op, ps, gs, states);
+  return u;
+}
+
+// One SGD step of many parameters, all or nothing (optimizers::sgd_multi): a NaN/Inf gradient
+// refuses the step; otherwise each element gets exactly the arithmetic of sgd_update.
+void sgd_update_multi(py::handle params, py::handle grads, py::handle momentum_buffers,
+                      py::handle lr, py::handle momentum, py::handle dampening,
+                      py::handle nesterov, py::handle weight_decay, py::handle first_step) {
   thread_local ItemsMemo memo;
-  std::vector<Operands> items = check_items(op, ps, gs, states, memo);
-  if (items.empty()) return;
-  const optimizers::Refusal r = by_dtype(items.front().dt, [&](auto zero) {
-    using T = decltype(zero);
-    optimizers::SgdItems<T> k;
-    for (size_t i = 0; i < n; ++i) {
-      k.param.push_back(ptr<T>(items[i].param));
-      k.momentum_buf.push_back(moms[i] != 0.0 ? ptr<T>(items[i].state[0]) : nullptr);
-      k.grad.push_back(cptr<T>(items[i].grad));
-      k.size.push_back(items[i].param.size());
-    }
-    k.scalars = std::move(scalars);
-    return nogil(optimizers::sgd_multi<T>, std::move(k));
-  });
-  if (r.what != optimizers::Refusal::kNone) raise_refusal(op, r, items.front().dt);
+  MultiUpdate u = prepare_sgd(params, grads, momentum_buffers, lr, momentum, dampening, nesterov,
+                              weight_decay, first_step, &memo);
+  run_sgd(u);
 }
 
 // Validates Adam's hyper-parameters (ValueError naming the bad one) and returns the scalars of
@@ -446,12 +475,44 @@ void adam_like_update(const char* op, bool decoupled, py::handle param, py::hand
   });
 }
 
-// One Adam/AdamW step of many parameters, all or nothing (optimizers::adam_multi): a NaN/Inf
-// gradient, or a step that would make an item's new state infinite, writes nothing.
-void adam_like_update_multi(const char* op, bool decoupled, py::handle params, py::handle grads,
-                            py::handle exp_avgs, py::handle exp_avg_sqs, py::handle steps,
-                            py::handle lr, py::handle beta1, py::handle beta2, py::handle eps,
-                            py::handle weight_decay) {
+// The kernel call of a checked Adam/AdamW update at the given (1-based) step of each item;
+// NonFiniteUpdateError when it was refused.
+void run_adam(MultiUpdate& u, const std::vector<int64_t>& steps) {
+  if (u.items.empty()) return;
+  const DType dt = u.items.front().dt;
+  std::vector<AdamScalars> scalars;
+  scalars.reserve(u.items.size());
+  for (size_t i = 0; i < u.items.size(); ++i) {
+    scalars.push_back(adam_scalars(u.op, u.decoupled, steps[i], u.lr[i], u.beta1[i], u.beta2[i],
+                                   u.eps[i], u.weight_decay[i]));
+  }
+  const optimizers::Refusal r = by_dtype(dt, [&](auto zero) {
+    using T = decltype(zero);
+    optimizers::AdamItems<T> k;
+    for (Operands& o : u.items) {
+      k.param.push_back(ptr<T>(o.param));
+      k.exp_avg.push_back(ptr<T>(o.state[0]));
+      k.exp_avg_sq.push_back(ptr<T>(o.state[1]));
+      k.grad.push_back(cptr<T>(o.grad));
+      k.size.push_back(o.param.size());
+    }
+    k.scalars = std::move(scalars);
+    return nogil(optimizers::adam_multi<T>, std::move(k));
+  });
+  if (r.what != optimizers::Refusal::kNone) raise_refusal(u.op, r, dt);
+}
+
+// Checks the arguments of an Adam/AdamW *_multi update (see adam_update_multi's docstring); the
+// steps go to *steps (or, when steps is None, are not read: a prepared update reads them from
+// the optimizer state on each call).
+MultiUpdate prepare_adam(const char* op, bool decoupled, py::handle params, py::handle grads,
+                         py::handle exp_avgs, py::handle exp_avg_sqs, py::handle steps,
+                         py::handle lr, py::handle beta1, py::handle beta2, py::handle eps,
+                         py::handle weight_decay, std::vector<int64_t>* step_v,
+                         ItemsMemo* memo) {
+  MultiUpdate u;
+  u.op = op;
+  u.decoupled = decoupled;
   const std::vector<py::handle> ps = items_of(params, op, "params");
   const std::vector<py::handle> gs = items_of(grads, op, "grads");
   const std::vector<py::handle> ms = items_of(exp_avgs, op, "exp_avgs");
@@ -463,36 +524,102 @@ void adam_like_update_multi(const char* op, bool decoupled, py::handle params, p
        << ", " << gs.size() << ", " << ms.size() << " and " << vs.size();
     throw py::value_error(os.str());
   }
-  const std::vector<int64_t> step_v = per_item_int(steps, n, op, "steps");
-  const std::vector<double> lrs = per_item_double(lr, n, op, "lr");
-  const std::vector<double> b1s = per_item_double(beta1, n, op, "beta1");
-  const std::vector<double> b2s = per_item_double(beta2, n, op, "beta2");
-  const std::vector<double> epss = per_item_double(eps, n, op, "eps");
-  const std::vector<double> wds = per_item_double(weight_decay, n, op, "weight_decay");
-  std::vector<AdamScalars> scalars;
+  const std::vector<int64_t> given =
+      step_v != nullptr ? per_item_int(steps, n, op, "steps") : std::vector<int64_t>(n, 1);
+  u.lr = per_item_double(lr, n, op, "lr");
+  u.beta1 = per_item_double(beta1, n, op, "beta1");
+  u.beta2 = per_item_double(beta2, n, op, "beta2");
+  u.eps = per_item_double(eps, n, op, "eps");
+  u.weight_decay = per_item_double(weight_decay, n, op, "weight_decay");
   std::vector<std::vector<std::pair<py::handle, const char*>>> states;
   for (size_t i = 0; i < n; ++i) {
-    scalars.push_back(
-        adam_scalars(op, decoupled, step_v[i], lrs[i], b1s[i], b2s[i], epss[i], wds[i]));
+    adam_scalars(op, decoupled, given[i], u.lr[i], u.beta1[i], u.beta2[i], u.eps[i],
+                 u.weight_decay[i]);  // validates
     states.push_back({{ms[i], "exp_avg"}, {vs[i], "exp_avg_sq"}});
   }
+  u.items = memo != nullptr ? check_items(op, ps, gs, states, *memo)
+                            : check_items_fully(op, ps, gs, states);
+  if (step_v != nullptr) *step_v = given;
+  return u;
+}
+
+// One Adam/AdamW step of many parameters, all or nothing (optimizers::adam_multi): a NaN/Inf
+// gradient, or a step that would make an item's new state infinite, writes nothing.
+void adam_like_update_multi(const char* op, bool decoupled, py::handle params, py::handle grads,
+                            py::handle exp_avgs, py::handle exp_avg_sqs, py::handle steps,
+                            py::handle lr, py::handle beta1, py::handle beta2, py::handle eps,
+                            py::handle weight_decay) {
   thread_local ItemsMemo memos[2];  // Adam, AdamW
-  std::vector<Operands> items = check_items(op, ps, gs, states, memos[decoupled ? 1 : 0]);
-  if (items.empty()) return;
-  const optimizers::Refusal r = by_dtype(items.front().dt, [&](auto zero) {
-    using T = decltype(zero);
-    optimizers::AdamItems<T> k;
-    for (size_t i = 0; i < n; ++i) {
-      k.param.push_back(ptr<T>(items[i].param));
-      k.exp_avg.push_back(ptr<T>(items[i].state[0]));
-      k.exp_avg_sq.push_back(ptr<T>(items[i].state[1]));
-      k.grad.push_back(cptr<T>(items[i].grad));
-      k.size.push_back(items[i].param.size());
+  std::vector<int64_t> step_v;
+  MultiUpdate u = prepare_adam(op, decoupled, params, grads, exp_avgs, exp_avg_sqs, steps,
+                                     lr, beta1, beta2, eps, weight_decay, &step_v,
+                                     &memos[decoupled ? 1 : 0]);
+  run_adam(u, step_v);
+}
+
+// A *_multi update checked once and run again by calling it: pydl.optim's step plan (_Plan in
+// pydl/optim/__init__.py), which calls it while the optimizer's parameters, gradients and state
+// are the same objects. A call compares every array's fingerprint (data pointer, dtype, shape,
+// strides, flags: all the checks read) with the checked one and returns False, running nothing,
+// when one changed in place; the caller then takes the full path. An Adam update reads each
+// item's "step" from its state dict and, once the kernel accepted the step, stores step + 1 there:
+// all inside one call, so a Ctrl-C (handled between Python bytecodes) cannot split it.
+class PreparedUpdate {
+ public:
+  PreparedUpdate(MultiUpdate u, bool adam, std::vector<py::dict> states)
+      : u_(std::move(u)), adam_(adam), states_(std::move(states)) {
+    fingerprint(key_);
+  }
+
+  bool operator()() {
+    scratch_.clear();
+    fingerprint(scratch_);
+    if (scratch_ != key_) return false;
+    if (!adam_) {
+      run_sgd(u_);
+      return true;
     }
-    k.scalars = std::move(scalars);
-    return nogil(optimizers::adam_multi<T>, std::move(k));
-  });
-  if (r.what != optimizers::Refusal::kNone) raise_refusal(op, r, items.front().dt);
+    const size_t n = u_.items.size();
+    steps_.resize(n);
+    for (size_t i = 0; i < n; ++i) {
+      const py::handle s = PyDict_GetItemString(states_[i].ptr(), "step");
+      if (!s || !PyLong_Check(s.ptr())) return false;  // the full path reports it
+      const long long v = PyLong_AsLongLong(s.ptr());
+      if (v == -1 && PyErr_Occurred()) {
+        PyErr_Clear();
+        return false;
+      }
+      steps_[i] = static_cast<int64_t>(v) + 1;
+    }
+    run_adam(u_, steps_);
+    for (size_t i = 0; i < n; ++i) states_[i]["step"] = py::int_(steps_[i]);
+    return true;
+  }
+
+ private:
+  void fingerprint(std::vector<intptr_t>& key) const {
+    for (const Operands& o : u_.items) {
+      add_fingerprint(o.param, key);
+      add_fingerprint(o.grad, key);
+      for (const py::array& a : o.state) add_fingerprint(a, key);
+    }
+  }
+
+  MultiUpdate u_;
+  bool adam_;
+  std::vector<py::dict> states_;
+  std::vector<intptr_t> key_, scratch_;
+  std::vector<int64_t> steps_;
+};
+
+// The prepared update, or None when an item's gradient had to be copied (strided): a prepared
+// call would read the stale copy.
+py::object prepared_or_none(MultiUpdate u, const std::vector<py::handle>& grads, bool adam,
+                            std::vector<py::dict> states) {
+  for (size_t i = 0; i < u.items.size(); ++i) {
+    if (u.items[i].grad.ptr() != grads[i].ptr()) return py::none();
+  }
+  return py::cast(PreparedUpdate(std::move(u), adam, std::move(states)));
 }
 
 constexpr const char* kStateRules = R"doc(
@@ -714,6 +841,51 @@ Raises:
       ("Apply one torch.optim.AdamW step to many parameters in place, all or nothing." +
        multi_doc + "    weight_decay: decoupled decay >= 0. Default 1e-2.\n" + multi_raises)
           .c_str());
+  py::class_<PreparedUpdate>(m, "_PreparedUpdate")
+      .def("__call__", &PreparedUpdate::operator(),
+           "Run the prepared update again; False (nothing run) when an array changed in place.");
+  m.def(
+      "_prepare_sgd_update",
+      [](py::handle params, py::handle grads, py::handle momentum_buffers, py::handle lr,
+         py::handle momentum, py::handle dampening, py::handle nesterov,
+         py::handle weight_decay) {
+        MultiUpdate u = prepare_sgd(params, grads, momentum_buffers, lr, momentum, dampening,
+                                    nesterov, weight_decay, py::bool_(false), nullptr);
+        const std::vector<py::handle> gs = items_of(grads, u.op, "grads");
+        return prepared_or_none(std::move(u), gs, false, {});
+      },
+      py::arg("params"), py::arg("grads"), py::arg("momentum_buffers"), py::kw_only(),
+      py::arg("lr"), py::arg("momentum"), py::arg("dampening"), py::arg("nesterov"),
+      py::arg("weight_decay"),
+      "sgd_update_multi(..., first_step=False) checked once, as a _PreparedUpdate (or None when a "
+      "gradient is strided).");
+  m.def(
+      "_prepare_adam_update",
+      [](py::handle params, py::handle grads, py::handle exp_avgs, py::handle exp_avg_sqs,
+         py::handle states, bool decoupled, py::handle lr, py::handle beta1, py::handle beta2,
+         py::handle eps, py::handle weight_decay) {
+        const char* op = decoupled ? "adamw_update_multi" : "adam_update_multi";
+        MultiUpdate u = prepare_adam(op, decoupled, params, grads, exp_avgs, exp_avg_sqs,
+                                     py::none(), lr, beta1, beta2, eps, weight_decay, nullptr,
+                                     nullptr);
+        std::vector<py::dict> dicts;
+        for (py::handle h : items_of(states, op, "states")) {
+          if (!py::isinstance<py::dict>(h)) {
+            throw py::type_error(std::string(op) + ": states must be a list of dicts");
+          }
+          dicts.push_back(py::reinterpret_borrow<py::dict>(h));
+        }
+        if (dicts.size() != u.items.size()) {
+          throw py::value_error(std::string(op) + ": states must have one dict per parameter");
+        }
+        const std::vector<py::handle> gs = items_of(grads, op, "grads");
+        return prepared_or_none(std::move(u), gs, true, std::move(dicts));
+      },
+      py::arg("params"), py::arg("grads"), py::arg("exp_avgs"), py::arg("exp_avg_sqs"),
+      py::arg("states"), py::kw_only(), py::arg("decoupled"), py::arg("lr"), py::arg("beta1"),
+      py::arg("beta2"), py::arg("eps"), py::arg("weight_decay"),
+      "adam(w)_update_multi checked once, as a _PreparedUpdate that reads and advances each "
+      "state dict's \"step\" (or None when a gradient is strided).");
 }
 
 }  // namespace pydl::bind

@@ -134,7 +134,7 @@ py::array max_pool_backward(py::handle dy_obj, py::handle idx_obj, py::handle in
   const char* op = "max_pool_backward";
   const PoolShape s = from_dy(require_array(dy_obj, op, "dy"), in, op);
   DType dt;
-  py::array dy, dx;
+  py::array dy = no_array(), dx = no_array();
   std::tie(dy, dx) = backward_arrays(dy_obj, in, s, op, &dt, out);
   const py::array idx_in = require_array(idx_obj, op, "indices");
   if (shape_of(idx_in) != shape_of(dy)) {
@@ -183,7 +183,7 @@ py::array avg_pool_backward(py::handle dy_obj, py::handle in_obj, py::handle ker
   const char* op = "avg_pool_backward";
   const PoolShape s = window_shape(in, kernel, stride, padding, op);
   DType dt;
-  py::array dy, dx;
+  py::array dy = no_array(), dx = no_array();
   std::tie(dy, dx) = backward_arrays(dy_obj, in, s, op, &dt, out);
   run(dt, [&](const auto& fns, auto zero) {
     using T = decltype(zero);
@@ -216,7 +216,7 @@ py::array adaptive_avg_pool_backward(py::handle dy_obj, py::handle in_obj, py::h
                           " and dy must have non-empty spatial axes");
   }
   DType dt;
-  py::array dy, dx;
+  py::array dy = no_array(), dx = no_array();
   std::tie(dy, dx) = backward_arrays(dy_obj, in, s, op, &dt, out);
   run(dt, [&](const auto& fns, auto zero) {
     using T = decltype(zero);

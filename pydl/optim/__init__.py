@@ -27,6 +27,7 @@ Example:
 
 import abc
 import math
+import operator
 import signal
 import threading
 
@@ -39,8 +40,9 @@ except ImportError:  # pragma: no cover - not CPython
 
 import numpy as np
 
-from .. import kernels
+from .. import _core, kernels
 from ..kernels import NonFiniteUpdateError
+from ..tensor import Tensor
 
 __all__ = ["Adam", "AdamW", "NonFiniteUpdateError", "Optimizer", "SGD", "lr_scheduler"]
 
@@ -117,17 +119,26 @@ class _Plan:
     ``state`` dict and each updated parameter's state dict and state arrays. (A replayed training
     step hands the same gradient buffers every time, so it gets the plan; eager autograd's new
     gradient arrays never match and take the slow path.) The slow path then costs a list walk
-    and a handful of dict reads per step less."""
+    and a handful of dict reads per step less; the identity checks run as C-level map()s."""
 
-    __slots__ = ("items", "run", "groups", "params", "state", "buffers")
+    __slots__ = ("items", "run", "groups", "state", "params", "grads", "datas", "reqs",
+                 "indices", "states", "dicts", "keys", "arrays")
 
     def __init__(self, opt, items, run, buffers):
-        self.items, self.run, self.buffers = items, run, buffers
+        self.items, self.run = items, run
         self.groups = [(g, g["params"], len(g["params"]), _hyper_values(g))
                        for g in opt.param_groups]
-        self.params = [(p, p.grad, p.data, p.requires_grad)
-                       for g in opt.param_groups for p in g["params"]]
         self.state = opt.state
+        params = self.params = [p for g in opt.param_groups for p in g["params"]]
+        self.grads = list(map(_grad_of, params))
+        self.datas = list(map(_data_of, params))
+        self.reqs = list(map(_requires_grad_of, params))
+        self.indices = [i for i, _, _ in buffers]
+        self.states = [s for _, s, _ in buffers]
+        entries = [(s, key, a) for _, s, arrays in buffers for key, a in arrays]
+        self.dicts = [s for s, _, _ in entries]
+        self.keys = [key for _, key, _ in entries]
+        self.arrays = [a for _, _, a in entries]
 
     def holds(self, opt):
         groups = opt.param_groups
@@ -137,17 +148,18 @@ class _Plan:
             if g is not g0 or g["params"] is not params or len(params) != n \
                     or _hyper_values(g) != hyper:
                 return False
-        for p, grad, data, req in self.params:
-            if p.grad is not grad or p.data is not data or p.requires_grad != req:
-                return False
-        state = self.state
-        for i, s, arrays in self.buffers:
-            if state.get(i) is not s:
-                return False
-            for key, a in arrays:
-                if s.get(key) is not a:
-                    return False
-        return True
+        params = self.params
+        return (all(map(_is, map(_grad_of, params), self.grads))
+                and all(map(_is, map(_data_of, params), self.datas))
+                and list(map(_requires_grad_of, params)) == self.reqs
+                and all(map(_is, map(self.state.get, self.indices), self.states))
+                and all(map(_is, map(dict.get, self.dicts, self.keys), self.arrays)))
+
+
+_is = operator.is_
+_grad_of = operator.attrgetter("grad")
+_requires_grad_of = operator.attrgetter("requires_grad")
+_data_of = Tensor.__dict__["data"].__get__  # the array slot (Parameter.data's property reads it)
 
 
 def _hyper_values(group):
@@ -275,25 +287,24 @@ class Optimizer(abc.ABC):
         with self._lock:
             plan = self._plan
             if plan is not None and plan.holds(self):
-                items, run = plan.items, plan.run
-            else:
-                self._plan = None
-                items = [(i, group, p, p.grad) for i, group, p in self._indexed_params()
-                         if p.grad is not None and p.requires_grad]
-                run = None
+                # One C++ call: a Ctrl-C (handled between bytecodes) lands before or after it.
+                try:
+                    if plan.run():
+                        return loss
+                except NonFiniteUpdateError as e:
+                    raise self._refusal(plan.items, e) from None
+            self._plan = None
+            items = [(i, group, p, p.grad) for i, group, p in self._indexed_params()
+                     if p.grad is not None and p.requires_grad]
             if items:
                 try:
                     with _HoldInterrupt():
-                        if run is not None:
-                            run()
-                        else:
-                            self._apply(items)
+                        self._apply(items)
                 except NonFiniteUpdateError as e:
                     raise self._refusal(items, e) from None
-                if run is None:
-                    made = self._plan_of(items)
-                    if made is not None:
-                        self._plan = _Plan(self, items, *made)
+                made = self._plan_of(items)
+                if made is not None:
+                    self._plan = _Plan(self, items, *made)
         return loss
 
     # The last step's kernel call, prebuilt (see _Plan); None until a step has run.
@@ -545,15 +556,11 @@ class SGD(Optimizer):
                 buf = s["momentum_buffer"]
                 buffers.append((i, s, (("momentum_buffer", buf),)))
             bufs.append(buf)
-        bufs = bufs if buffers else None
-        hyper = {k: self._hyper(items, k)
-                 for k in ("lr", "momentum", "dampening", "nesterov", "weight_decay")}
-        update = kernels.sgd_update_multi
-
-        def run():
-            update(params, grads, bufs, first_step=False, **hyper)
-
-        return run, buffers
+        run = _core._prepare_sgd_update(
+            params, grads, bufs if buffers else None,
+            **{k: self._hyper(items, k)
+               for k in ("lr", "momentum", "dampening", "nesterov", "weight_decay")})
+        return None if run is None else (run, buffers)
 
 
 class Adam(Optimizer):
@@ -582,6 +589,7 @@ class Adam(Optimizer):
     _buffers = ("exp_avg", "exp_avg_sq")
     _state_keys = ("step", "exp_avg", "exp_avg_sq")
     _kernel = staticmethod(kernels.adam_update_multi)
+    _decoupled = False
 
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0):
         super().__init__(params, dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay))
@@ -633,16 +641,12 @@ class Adam(Optimizer):
         betas = self._hyper(items, "betas")
         beta1, beta2 = betas if isinstance(betas, tuple) else ([b[0] for b in betas],
                                                                 [b[1] for b in betas])
-        hyper = dict(lr=self._hyper(items, "lr"), beta1=beta1, beta2=beta2,
-                     eps=self._hyper(items, "eps"), weight_decay=self._hyper(items, "weight_decay"))
-        kernel = self._kernel
-
-        def run():
-            kernel(params, grads, ms, vs, steps=_per_item([s["step"] + 1 for s in states]),
-                   **hyper)
-            for s in states:
-                s["step"] += 1
-
+        run = _core._prepare_adam_update(
+            params, grads, ms, vs, states, decoupled=self._decoupled, lr=self._hyper(items, "lr"),
+            beta1=beta1, beta2=beta2, eps=self._hyper(items, "eps"),
+            weight_decay=self._hyper(items, "weight_decay"))
+        if run is None:
+            return None
         buffers = [(i, s, (("exp_avg", m), ("exp_avg_sq", v)))
                    for (i, _, _, _), s, m, v in zip(items, states, ms, vs)]
         return run, buffers
@@ -683,6 +687,7 @@ class AdamW(Adam):
     """
 
     _kernel = staticmethod(kernels.adamw_update_multi)
+    _decoupled = True
 
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2):
         super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay)
