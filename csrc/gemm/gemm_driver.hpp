@@ -52,6 +52,9 @@ GemmBlocking blocking_copy() {
 
 // B is read in place (not packed) when C has at most this many MR-row panels (see gemm_block).
 constexpr int64_t kDirectBMaxPanels = 4;
+// A is read in place when its rows are contiguous along k and C has at most this many NR-wide
+// panels: packing A (a transpose) would then cost about as much as the multiply-adds it serves.
+constexpr int64_t kDirectAMaxPanels = 4;
 
 // 8x8 (float) / 4x4 (double) in-register transposes used when packing reads rows that are
 // contiguous along k (A not transposed, B transposed): dst[q * ldd + r] = src[r * lds + q] for
@@ -149,13 +152,14 @@ void pack_panel(T* dst, const T* src, int64_t s_r, int64_t s_p, int64_t rows, in
 // rows(t) rows from start(t) and is packed MR wide (zero-padded) at t * MR * kc. Results do not
 // depend on the cut: every element of C is still summed over p = 0..kc-1 in order.
 
-// c (M x NR, row stride ldc) = [c +] a (packed, kc x MR) @ b (kc x NR, row stride ldb: NR when
-// packed, or B's own row stride when read in place).
+// c (M x NR, row stride ldc) = [c +] a (M x kc) @ b (kc x NR, row stride ldb: NR when packed, or
+// B's own row stride when read in place). a is packed (kc x MR: element (r, p) at a[p * MR + r])
+// or, with kDirectA, read in place: element (r, p) at a[r * lda + p].
 // noinline keeps each row-count instantiation a separate function with its own register plan.
-template <class K, int M>
+template <class K, int M, bool kDirectA>
 __attribute__((noinline)) void micro_kernel(int64_t kc, const typename K::T* __restrict a,
-                                            const typename K::T* __restrict b, int64_t ldb,
-                                            typename K::T* __restrict c, int64_t ldc,
+                                            int64_t lda, const typename K::T* __restrict b,
+                                            int64_t ldb, typename K::T* __restrict c, int64_t ldc,
                                             bool load_c) {
   using T = typename K::T;
   using V = simd::Vec<T>;
@@ -180,11 +184,11 @@ __attribute__((noinline)) void micro_kernel(int64_t kc, const typename K::T* __r
     for (int v = 0; v < NV; ++v) bv[v] = simd::loadu(b + v * V::W);
 #pragma GCC unroll 16
     for (int r = 0; r < M; ++r) {
-      const V ar = simd::set1(a[r]);
+      const V ar = simd::set1(kDirectA ? a[r * lda] : a[r]);
 #pragma GCC unroll 8
       for (int v = 0; v < NV; ++v) acc[r][v] = simd::fmadd(ar, bv[v], acc[r][v]);
     }
-    a += K::MR;
+    a += kDirectA ? 1 : K::MR;
     b += ldb;
   }
 #pragma GCC unroll 16
@@ -198,24 +202,33 @@ __attribute__((noinline)) void micro_kernel(int64_t kc, const typename K::T* __r
 }
 
 // Runs the micro-kernel instantiated for exactly `rows` rows (1 <= rows <= M).
-template <class K, int M>
-inline void micro_kernel_rows(int64_t rows, int64_t kc, const typename K::T* a,
+template <class K, int M, bool kDirectA>
+inline void micro_kernel_rows(int64_t rows, int64_t kc, const typename K::T* a, int64_t lda,
                               const typename K::T* b, int64_t ldb, typename K::T* c, int64_t ldc,
                               bool load_c) {
   if constexpr (M > 1) {
     if (rows < M) {
-      micro_kernel_rows<K, M - 1>(rows, kc, a, b, ldb, c, ldc, load_c);
+      micro_kernel_rows<K, M - 1, kDirectA>(rows, kc, a, lda, b, ldb, c, ldc, load_c);
       return;
     }
   }
-  micro_kernel<K, M>(kc, a, b, ldb, c, ldc, load_c);
+  micro_kernel<K, M, kDirectA>(kc, a, lda, b, ldb, c, ldc, load_c);
 }
 
-// C[ic:ic+mc, jc:jc+nc] (+)= packed A block (mc x kc) @ B block (kc x nc); on the last k block,
-// each tile gets the epilogue while it is still in L1. The B block is packed in pb, except that
-// when b_direct is given, full NR-wide panels are read in place from b_direct (row stride ldb).
+// The A operand of a macro-kernel: packed panels (pa), or op(A)'s block read in place (direct,
+// rows lda apart, contiguous along k).
+template <typename T>
+struct APanels {
+  const T* pa = nullptr;
+  const T* direct = nullptr;
+  int64_t lda = 0;
+};
+
+// C[ic:ic+mc, jc:jc+nc] (+)= A block (mc x kc) @ B block (kc x nc); on the last k block, each
+// tile gets the epilogue while it is still in L1. The B block is packed in pb, except that when
+// b_direct is given, full NR-wide panels are read in place from b_direct (row stride ldb).
 template <class K>
-void macro_kernel(const GemmArgs<typename K::T>& g, const typename K::T* pa,
+void macro_kernel(const GemmArgs<typename K::T>& g, const APanels<typename K::T>& A,
                   const typename K::T* pb, const typename K::T* b_direct, int64_t ldb,
                   int64_t ic, int64_t mc, int64_t jc, int64_t nc, int64_t kc, bool load_c,
                   bool last) {
@@ -223,6 +236,16 @@ void macro_kernel(const GemmArgs<typename K::T>& g, const typename K::T* pa,
   alignas(64) T tile[K::MR * K::NR];
   const bool epilogue = last && has_epilogue(g);
   const EvenSplit panels = even_split(mc, K::MR);
+  const auto run = [&](int64_t t, int64_t rows, const T* b, int64_t ldb_panel, T* c, int64_t ldc,
+                       bool load) {
+    if (A.direct != nullptr) {
+      micro_kernel_rows<K, K::MR, true>(rows, kc, A.direct + panels.start(t) * A.lda, A.lda, b,
+                                        ldb_panel, c, ldc, load);
+    } else {
+      micro_kernel_rows<K, K::MR, false>(rows, kc, A.pa + t * K::MR * kc, 0, b, ldb_panel, c,
+                                         ldc, load);
+    }
+  };
   for (int64_t jr = 0; jr < nc; jr += K::NR) {
     const int64_t nr = min64(K::NR, nc - jr);
     const bool in_place = b_direct != nullptr && nr == K::NR;
@@ -230,12 +253,11 @@ void macro_kernel(const GemmArgs<typename K::T>& g, const typename K::T* pa,
     const int64_t ldb_panel = in_place ? ldb : K::NR;
     for (int64_t t = 0; t < panels.count; ++t) {
       const int64_t ir = panels.start(t), mr = panels.rows(t);
-      const T* a = pa + t * K::MR * kc;
       T* c = g.c + (ic + ir) * g.ldc + jc + jr;
       if (nr == K::NR) {
-        micro_kernel_rows<K, K::MR>(mr, kc, a, b, ldb_panel, c, g.ldc, load_c);
+        run(t, mr, b, ldb_panel, c, g.ldc, load_c);
       } else {
-        micro_kernel_rows<K, K::MR>(mr, kc, a, b, ldb_panel, tile, K::NR, false);
+        run(t, mr, b, ldb_panel, tile, K::NR, false);
         using V = simd::Vec<T>;
         for (int64_t r = 0; r < mr; ++r) {
           T* cr = c + r * g.ldc;
@@ -278,11 +300,21 @@ void gemm_block(const GemmArgs<typename K::T>& g, const GemmBlocking& bl, int64_
   // pack, the product ~115 us). When B's rows are contiguous (a plain, not transposed, B) its
   // full panels are then read in place instead; the arithmetic, and so the result, is the same.
   const bool direct_b = g.cs_b == 1 && g.m <= kDirectBMaxPanels * K::MR;
+  // The mirror image: with few columns of C, A's rows (contiguous along k) are read in place.
+  const bool direct_a = g.cs_a == 1 && j1 - j0 <= kDirectAMaxPanels * K::NR;
   const auto pack_a = [&](int64_t ic, int64_t mc, int64_t pc, int64_t kc) {
+    APanels<T> A;
+    if (direct_a) {
+      A.direct = g.a + ic * g.rs_a + pc;
+      A.lda = g.rs_a;
+      return A;
+    }
     const EvenSplit panels = even_split(mc, K::MR);
     for (int64_t t = 0; t < panels.count; ++t)
       pack_panel<T, K::MR>(pa + t * K::MR * kc, g.a + (ic + panels.start(t)) * g.rs_a + pc * g.cs_a,
                            g.rs_a, g.cs_a, panels.rows(t), kc);
+    A.pa = pa;
+    return A;
   };
   for (int64_t jc = j0; jc < j1; jc += NC) {
     const int64_t nc = min64(NC, j1 - jc);
@@ -292,12 +324,12 @@ void gemm_block(const GemmArgs<typename K::T>& g, const GemmBlocking& bl, int64_
       const bool last = pc + kc == g.k;
       const T* b_block = g.b + pc * g.rs_b + jc * g.cs_b;
       if (one_row_block) {
-        pack_a(i0, i1 - i0, pc, kc);
+        const APanels<T> A = pack_a(i0, i1 - i0, pc, kc);
         for (int64_t jr = 0; jr < nc; jr += K::NR) {
           const int64_t nr = min64(K::NR, nc - jr);
           const bool in_place = direct_b && nr == K::NR;
           if (!in_place) pack_panel<T, K::NR>(pb, b_block + jr * g.cs_b, g.cs_b, g.rs_b, nr, kc);
-          macro_kernel<K>(g, pa, pb, in_place ? b_block + jr : nullptr, g.rs_b, i0, i1 - i0,
+          macro_kernel<K>(g, A, pb, in_place ? b_block + jr : nullptr, g.rs_b, i0, i1 - i0,
                           jc + jr, nr, kc, load_c, last);
         }
         continue;
@@ -309,9 +341,8 @@ void gemm_block(const GemmArgs<typename K::T>& g, const GemmBlocking& bl, int64_
       }
       for (int64_t ic = i0; ic < i1; ic += MC) {
         const int64_t mc = min64(MC, i1 - ic);
-        pack_a(ic, mc, pc, kc);
-        macro_kernel<K>(g, pa, pb, direct_b ? b_block : nullptr, g.rs_b, ic, mc, jc, nc, kc,
-                        load_c, last);
+        macro_kernel<K>(g, pack_a(ic, mc, pc, kc), pb, direct_b ? b_block : nullptr, g.rs_b, ic,
+                        mc, jc, nc, kc, load_c, last);
       }
     }
   }
@@ -377,6 +408,7 @@ void gemm_shared_b(const GemmArgs<typename K::T>& g, const GemmBlocking& bl, int
   nc_max = min64(nc_max, round_up(g.n, K::NR));
   T* pb = static_cast<T*>(
       thread_workspace(WorkspaceSlot::kPackB, static_cast<size_t>(n_pc * kc_block * nc_max) * sizeof(T)));
+  const bool direct_a = g.cs_a == 1 && g.n <= kDirectAMaxPanels * K::NR;  // as gemm_block
   // Row blocks: at least one per thread, a multiple of the thread count, at most MC rows each.
   int64_t n_ic = round_up(ceil_div(g.m, bl.mc), tasks);
   const EvenSplit ic_split = even_split(ceil_div(g.m, K::MR), ceil_div(ceil_div(g.m, K::MR), n_ic));
@@ -399,15 +431,25 @@ void gemm_shared_b(const GemmArgs<typename K::T>& g, const GemmBlocking& bl, int
       const int64_t ic = ic_split.start(t) * K::MR;
       const int64_t mc = min64(ic_split.rows(t) * K::MR, g.m - ic);
       if (mc <= 0) return;
-      T* pa = static_cast<T*>(thread_workspace(
-          WorkspaceSlot::kPackA, static_cast<size_t>(round_up(mc, K::MR) * kc_block) * sizeof(T)));
+      T* pa = direct_a ? nullptr
+                       : static_cast<T*>(thread_workspace(
+                             WorkspaceSlot::kPackA,
+                             static_cast<size_t>(round_up(mc, K::MR) * kc_block) * sizeof(T)));
       for (int64_t ip = 0; ip < n_pc; ++ip) {
         const int64_t pc = ip * kc_block, kc = min64(kc_block, g.k - pc);
-        const EvenSplit panels = even_split(mc, K::MR);
-        for (int64_t q = 0; q < panels.count; ++q)
-          pack_panel<T, K::MR>(pa + q * K::MR * kc, g.a + (ic + panels.start(q)) * g.rs_a + pc * g.cs_a,
-                               g.rs_a, g.cs_a, panels.rows(q), kc);
-        macro_kernel<K>(g, pa, pb + ip * kc_block * nc_max, nullptr, 0, ic, mc, jc, nc, kc,
+        APanels<T> A;
+        if (direct_a) {
+          A.direct = g.a + ic * g.rs_a + pc;
+          A.lda = g.rs_a;
+        } else {
+          const EvenSplit panels = even_split(mc, K::MR);
+          for (int64_t q = 0; q < panels.count; ++q)
+            pack_panel<T, K::MR>(pa + q * K::MR * kc,
+                                 g.a + (ic + panels.start(q)) * g.rs_a + pc * g.cs_a, g.rs_a,
+                                 g.cs_a, panels.rows(q), kc);
+          A.pa = pa;
+        }
+        macro_kernel<K>(g, A, pb + ip * kc_block * nc_max, nullptr, 0, ic, mc, jc, nc, kc,
                         g.accumulate || pc > 0, pc + kc == g.k);
       }
     });
@@ -424,21 +466,30 @@ double tile_efficiency(int64_t m, int64_t n) {
 }
 
 template <class K>
-void gemm(const GemmArgs<typename K::T>& g);
+void gemm_as_given(const GemmArgs<typename K::T>& g);
 
-// A product with fewer columns than a micro-panel (a 10-class head: 10 of 16 columns computed
-// for nothing) and many rows is computed as C.T = op(B).T @ op(A).T into a buffer, whose tiles
-// are then nearly all used (10 rows: two 5-row panels), and copied into C transposed, the
-// epilogue after. Every element is the same FMA chain over the same KC blocks (the product of
-// two floats does not depend on their order), so the bits are those of the direct product.
-// Not when accumulating into C (its old value would be added last instead of first).
+// Some products are computed as C.T = op(B).T @ op(A).T into a buffer, copied into C transposed,
+// the epilogue after:
+//  - narrow: fewer columns than a few micro-panels (a 10-class head: 10 of 16 columns computed
+//    for nothing) and many rows, when the transposed tiles are filled >= 10% better (10 rows: two
+//    5-row panels);
+//  - short: a few rows (above the never-packing kernel's) against a B whose columns run along k
+//    (x @ W.T at batch 32): packing B would transpose all of W for those few rows, while the
+//    transposed product reads W in place as its A (gemm_block's direct A) and packs only x.
+// Every element is the same FMA chain over the same KC blocks (the product of two floats does
+// not depend on their order), so the bits are those of the direct product. Not when
+// accumulating into C (its old value would be added last instead of first).
 template <class K>
 bool transposed_gemm(const GemmArgs<typename K::T>& g) {
   using T = typename K::T;
-  if (g.accumulate || g.n >= 4 * K::NR || g.m < 2 * K::NR ||
-      tile_efficiency<K>(g.n, g.m) < 1.1 * tile_efficiency<K>(g.m, g.n)) {
-    return false;
-  }
+  if (g.accumulate) return false;
+  const bool narrow = g.n < 4 * K::NR && g.m >= 2 * K::NR &&
+                      tile_efficiency<K>(g.n, g.m) >= 1.1 * tile_efficiency<K>(g.m, g.n);
+  const bool short_rows = g.m > kSkinnyMaxM && g.m <= kDirectAMaxPanels * K::NR &&
+                          g.n > kDirectAMaxPanels * K::NR && g.rs_b == 1 && g.cs_b != 1 &&
+                          g.k >= 2 * g.m &&  // the n x k pack saved >= twice the m x n copy added
+                          tile_efficiency<K>(g.n, g.m) >= 0.95 * tile_efficiency<K>(g.m, g.n);
+  if (!narrow && !short_rows) return false;
   T* t = static_cast<T*>(thread_workspace(WorkspaceSlot::kTransposedC,
                                           static_cast<size_t>(g.m * g.n) * sizeof(T)));
   GemmArgs<T> h;
@@ -454,7 +505,7 @@ bool transposed_gemm(const GemmArgs<typename K::T>& g) {
   h.c = t;
   h.ldc = g.m;
   h.act_fns = g.act_fns;
-  gemm<K>(h);  // h.n = g.m >= 2 NR: not transposed again
+  gemm_as_given<K>(h);
   // C[i, j] = t[j, i], in L x L register transposes (t's rows are g.m long: one element per
   // column read would stride a whole row); the last m % L rows of C one element at a time.
   constexpr int64_t L = kTransposeBlock<T>;
@@ -480,6 +531,12 @@ void gemm(const GemmArgs<typename K::T>& g) {
     return;
   }
   if (transposed_gemm<K>(g)) return;
+  gemm_as_given<K>(g);
+}
+
+// gemm for m, n, k > 0, computed in the orientation given.
+template <class K>
+void gemm_as_given(const GemmArgs<typename K::T>& g) {
   const GemmBlocking& bl = blocking<K>();
   // Near-equal KC blocks (k = 784 with KC = 320 -> 264, 264, 256 rather than 320, 320, 144) so no
   // block is a short, slow one; multiples of 8 keep packing on its transpose fast path.

@@ -259,6 +259,46 @@ def test_few_rows_read_b_in_place_with_the_same_bits(isa, threads, dtype, rng):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
+def test_few_rows_against_rows_of_w_give_the_bits_of_tall_products(isa, threads, dtype, rng):
+    # x @ W.T with a few rows of x (a batch of 9..64) is computed as (W @ x.T).T, reading W's
+    # rows in place; rows of C do not depend on each other, so the first rows of a tall product
+    # (300 rows: computed as given) are the oracle, bit for bit, the linear epilogue too.
+    for n, k in [(65, 300), (256, 256), (100, 130), (512, 784), (70, 20)]:
+        w = rng.standard_normal((n, k)).astype(dtype)
+        x_tall = rng.standard_normal((300, k)).astype(dtype)
+        bias = rng.standard_normal(n).astype(dtype)
+        tall = matmul(x_tall, w, trans_b=True)
+        for m in (9, 16, 24, 32, 33, 48, 64, 65):
+            c = matmul(x_tall[:m], w, trans_b=True)
+            assert c.tobytes() == tall[:m].tobytes(), (m, n, k)
+            for act in (None, "relu", "gelu"):
+                pre, pre_tall = np.empty((m, n), dtype), np.empty((300, n), dtype)
+                y = linear(x_tall[:m], w, bias, act, preact=pre)
+                y_tall = linear(x_tall, w, bias, act, preact=pre_tall)
+                assert y.tobytes() == y_tall[:m].tobytes(), (m, n, k, act)
+                assert pre.tobytes() == pre_tall[:m].tobytes()
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_few_columns_read_a_in_place_with_the_same_bits(isa, threads, dtype, rng):
+    # With few columns of C (<= 4 micro-panels) a row-major A is read in place instead of
+    # packed; the same product with A in column-major order (packed, as before) is the oracle,
+    # bit for bit, for plain and transposed B, and accumulating into C.
+    for m, k, n in [(13, 300, 16), (100, 7, 40), (300, 700, 64), (1000, 256, 33), (64, 65, 1),
+                    (777, 40, 50)]:
+        a = rng.standard_normal((m, k)).astype(dtype)
+        a_packed = np.asfortranarray(a)
+        b = rng.standard_normal((k, n)).astype(dtype)
+        for bt in (b, np.ascontiguousarray(b.T).T):
+            assert matmul(a, bt).tobytes() == matmul(a_packed, bt).tobytes(), (m, k, n)
+        start = rng.standard_normal((m, n)).astype(dtype)
+        c, c_packed = start.copy(), start.copy()
+        matmul(a, b, out=c, accumulate=True)
+        matmul(a_packed, b, out=c_packed, accumulate=True)
+        assert c.tobytes() == c_packed.tobytes(), (m, k, n)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
 def test_one_and_two_threads_bit_identical(isa, dtype, rng):
     previous = pydl.get_num_threads()
     shapes = [(32, 512, 784), (600, 70, 500), (129, 257, 65), (700, 650, 300)]
