@@ -248,6 +248,26 @@ def test_accuracy_for_binary_logits_and_callable_metrics():
     assert pydl.train.accuracy(np.eye(3)[[0, 2, 1]], np.eye(3)[[0, 2, 2]]) == 2 / 3
 
 
+def test_accuracy_metric_matches_scikit_learn_and_keeps_its_target_checks():
+    # The metric compares integer labels directly (no per-epoch target checks); scikit-learn's
+    # accuracy_score is the oracle, to the bit, for multiclass, one-hot and binary targets.
+    sk_metrics = pytest.importorskip("sklearn.metrics")
+    rng = np.random.default_rng(4)
+    for n in (1, 7, 1000):
+        logits = rng.standard_normal((n, 5))
+        labels = rng.integers(0, 5, n)
+        want = sk_metrics.accuracy_score(labels, logits.argmax(axis=1))
+        assert pydl.train.accuracy(labels, logits) == want
+        assert pydl.train.accuracy(labels.astype(np.int32), logits) == want
+        assert pydl.train.accuracy(np.eye(5)[labels], logits) == want
+        binary = rng.standard_normal((n, 1))
+        y01 = rng.integers(0, 2, n)
+        assert pydl.train.accuracy(y01, binary) == sk_metrics.accuracy_score(
+            y01, (binary[:, 0] > 0).astype(int))
+    with pytest.raises(ValueError, match="continuous"):
+        pydl.train.accuracy(np.array([0.5, 1.5, 2.0]), rng.standard_normal((3, 3)))
+
+
 def test_training_metrics_use_the_train_mode_outputs_of_the_epoch():
     x, y = blobs(n=30)
     seen = []
