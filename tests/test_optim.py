@@ -649,6 +649,49 @@ def test_step_plan_is_used_for_repeated_gradient_buffers_and_copies_drop_it():
     assert not opt._plan.holds(opt)
 
 
+class _DuckParam:
+    """Not a Tensor: the optimizers take any object with data, grad and requires_grad."""
+
+    def __init__(self, data):
+        self.data, self.grad, self.requires_grad = data, None, True
+
+
+@pytest.mark.parametrize("name", list(PLAN_OPTIMIZERS))
+def test_step_plan_with_duck_typed_parameters(name):
+    # Their arrays are read through the attribute (a Tensor's through its slot); the steps must
+    # match Parameters' bit for bit, the planned ones included.
+    runs = []
+    for make in (Parameter, _DuckParam):
+        rng = np.random.default_rng(2)
+        params = [make(rng.standard_normal((3, 4)).astype(np.float32)) for _ in range(3)]
+        for p in params:
+            p.grad = rng.standard_normal((3, 4)).astype(np.float32)
+        opt = PLAN_OPTIMIZERS[name](params)
+        for _ in range(4):
+            opt.step()
+        assert opt._plan is not None
+        runs.append([p.data.copy() for p in params])
+    for a, b in zip(*runs):
+        assert a.tobytes() == b.tobytes()
+
+
+@pytest.mark.parametrize("name", ["adam", "adamw"])
+def test_step_plan_leaves_an_overflowing_step_count_to_the_full_path(name):
+    rng = np.random.default_rng(3)
+    params = [Parameter(rng.standard_normal((3, 4)).astype(np.float32))]
+    params[0].grad = np.ones((3, 4), np.float32)
+    opt = PLAN_OPTIMIZERS[name](params)
+    opt.step()
+    opt.step()
+    assert opt._plan is not None
+    opt.state[0]["step"] = 2 ** 63 - 1
+    before = params[0].data.copy()
+    with pytest.raises(ValueError, match="64 bits"):
+        opt.step()
+    assert params[0].data.tobytes() == before.tobytes()
+    assert opt.state[0]["step"] == 2 ** 63 - 1
+
+
 @pytest.mark.parametrize("name", list(PLAN_OPTIMIZERS))
 @pytest.mark.parametrize("change", ["read-only param", "read-only state", "grad reshaped"])
 def test_step_plan_notices_arrays_changed_in_place(name, change):

@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <limits>
 #include <sstream>
 #include <string>
 #include <utility>
@@ -563,7 +564,8 @@ void adam_like_update_multi(const char* op, bool decoupled, py::handle params, p
 // strides, flags: all the checks read) with the checked one and returns False, running nothing,
 // when one changed in place; the caller then takes the full path. An Adam update reads each
 // item's "step" from its state dict and, once the kernel accepted the step, stores step + 1 there:
-// all inside one call, so a Ctrl-C (handled between Python bytecodes) cannot split it.
+// all inside one call, so a Ctrl-C (handled between Python bytecodes) cannot split it. Not for
+// concurrent calls (scratch_ and steps_ are members): the optimizer calls it under its lock.
 class PreparedUpdate {
  public:
   PreparedUpdate(MultiUpdate u, bool adam, std::vector<py::dict> states)
@@ -589,6 +591,7 @@ class PreparedUpdate {
         PyErr_Clear();
         return false;
       }
+      if (v < 0 || v == std::numeric_limits<long long>::max()) return false;  // reported there
       steps_[i] = static_cast<int64_t>(v) + 1;
     }
     run_adam(u_, steps_);

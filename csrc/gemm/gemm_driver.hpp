@@ -56,6 +56,15 @@ constexpr int64_t kDirectBMaxPanels = 4;
 // panels: packing A (a transpose) would then cost about as much as the multiply-adds it serves.
 constexpr int64_t kDirectAMaxPanels = 4;
 
+// Reading A in place touches MR rows lda apart at each k step. With a row stride of a multiple
+// of 4 KiB they all fall in one L1 set (address bits 6-11), which holds 8 lines on the CPUs pydl
+// targets: a taller tile (AVX-512's 14 rows) would evict its own rows between k steps, so such
+// shapes pack A.
+template <class K>
+bool direct_a_fits(int64_t lda) {
+  return K::MR <= 8 || (lda * static_cast<int64_t>(sizeof(typename K::T))) % 4096 != 0;
+}
+
 // 8x8 (float) / 4x4 (double) in-register transposes used when packing reads rows that are
 // contiguous along k (A not transposed, B transposed): dst[q * ldd + r] = src[r * lds + q] for
 // r < n, and 0 for n <= r < w (n <= w <= 8 / 4: the rows read, and the lanes stored, which may
@@ -301,7 +310,8 @@ void gemm_block(const GemmArgs<typename K::T>& g, const GemmBlocking& bl, int64_
   // full panels are then read in place instead; the arithmetic, and so the result, is the same.
   const bool direct_b = g.cs_b == 1 && g.m <= kDirectBMaxPanels * K::MR;
   // The mirror image: with few columns of C, A's rows (contiguous along k) are read in place.
-  const bool direct_a = g.cs_a == 1 && j1 - j0 <= kDirectAMaxPanels * K::NR;
+  const bool direct_a =
+      g.cs_a == 1 && j1 - j0 <= kDirectAMaxPanels * K::NR && direct_a_fits<K>(g.rs_a);
   const auto pack_a = [&](int64_t ic, int64_t mc, int64_t pc, int64_t kc) {
     APanels<T> A;
     if (direct_a) {
@@ -408,7 +418,8 @@ void gemm_shared_b(const GemmArgs<typename K::T>& g, const GemmBlocking& bl, int
   nc_max = min64(nc_max, round_up(g.n, K::NR));
   T* pb = static_cast<T*>(
       thread_workspace(WorkspaceSlot::kPackB, static_cast<size_t>(n_pc * kc_block * nc_max) * sizeof(T)));
-  const bool direct_a = g.cs_a == 1 && g.n <= kDirectAMaxPanels * K::NR;  // as gemm_block
+  const bool direct_a =  // as gemm_block
+      g.cs_a == 1 && g.n <= kDirectAMaxPanels * K::NR && direct_a_fits<K>(g.rs_a);
   // Row blocks: at least one per thread, a multiple of the thread count, at most MC rows each.
   int64_t n_ic = round_up(ceil_div(g.m, bl.mc), tasks);
   const EvenSplit ic_split = even_split(ceil_div(g.m, K::MR), ceil_div(ceil_div(g.m, K::MR), n_ic));
@@ -473,9 +484,10 @@ void gemm_as_given(const GemmArgs<typename K::T>& g);
 //  - narrow: fewer columns than a few micro-panels (a 10-class head: 10 of 16 columns computed
 //    for nothing) and many rows, when the transposed tiles are filled >= 10% better (10 rows: two
 //    5-row panels);
-//  - short: a few rows (above the never-packing kernel's) against a B whose columns run along k
-//    (x @ W.T at batch 32): packing B would transpose all of W for those few rows, while the
-//    transposed product reads W in place as its A (gemm_block's direct A) and packs only x.
+//  - short: a few rows (above the never-packing kernel's, at most 4 NR: 64 for AVX2 floats)
+//    against a B whose columns run along k (x @ W.T at batch 32): packing B would transpose all of
+//    W for those few rows, while the transposed product reads W in place as its A (gemm_block's
+//    direct A) and packs only x.
 // Every element is the same FMA chain over the same KC blocks (the product of two floats does
 // not depend on their order), so the bits are those of the direct product. Not when
 // accumulating into C (its old value would be added last instead of first).
@@ -488,7 +500,8 @@ bool transposed_gemm(const GemmArgs<typename K::T>& g) {
   const bool short_rows = g.m > kSkinnyMaxM && g.m <= kDirectAMaxPanels * K::NR &&
                           g.n > kDirectAMaxPanels * K::NR && g.rs_b == 1 && g.cs_b != 1 &&
                           g.k >= 2 * g.m &&  // the n x k pack saved >= twice the m x n copy added
-                          tile_efficiency<K>(g.n, g.m) >= 0.95 * tile_efficiency<K>(g.m, g.n);
+                          tile_efficiency<K>(g.n, g.m) >= 0.95 * tile_efficiency<K>(g.m, g.n) &&
+                          direct_a_fits<K>(g.cs_b);  // B's row stride: the transposed A's
   if (!narrow && !short_rows) return false;
   T* t = static_cast<T*>(thread_workspace(WorkspaceSlot::kTransposedC,
                                           static_cast<size_t>(g.m * g.n) * sizeof(T)));

@@ -121,8 +121,8 @@ class _Plan:
     gradient arrays never match and take the slow path.) The slow path then costs a list walk
     and a handful of dict reads per step less; the identity checks run as C-level map()s."""
 
-    __slots__ = ("items", "run", "groups", "state", "params", "grads", "datas", "reqs",
-                 "indices", "states", "dicts", "keys", "arrays")
+    __slots__ = ("items", "run", "groups", "state", "params", "grads", "data_of", "datas",
+                 "reqs", "indices", "states", "dicts", "keys", "arrays")
 
     def __init__(self, opt, items, run, buffers):
         self.items, self.run = items, run
@@ -131,7 +131,11 @@ class _Plan:
         self.state = opt.state
         params = self.params = [p for g in opt.param_groups for p in g["params"]]
         self.grads = list(map(_grad_of, params))
-        self.datas = list(map(_data_of, params))
+        # Tensor's array slot directly (Parameter.data's property reads it); any other object
+        # with a .data (the optimizers accept duck-typed parameters) through the attribute.
+        self.data_of = _data_of if all(isinstance(p, Tensor) for p in params) \
+            else _attribute_data
+        self.datas = list(map(self.data_of, params))
         self.reqs = list(map(_requires_grad_of, params))
         self.indices = [i for i, _, _ in buffers]
         self.states = [s for _, s, _ in buffers]
@@ -150,7 +154,7 @@ class _Plan:
                 return False
         params = self.params
         return (all(map(_is, map(_grad_of, params), self.grads))
-                and all(map(_is, map(_data_of, params), self.datas))
+                and all(map(_is, map(self.data_of, params), self.datas))
                 and list(map(_requires_grad_of, params)) == self.reqs
                 and all(map(_is, map(self.state.get, self.indices), self.states))
                 and all(map(_is, map(dict.get, self.dicts, self.keys), self.arrays)))
@@ -160,6 +164,7 @@ _is = operator.is_
 _grad_of = operator.attrgetter("grad")
 _requires_grad_of = operator.attrgetter("requires_grad")
 _data_of = Tensor.__dict__["data"].__get__  # the array slot (Parameter.data's property reads it)
+_attribute_data = operator.attrgetter("data")
 
 
 def _hyper_values(group):
