@@ -233,6 +233,33 @@ struct APanels {
   int64_t lda = 0;
 };
 
+// Whether a task with `cols` columns of C reads A in place (the mirror image of reading B in
+// place: with few columns of C, A's rows, contiguous along k, serve few micro-kernel calls).
+template <class K>
+bool reads_a_in_place(const GemmArgs<typename K::T>& g, int64_t cols) {
+  return g.cs_a == 1 && cols <= kDirectAMaxPanels * K::NR && direct_a_fits<K>(g.rs_a);
+}
+
+// A's block of rows [ic, ic + mc) and depths [pc, pc + kc): in place, or packed into pa.
+template <class K>
+APanels<typename K::T> a_block(const GemmArgs<typename K::T>& g, bool in_place,
+                               typename K::T* pa, int64_t ic, int64_t mc, int64_t pc,
+                               int64_t kc) {
+  APanels<typename K::T> A;
+  if (in_place) {
+    A.direct = g.a + ic * g.rs_a + pc;
+    A.lda = g.rs_a;
+    return A;
+  }
+  const EvenSplit panels = even_split(mc, K::MR);
+  for (int64_t t = 0; t < panels.count; ++t)
+    pack_panel<typename K::T, K::MR>(pa + t * K::MR * kc,
+                                     g.a + (ic + panels.start(t)) * g.rs_a + pc * g.cs_a, g.rs_a,
+                                     g.cs_a, panels.rows(t), kc);
+  A.pa = pa;
+  return A;
+}
+
 // C[ic:ic+mc, jc:jc+nc] (+)= A block (mc x kc) @ B block (kc x nc); on the last k block, each
 // tile gets the epilogue while it is still in L1. The B block is packed in pb, except that when
 // b_direct is given, full NR-wide panels are read in place from b_direct (row stride ldb).
@@ -309,22 +336,9 @@ void gemm_block(const GemmArgs<typename K::T>& g, const GemmBlocking& bl, int64_
   // pack, the product ~115 us). When B's rows are contiguous (a plain, not transposed, B) its
   // full panels are then read in place instead; the arithmetic, and so the result, is the same.
   const bool direct_b = g.cs_b == 1 && g.m <= kDirectBMaxPanels * K::MR;
-  // The mirror image: with few columns of C, A's rows (contiguous along k) are read in place.
-  const bool direct_a =
-      g.cs_a == 1 && j1 - j0 <= kDirectAMaxPanels * K::NR && direct_a_fits<K>(g.rs_a);
+  const bool direct_a = reads_a_in_place<K>(g, j1 - j0);
   const auto pack_a = [&](int64_t ic, int64_t mc, int64_t pc, int64_t kc) {
-    APanels<T> A;
-    if (direct_a) {
-      A.direct = g.a + ic * g.rs_a + pc;
-      A.lda = g.rs_a;
-      return A;
-    }
-    const EvenSplit panels = even_split(mc, K::MR);
-    for (int64_t t = 0; t < panels.count; ++t)
-      pack_panel<T, K::MR>(pa + t * K::MR * kc, g.a + (ic + panels.start(t)) * g.rs_a + pc * g.cs_a,
-                           g.rs_a, g.cs_a, panels.rows(t), kc);
-    A.pa = pa;
-    return A;
+    return a_block<K>(g, direct_a, pa, ic, mc, pc, kc);
   };
   for (int64_t jc = j0; jc < j1; jc += NC) {
     const int64_t nc = min64(NC, j1 - jc);
@@ -418,8 +432,7 @@ void gemm_shared_b(const GemmArgs<typename K::T>& g, const GemmBlocking& bl, int
   nc_max = min64(nc_max, round_up(g.n, K::NR));
   T* pb = static_cast<T*>(
       thread_workspace(WorkspaceSlot::kPackB, static_cast<size_t>(n_pc * kc_block * nc_max) * sizeof(T)));
-  const bool direct_a =  // as gemm_block
-      g.cs_a == 1 && g.n <= kDirectAMaxPanels * K::NR && direct_a_fits<K>(g.rs_a);
+  const bool direct_a = reads_a_in_place<K>(g, g.n);
   // Row blocks: at least one per thread, a multiple of the thread count, at most MC rows each.
   int64_t n_ic = round_up(ceil_div(g.m, bl.mc), tasks);
   const EvenSplit ic_split = even_split(ceil_div(g.m, K::MR), ceil_div(ceil_div(g.m, K::MR), n_ic));
@@ -448,19 +461,7 @@ void gemm_shared_b(const GemmArgs<typename K::T>& g, const GemmBlocking& bl, int
                              static_cast<size_t>(round_up(mc, K::MR) * kc_block) * sizeof(T)));
       for (int64_t ip = 0; ip < n_pc; ++ip) {
         const int64_t pc = ip * kc_block, kc = min64(kc_block, g.k - pc);
-        APanels<T> A;
-        if (direct_a) {
-          A.direct = g.a + ic * g.rs_a + pc;
-          A.lda = g.rs_a;
-        } else {
-          const EvenSplit panels = even_split(mc, K::MR);
-          for (int64_t q = 0; q < panels.count; ++q)
-            pack_panel<T, K::MR>(pa + q * K::MR * kc,
-                                 g.a + (ic + panels.start(q)) * g.rs_a + pc * g.cs_a, g.rs_a,
-                                 g.cs_a, panels.rows(q), kc);
-          A.pa = pa;
-        }
-        macro_kernel<K>(g, A, pb + ip * kc_block * nc_max, nullptr, 0, ic, mc, jc, nc, kc,
+        macro_kernel<K>(g, a_block<K>(g, direct_a, pa, ic, mc, pc, kc), pb + ip * kc_block * nc_max, nullptr, 0, ic, mc, jc, nc, kc,
                         g.accumulate || pc > 0, pc + kc == g.k);
       }
     });
