@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <cstdlib>
 #include <mutex>
@@ -32,12 +33,21 @@ int default_threads() {
 
 std::atomic<int> g_num_threads{0};  // 0 = not yet read from the environment
 
-// Workers spin this many pause-iterations (~25 us here: a pause is ~25 ns) after a job before
-// sleeping: back-to-back kernel calls of a training step (a few microseconds apart) then start
-// without a futex wake-up. Not longer: a spinning worker competes with the caller for a core when
-// the machine is oversubscribed (measured with 2^14, ~0.4 ms: a 2-thread MLP step ran up to 1.7x
-// slower than a 1-thread one on a busy 2-core machine; with 2^10 it ran as fast).
+// After a job a worker waits for the next one in three stages:
+//  1. kSpinIterations pause-iterations (~25 us: a pause is ~25 ns): back-to-back kernel calls
+//     (a few microseconds apart) start at once;
+//  2. until kYieldWindow has passed since the job, it polls and yields the core between polls:
+//     the kernels of one training step (tens to hundreds of microseconds apart, with Python or
+//     single-threaded element-wise passes in between) still find it awake, and a runnable thread
+//     that needs this core (the caller, on an oversubscribed machine) gets it at each poll;
+//  3. then it sleeps on the condition variable.
+// Waking a sleeping worker costs 10-100 us on a virtual machine (measured on a 2-vCPU KVM guest:
+// a 2 x 20 us job lost 13 us after a 100 us gap, 30-100 us after 0.3-1 ms); with stage 2 the
+// same jobs lose ~2 us. A pure pause-spin as long as stage 2 competed with the caller for a core
+// on a busy machine (2^14 pauses, ~0.4 ms: a 2-thread MLP step ran up to 1.7x slower than a
+// 1-thread one); yielding does not hold the core against a runnable thread.
 constexpr int kSpinIterations = 1 << 10;
+constexpr std::chrono::microseconds kYieldWindow{1000};
 
 // Spins briefly, then yields: when the machine is oversubscribed the thread we wait for may need
 // this core to finish its task.
@@ -127,11 +137,16 @@ void Pool::worker_loop() {
   t_in_worker = true;
   uint64_t seen = 0;
   for (;;) {
-    // Spin briefly for the next job, then sleep.
+    // Wait for the next job: spin, poll and yield, then sleep (see kSpinIterations).
     int spins = 0;
     while (generation_.load(std::memory_order_acquire) == seen && spins < kSpinIterations) {
       PYDL_PAUSE();
       ++spins;
+    }
+    const auto until = std::chrono::steady_clock::now() + kYieldWindow;
+    while (generation_.load(std::memory_order_acquire) == seen &&
+           std::chrono::steady_clock::now() < until) {
+      std::this_thread::yield();
     }
     Job* job = nullptr;
     {
